@@ -1,0 +1,30 @@
+"""Scaling decisions: pure functions of (now, observations, forecast, policy, state)."""
+
+from autoscaler.cold_start import estimate_cold_start
+from autoscaler.decide import decide
+from autoscaler.decision import Decision, DecisionState, Reason
+from autoscaler.observations import Observations, Reading
+from autoscaler.policy import (
+    PolicyError,
+    RatePolicy,
+    RatePolicyType,
+    ScalingPolicy,
+    ScalingRules,
+    SelectPolicy,
+)
+
+__all__ = [
+    "Decision",
+    "DecisionState",
+    "Observations",
+    "PolicyError",
+    "RatePolicy",
+    "RatePolicyType",
+    "Reading",
+    "Reason",
+    "ScalingPolicy",
+    "ScalingRules",
+    "SelectPolicy",
+    "decide",
+    "estimate_cold_start",
+]

@@ -1,0 +1,196 @@
+"""decide(): one scaling decision from what is measured, what is forecast and what was decided.
+
+Order of operations (DESIGN.md, "The decision"):
+1. every live reactive signal and the forecast's pre-warm ask for a count; the largest wins,
+   so the result is never below what a reactive scaler would ask for;
+2. without a live load signal nothing may scale down: the count is held (HELD_STALE);
+3. a load far above ready capacity is a panic (Knative's): jump at once past windows and rate
+   limits, and hold the panic's peak until the load has been quiet for the scale-down window;
+4. otherwise HPA's behavior applies unchanged (stabilization windows, Pods/Percent policies,
+   min/max), through the same functions the faithful HPA simulator uses.
+The reason is the constraint that bound the published count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from autoscaler.decision import Decision, DecisionState, Reason, Recommendation
+from autoscaler.observations import Observations
+from autoscaler.policy import ScalingPolicy
+from autoscaler.prewarm import Prewarm, prewarm
+from autoscaler.reactive import reactive_recommendations
+from autoscaler.stabilization import Limit, rate_limit, record_scale_event, stabilize
+from forecasting.forecast import Forecast
+
+# On a tie the reactive signal is named: it is measured, the forecast is inferred.
+_SIGNAL_REASONS = {
+    "load": Reason.LOAD,
+    "latency": Reason.LATENCY,
+    "queue": Reason.QUEUE,
+    "gpu": Reason.GPU,
+    "forecast": Reason.FORECAST,
+}
+_LIMIT_REASONS = {
+    Limit.SCALE_UP_LIMIT: Reason.RATE_LIMITED,
+    Limit.SCALE_DOWN_LIMIT: Reason.RATE_LIMITED,
+    Limit.TOO_MANY: Reason.MAX,
+    Limit.TOO_FEW: Reason.MIN,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """The blended ask before behavior rules: the count and the reason it is that count."""
+
+    replicas: int
+    reason: Reason
+
+
+def decide(
+    now: float,
+    observations: Observations,
+    forecast: Forecast | None,
+    policy: ScalingPolicy,
+    state: DecisionState,
+) -> tuple[Decision, DecisionState]:
+    """The replica count to publish at `now` and the state for the next call.
+
+    `policy` must be validated. Raises ValueError on impossible observations (negative replica
+    counts, a non-finite or negative `now`).
+    """
+    _check(now, observations)
+    asked = reactive_recommendations(now, observations, policy)
+    ahead = prewarm(now, observations, forecast, policy)
+    if ahead is not None:
+        asked["forecast"] = ahead.replicas
+    current = observations.current_replicas
+    if current is None:
+        return _hold_unknown_scale(now, asked, ahead, policy, state)
+
+    wanted = _blend(asked, current)
+    state = _track_panic(now, asked.get("load"), observations, policy, state)
+    if state.last_panic_at is not None:
+        replicas, reason = _panic(wanted, current, policy, state)
+        # The raw ask, as HPA stores it: once the panic ends, the down window judges quiet asks.
+        recommendations = (*state.recommendations, Recommendation(now, wanted.replicas))
+    else:
+        replicas, reason, recommendations = _behave(now, wanted, current, policy, state)
+    events = record_scale_event(
+        now, current, replicas, state.scale_events, policy.scale_up, policy.scale_down
+    )
+    state = replace(state, recommendations=recommendations, scale_events=events, last_replicas=replicas)
+    return _decision(now, replicas, reason, asked, ahead), state
+
+
+def _check(now: float, observations: Observations) -> None:
+    if not math.isfinite(now) or now < 0:
+        raise ValueError(f"now={now!r} must be a finite, non-negative Unix time in seconds")
+    for name in ("current_replicas", "ready_replicas"):
+        count = getattr(observations, name)
+        if count is not None and count < 0:
+            raise ValueError(f"observations.{name}={count!r} must be >= 0")
+
+
+def _blend(asked: dict[str, int], current: int) -> _Wanted:
+    """The largest ask; without a live load signal, never below the current count."""
+    if not asked:
+        return _Wanted(current, Reason.HELD_STALE)
+    name = max(asked, key=lambda signal: asked[signal])  # dicts keep SIGNALS order: ties go reactive
+    wanted = _Wanted(asked[name], _SIGNAL_REASONS[name])
+    if "load" not in asked and wanted.replicas <= current:
+        return _Wanted(current, Reason.HELD_STALE)
+    return wanted
+
+
+def _track_panic(
+    now: float,
+    load_replicas: int | None,
+    observations: Observations,
+    policy: ScalingPolicy,
+    state: DecisionState,
+) -> DecisionState:
+    """Enter or extend a panic when the load needs `panic_threshold` times the ready replicas
+    (with 4 ready and threshold 2, a load needing 8 or more); leave it once no tick has been over
+    for the scale-down window."""
+    ready = observations.ready_replicas
+    if ready is None:
+        ready = observations.current_replicas or 0
+    over = load_replicas is not None and load_replicas / max(1, ready) >= policy.panic_threshold
+    if over:
+        return replace(state, last_panic_at=now, panic_replicas=max(state.panic_replicas, load_replicas or 0))
+    quiet_since = state.last_panic_at
+    if quiet_since is not None and now - quiet_since >= policy.scale_down.stabilization_window_seconds:
+        return replace(state, last_panic_at=None, panic_replicas=0)
+    return state
+
+
+def _panic(wanted: _Wanted, current: int, policy: ScalingPolicy, state: DecisionState) -> tuple[int, Reason]:
+    replicas = max(current, wanted.replicas, state.panic_replicas)
+    if replicas > policy.max_replicas:
+        return policy.max_replicas, Reason.MAX
+    if replicas < policy.min_replicas:
+        return policy.min_replicas, Reason.MIN
+    # A signal asking more than the panic peak (the forecast, say) still names itself.
+    return replicas, wanted.reason if wanted.replicas > state.panic_replicas else Reason.PANIC
+
+
+def _behave(
+    now: float, wanted: _Wanted, current: int, policy: ScalingPolicy, state: DecisionState
+) -> tuple[int, Reason, tuple[Recommendation, ...]]:
+    """HPA's normalizeDesiredReplicasWithBehaviors: windows, then rate limits and min/max."""
+    stabilized, recommendations = stabilize(
+        now, wanted.replicas, current, state.recommendations, policy.scale_up, policy.scale_down
+    )
+    limited, limit = rate_limit(
+        now,
+        stabilized,
+        current,
+        policy.min_replicas,
+        policy.max_replicas,
+        state.scale_events,
+        policy.scale_up,
+        policy.scale_down,
+    )
+    # rate_limit leaves an unchanged count alone, even one outside bounds the user just moved.
+    if limited > policy.max_replicas:
+        return policy.max_replicas, Reason.MAX, recommendations
+    if limited < policy.min_replicas:
+        return policy.min_replicas, Reason.MIN, recommendations
+    if limit is not Limit.WITHIN_RANGE:
+        return limited, _LIMIT_REASONS[limit], recommendations
+    if stabilized != wanted.replicas:
+        return limited, Reason.STABILIZED, recommendations
+    return limited, wanted.reason, recommendations
+
+
+def _hold_unknown_scale(
+    now: float, asked: dict[str, int], ahead: Prewarm | None, policy: ScalingPolicy, state: DecisionState
+) -> tuple[Decision, DecisionState]:
+    """The scale target's count is unknown (API error, not created yet): publish the last count,
+    raised to any signal asking for more; on the very first tick, what the signals ask within
+    [min, max]. Windows and events are left alone: nothing was measured against a known count."""
+    held = state.last_replicas if state.last_replicas is not None else policy.min_replicas
+    wanted = _blend(asked, held)
+    replicas = max(held, wanted.replicas)
+    reason = Reason.HELD_STALE if replicas == held else wanted.reason
+    if replicas > policy.max_replicas:
+        replicas, reason = policy.max_replicas, Reason.MAX
+    elif replicas < policy.min_replicas:
+        replicas, reason = policy.min_replicas, Reason.MIN
+    return _decision(now, replicas, reason, asked, ahead), replace(state, last_replicas=replicas)
+
+
+def _decision(
+    now: float, replicas: int, reason: Reason, asked: dict[str, int], ahead: Prewarm | None
+) -> Decision:
+    return Decision(
+        at=now,
+        replicas=replicas,
+        reason=reason,
+        recommendations=dict(asked),
+        forecast_rps=None if ahead is None else ahead.rps,
+        lead_seconds=0.0 if ahead is None else ahead.lead_seconds,
+        forecast_trust=0.0 if ahead is None else ahead.trust,
+    )

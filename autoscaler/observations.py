@@ -1,0 +1,40 @@
+"""What the decision core knows about a workload at one instant.
+
+Every signal is `Reading | None`: `None` means the adapter had no usable value (no series, NaN,
+error). Staleness is judged here in the core from `observed_at`, never guessed in an adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One measured value and the Unix time (seconds) it describes."""
+
+    value: float
+    observed_at: float
+
+    def age_seconds(self, now: float) -> float:
+        return max(0.0, now - self.observed_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Observations:
+    """A snapshot of one workload.
+
+    Units: `load` in requests per second (whole workload), `p99_latency` in seconds,
+    `queue_depth` in requests waiting (whole workload), `gpu_utilization` as a ratio 0..1
+    averaged over the workload's GPUs, `cold_start_seconds` the learned create->Ready time.
+    `current_replicas` is the scale target's spec.replicas; `ready_replicas` its ready pods.
+    """
+
+    at: float
+    current_replicas: int | None
+    ready_replicas: int | None = None
+    load: Reading | None = None
+    p99_latency: Reading | None = None
+    queue_depth: Reading | None = None
+    gpu_utilization: Reading | None = None
+    cold_start_seconds: float | None = None

@@ -1,0 +1,157 @@
+"""ScalingPolicy: what a workload's owner asks of the autoscaler, validated once at load.
+
+Defaults follow the HPA v2 API defaults for `behavior` (k8s-contract.md section 3.9) so that a
+user who knows HPA gets no surprise, and the Knative panic threshold of 200 %.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class SelectPolicy(StrEnum):
+    MAX = "Max"
+    MIN = "Min"
+    DISABLED = "Disabled"
+
+
+class RatePolicyType(StrEnum):
+    PODS = "Pods"
+    PERCENT = "Percent"
+
+
+class PolicyError(ValueError):
+    """A policy field is out of range; the message names the field, the value and the range."""
+
+
+@dataclass(frozen=True, slots=True)
+class RatePolicy:
+    """At most `value` pods (or percent of the start count) change per `period_seconds`."""
+
+    type: RatePolicyType
+    value: int
+    period_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingRules:
+    """One direction of HPA `behavior`: stabilization window, rate policies and how to combine them."""
+
+    stabilization_window_seconds: float
+    select_policy: SelectPolicy = SelectPolicy.MAX
+    policies: tuple[RatePolicy, ...] = ()
+
+
+def default_scale_up() -> ScalingRules:
+    return ScalingRules(
+        stabilization_window_seconds=0.0,
+        select_policy=SelectPolicy.MAX,
+        policies=(
+            RatePolicy(RatePolicyType.PODS, 4, 15.0),
+            RatePolicy(RatePolicyType.PERCENT, 100, 15.0),
+        ),
+    )
+
+
+def default_scale_down() -> ScalingRules:
+    return ScalingRules(
+        stabilization_window_seconds=300.0,
+        select_policy=SelectPolicy.MAX,
+        policies=(RatePolicy(RatePolicyType.PERCENT, 100, 15.0),),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingPolicy:
+    """Targets, bounds and behavior for one workload.
+
+    A replica serves `replica_capacity_rps` requests per second flat out; the load signal asks for
+    enough replicas to run each at `target_utilization` of that. Optional thresholds turn the
+    latency, queue and GPU signals on. The forecast is read at `forecast_quantile` over
+    [now, now + cold start + `decision_delay_seconds`] and inflated by `forecast_headroom`.
+    """
+
+    replica_capacity_rps: float
+    target_utilization: float = 0.7
+    min_replicas: int = 1
+    max_replicas: int = 100
+    p99_latency_target_seconds: float | None = None
+    queue_depth_target_per_replica: float | None = None
+    gpu_utilization_target: float | None = None
+    tolerance: float = 0.1
+    panic_threshold: float = 2.0
+    stale_after_seconds: float = 90.0
+    forecast_quantile: float = 0.9
+    forecast_headroom: float = 0.0
+    max_forecast_error: float = 0.5
+    default_cold_start_seconds: float = 120.0
+    decision_delay_seconds: float = 30.0
+    scale_up: ScalingRules = field(default_factory=default_scale_up)
+    scale_down: ScalingRules = field(default_factory=default_scale_down)
+
+    @property
+    def target_rps_per_replica(self) -> float:
+        return self.replica_capacity_rps * self.target_utilization
+
+    def validate(self) -> ScalingPolicy:
+        """Return self, or raise PolicyError naming the first bad field, its value and the range."""
+        _check(self.replica_capacity_rps > 0, "replica_capacity_rps", self.replica_capacity_rps, "> 0")
+        _check(0 < self.target_utilization <= 1, "target_utilization", self.target_utilization, "(0, 1]")
+        _check(self.min_replicas >= 0, "min_replicas", self.min_replicas, ">= 0")
+        _check(
+            self.max_replicas >= max(1, self.min_replicas),
+            "max_replicas",
+            self.max_replicas,
+            f">= max(1, min_replicas={self.min_replicas})",
+        )
+        for name in ("p99_latency_target_seconds", "queue_depth_target_per_replica"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, name, value, "> 0 or unset")
+        gpu = self.gpu_utilization_target
+        _check(gpu is None or 0 < gpu <= 1, "gpu_utilization_target", gpu, "(0, 1] or unset")
+        _check(0 <= self.tolerance < 1, "tolerance", self.tolerance, "[0, 1)")
+        _check(self.panic_threshold > 1, "panic_threshold", self.panic_threshold, "> 1")
+        _check(self.stale_after_seconds > 0, "stale_after_seconds", self.stale_after_seconds, "> 0")
+        _check(0 < self.forecast_quantile < 1, "forecast_quantile", self.forecast_quantile, "(0, 1)")
+        _check(0 <= self.forecast_headroom <= 10, "forecast_headroom", self.forecast_headroom, "[0, 10]")
+        _check(self.max_forecast_error > 0, "max_forecast_error", self.max_forecast_error, "> 0")
+        _check(
+            0 <= self.default_cold_start_seconds <= 3600,
+            "default_cold_start_seconds",
+            self.default_cold_start_seconds,
+            "[0, 3600]",
+        )
+        _check(
+            0 <= self.decision_delay_seconds <= 600,
+            "decision_delay_seconds",
+            self.decision_delay_seconds,
+            "[0, 600]",
+        )
+        for direction, rules in (("scale_up", self.scale_up), ("scale_down", self.scale_down)):
+            _check(
+                0 <= rules.stabilization_window_seconds <= 3600,
+                f"{direction}.stabilization_window_seconds",
+                rules.stabilization_window_seconds,
+                "[0, 3600]",
+            )
+            _check(
+                bool(rules.policies) or rules.select_policy is SelectPolicy.DISABLED,
+                f"{direction}.policies",
+                rules.policies,
+                "at least one policy unless select_policy is Disabled",
+            )
+            for i, rate in enumerate(rules.policies):
+                _check(rate.value > 0, f"{direction}.policies[{i}].value", rate.value, "> 0")
+                _check(
+                    1 <= rate.period_seconds <= 1800,
+                    f"{direction}.policies[{i}].period_seconds",
+                    rate.period_seconds,
+                    "[1, 1800]",
+                )
+        return self
+
+
+def _check(ok: bool, name: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise PolicyError(f"{name}={value!r} is out of range: allowed {allowed}")

@@ -1,0 +1,86 @@
+"""Must-show table: every policy on three real traces, cost relative to the oracle.
+
+Usage: .venv/bin/python bench/replay_table.py [--cold-start-seconds 300] [--policies ...]
+Rows are traces; for each policy the columns are its violation_ratio and its replica_hours
+divided by the oracle's. Policies not available in this build are reported and left out.
+Skips (exit 0) when ../shared/data is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from sidecar.replay_command import POLICIES, ReplayError, build_policy, default_capacity_rps, scaling_policy
+from simulator.metrics_pipeline import TraceMetrics
+from simulator.replay import ReplaySettings, replay
+from simulator.report import scores
+from simulator.trace import read_trace
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+TRACES = (
+    "nasa-http-1995/series_jul.csv",
+    "alibaba-servegen-llm/series_m-large_10min.csv",
+    "azure-llm-inference-2023/series_conv_1s.csv",
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cold-start-seconds", type=int, default=120)
+    parser.add_argument("--policies", default=",".join(POLICIES))
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        print(f"skipped: {DATA} is absent")
+        return 0
+    names = args.policies.split(",")
+    rows = []
+    timings = []
+    available: list[str] = []
+    for relative in TRACES:
+        trace = read_trace(DATA / relative)
+        settings = ReplaySettings(
+            replica_capacity_rps=default_capacity_rps(trace), cold_start_seconds=args.cold_start_seconds
+        )
+        scaling = scaling_policy(settings)
+        policies = []
+        for name in names:
+            try:
+                policies.append(build_policy(name, settings, scaling))
+            except ReplayError as error:
+                print(f"left out: {error}", file=sys.stderr)
+        demand = trace.demand_per_second()
+        began = time.perf_counter()
+        run = replay(
+            trace.source,
+            demand,
+            trace.start_seconds,
+            TraceMetrics(demand, trace.start_seconds),
+            settings,
+            policies,
+        )
+        timings.append((relative, len(demand), time.perf_counter() - began))
+        figures = {s.name: s for s in scores(run)}
+        available = list(figures)
+        oracle = figures["oracle"].replica_hours if "oracle" in figures else None
+        cells = []
+        for name in available:
+            cost = f"{figures[name].replica_hours / oracle:.2f}" if oracle else "-"
+            cells += [f"{figures[name].violation_ratio:.4f}", cost]
+        rows.append(f"| {relative} | " + " | ".join(cells) + " |")
+    print(f"cold start {args.cold_start_seconds} s, capacity p99/20, target utilization 0.7\n")
+    header = " | ".join(f"{n} violation | {n} cost/oracle" for n in available)
+    print(f"| trace | {header} |")
+    print("|---|" + "---:|" * (2 * len(available)))
+    print("\n".join(rows))
+    print("\n| trace | simulated seconds | wall seconds (all policies) |\n|---|---:|---:|")
+    for relative, seconds, wall in timings:
+        print(f"| {relative} | {seconds} | {wall:.1f} |")
+    print(f"\ntotal wall: {sum(w for _, _, w in timings):.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

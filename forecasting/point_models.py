@@ -1,0 +1,140 @@
+"""Forecasters built from a point path plus empirical (conformal) residual quantiles.
+
+Fitting replays the model at recent past origins of the same series and keeps, per lead, the
+relative errors it made; predicting adds their quantiles to today's point path. Any point model
+thus gets quantiles calibrated on its own recent mistakes, and fitting costs one vectorised call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from forecasting.forecast import Forecast
+from forecasting.series import LoadSeries
+
+# values, origins, horizon_steps -> one point path per origin.
+PointPaths = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+# visible history -> PointPaths: seasonal periods become steps, and seasonal shapes are learned,
+# at fit time.
+PathsFor = Callable[[LoadSeries], PointPaths]
+
+CALIBRATION_ORIGINS = 96
+# Leads beyond this share the residuals of the last calibrated lead: pre-warming needs 30 min at most.
+CALIBRATION_HORIZON_SECONDS = 1800.0
+# History a prediction reads: the weekly seasonal model needs a week plus the horizon.
+LOOKBACK_SECONDS = 8 * 86400.0
+# The history is cut at a whole number of weeks from its start, so that a shape learned on the
+# whole history (indexed by time since the series start) keeps its phase.
+WEEK_SECONDS = 7 * 86400.0
+
+
+def horizon_steps_for(lead_seconds: float, step_seconds: float) -> int:
+    """Steps needed to cover a lead; a lead shorter than a step rounds up to one step
+    (a 60 s lead on a 600 s series is the first step)."""
+    return max(1, math.ceil(lead_seconds / step_seconds - 1e-9))
+
+
+@dataclass(frozen=True, slots=True)
+class ResidualQuantiles:
+    """Relative errors (actual - point) / scale, one column per lead, rows are past origins."""
+
+    relative_errors: np.ndarray
+    scale_floor_rps: float
+
+    def paths(self, points: np.ndarray, quantiles: Sequence[float]) -> dict[float, np.ndarray]:
+        """Quantile paths around `points` (one path, or a matrix with one path per row)."""
+        horizon = points.shape[-1]
+        leads = np.minimum(np.arange(horizon), self.relative_errors.shape[1] - 1)
+        # The floor keeps the spread alive when the point is ~0: 1% of the mean load.
+        scale = np.maximum(points, self.scale_floor_rps)
+        ordered = sorted(quantiles)
+        if len(self.relative_errors) and not np.all(np.isnan(self.relative_errors)):
+            offsets = np.nan_to_num(np.nanquantile(self.relative_errors, ordered, axis=0))[:, leads]
+        else:
+            offsets = np.zeros((len(ordered), horizon))
+        return {
+            q: np.maximum(points + offset * scale, 0.0) for q, offset in zip(ordered, offsets, strict=True)
+        }
+
+
+def calibration_origins(length: int, min_history: int, count: int, horizon: int) -> np.ndarray:
+    """Up to `count` evenly spaced past origins whose whole horizon is inside the history."""
+    last = length - horizon
+    if last <= min_history:
+        return np.empty(0, dtype=int)
+    first = max(min_history, last - count * max(1, horizon // 2))
+    return np.unique(np.linspace(first, last, num=min(count, last - first + 1)).astype(int))
+
+
+def relative_errors(
+    point_paths: PointPaths, values: np.ndarray, origins: np.ndarray, horizon: int, floor: float
+) -> np.ndarray:
+    if len(origins) == 0:
+        return np.empty((0, horizon))
+    points = point_paths(values, origins, horizon)
+    actual = values[origins[:, None] + np.arange(horizon)[None, :]]
+    return (actual - points) / np.maximum(points, floor)
+
+
+def scale_floor(values: np.ndarray) -> float:
+    known = values[~np.isnan(values)]
+    return max(0.01 * float(np.mean(known)), 1e-9) if len(known) else 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class FittedPointModel:
+    name: str
+    point_paths: PointPaths
+    residuals: ResidualQuantiles
+
+    def predict(self, history: LoadSeries, horizon_steps: int, quantiles: Sequence[float]) -> Forecast:
+        visible = history.visible()
+        lookback = int(LOOKBACK_SECONDS / visible.step_seconds) + horizon_steps
+        week_steps = max(1, round(WEEK_SECONDS / visible.step_seconds))
+        dropped = max(0, len(visible.values) - lookback)
+        values = visible.values[dropped - dropped % week_steps :]
+        point = self.point_paths(values, np.array([len(values)]), horizon_steps)[0]
+        return Forecast(
+            start=visible.end,
+            step_seconds=visible.step_seconds,
+            quantiles=self.residuals.paths(point, quantiles),
+            model=self.name,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PointModel:
+    """A Forecaster from a point-path function; `min_history_seconds` is what it needs to be
+    worth calibrating (shorter history still fits: the point functions fall back to flat)."""
+
+    name: str
+    paths_for: PathsFor
+    min_history_seconds: float = 0.0
+
+    def fit(self, history: LoadSeries) -> FittedPointModel:
+        visible = history.visible()
+        point_paths = self.paths_for(visible)
+        return FittedPointModel(
+            self.name, point_paths, calibrate(visible, point_paths, self.min_history_seconds)
+        )
+
+
+def calibrate(visible: LoadSeries, point_paths: PointPaths, min_history_seconds: float) -> ResidualQuantiles:
+    """Relative errors of `point_paths` at up to CALIBRATION_ORIGINS recent past origins."""
+    horizon = horizon_steps_for(CALIBRATION_HORIZON_SECONDS, visible.step_seconds)
+    values = visible.values
+    floor = scale_floor(values)
+    min_history = max(1, int(min_history_seconds / visible.step_seconds))
+    origins = calibration_origins(len(values), min_history, CALIBRATION_ORIGINS, horizon)
+    if len(origins) < 8:
+        # Too short to replay the model: one-step changes of the whole history, the spread
+        # of a random walk, are a wider and safer stand-in than no spread at all.
+        origins = calibration_origins(len(values), 1, len(values), 1)
+        errors = relative_errors(point_paths, values, origins, 1, floor)
+        return ResidualQuantiles(errors[~np.isnan(errors).all(axis=1)], floor)
+    errors = relative_errors(point_paths, values, origins, horizon, floor)
+    return ResidualQuantiles(errors, floor)

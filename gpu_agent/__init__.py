@@ -1,0 +1,1 @@
+"""Per-node GPU agent: reads NVML, attributes GPUs to pods, exports Prometheus metrics."""

@@ -1,0 +1,148 @@
+"""KEDA external scaler (grpc.aio) answering from the latest published decisions.
+
+Trigger metadata: `workload` names the workload (defaults to the ScaledObject's name) in the
+ScaledObject's namespace. GetMetricSpec asks for `desired_replicas` with a target of 1, so KEDA's
+default AverageValue HPA computes ceil(7 / 1) = 7 replicas for a decision of 7.
+Missing or stale decisions are a gRPC UNAVAILABLE error, never a 0: KEDA then keeps the current
+scale (or applies its configured fallback) instead of scaling down.
+Every replica of the sidecar reads the same published decisions and keeps no per-caller state, so
+KEDA's round-robin over replicas gets the same answers from each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import grpc
+
+from metrics_adapter import externalscaler_pb2 as pb
+from metrics_adapter import externalscaler_pb2_grpc as pb_grpc
+from metrics_adapter.published_metrics import DecisionSource, is_fresh
+from sidecar.latest_decisions import PublishedDecision
+
+DESIRED_REPLICAS_METRIC = "desired_replicas"
+
+
+@dataclass(frozen=True, slots=True)
+class KedaScalerSettings:
+    """`stream_interval_seconds`: how often StreamIsActive re-reads the decision (KEDA acts on a `true`
+    push at once, so this bounds how late a pre-warm can start)."""
+
+    max_age_seconds: float
+    clock: Callable[[], float] = time.time
+    stream_interval_seconds: float = 1.0
+
+
+def wants_active(item: PublishedDecision) -> bool:
+    """Active when the decision wants replicas or the forecast expects load within the lead time.
+
+    The decision already looks one cold start ahead, so a workload at zero whose forecast says
+    traffic arrives in 40 s (lead 60 s) reports active now and is warm when the first request lands.
+    """
+    return item.decision.replicas > 0 or (item.decision.forecast_rps or 0.0) > 0.0
+
+
+class _NoDecisionError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class PredictiveExternalScaler(pb_grpc.ExternalScalerServicer):
+    def __init__(self, source: DecisionSource, settings: KedaScalerSettings) -> None:
+        self._source = source
+        self._settings = settings
+
+    def _decision(self, ref: pb.ScaledObjectRef) -> PublishedDecision:
+        """The fresh decision for `ref`; raises _NoDecisionError saying why there is none."""
+        workload = ref.scalerMetadata.get("workload") or ref.name
+        if not ref.namespace or not workload:
+            raise _NoDecisionError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "ScaledObjectRef needs a namespace and a name (or scalerMetadata.workload)",
+            )
+        item = self._source.get(ref.namespace, workload)
+        if item is None:
+            raise _NoDecisionError(
+                grpc.StatusCode.UNAVAILABLE, f"no decision published yet for {ref.namespace}/{workload}"
+            )
+        if not is_fresh(item, self._settings.clock(), self._settings.max_age_seconds):
+            raise _NoDecisionError(
+                grpc.StatusCode.UNAVAILABLE, f"the newest decision for {ref.namespace}/{workload} is stale"
+            )
+        return item
+
+    async def _require(self, ref: pb.ScaledObjectRef, context: grpc.aio.ServicerContext) -> PublishedDecision:
+        try:
+            return self._decision(ref)
+        except _NoDecisionError as missing:
+            await context.abort(missing.code, missing.message)
+            raise  # abort() always raises; this line only tells the type checker
+
+    async def IsActive(  # noqa: N802 - gRPC method names come from the proto
+        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
+    ) -> pb.IsActiveResponse:
+        item = await self._require(request, context)
+        return pb.IsActiveResponse(result=wants_active(item))
+
+    async def StreamIsActive(  # noqa: N802
+        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.IsActiveResponse]:
+        last: bool | None = None
+        while True:
+            try:
+                item = self._decision(request)
+            except _NoDecisionError as missing:
+                if missing.code is grpc.StatusCode.INVALID_ARGUMENT:
+                    await context.abort(missing.code, missing.message)
+                # Missing data pushes nothing: KEDA ignores `false` pushes and must not see a fake one.
+                item = None
+            if item is not None and (active := wants_active(item)) != last:
+                yield pb.IsActiveResponse(result=active)
+                last = active
+            await asyncio.sleep(self._settings.stream_interval_seconds)
+
+    async def GetMetricSpec(  # noqa: N802
+        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
+    ) -> pb.GetMetricSpecResponse:
+        return pb.GetMetricSpecResponse(
+            metricSpecs=[pb.MetricSpec(metricName=DESIRED_REPLICAS_METRIC, targetSize=1, targetSizeFloat=1.0)]
+        )
+
+    async def GetMetrics(  # noqa: N802
+        self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetMetricsResponse:
+        item = await self._require(request.scaledObjectRef, context)
+        replicas = item.decision.replicas
+        return pb.GetMetricsResponse(
+            metricValues=[
+                pb.MetricValue(
+                    metricName=request.metricName or DESIRED_REPLICAS_METRIC,
+                    metricValue=replicas,
+                    metricValueFloat=float(replicas),
+                )
+            ]
+        )
+
+
+def build_keda_server(
+    source: DecisionSource,
+    settings: KedaScalerSettings,
+    address: str,
+    tls: tuple[bytes, bytes] | None = None,
+) -> tuple[grpc.aio.Server, int]:
+    """A grpc.aio server (not started) and its bound port; `tls` is (certificate PEM, key PEM).
+
+    Start with `await server.start()`, stop with `await server.stop(grace_seconds)`.
+    """
+    server = grpc.aio.server()
+    pb_grpc.add_ExternalScalerServicer_to_server(PredictiveExternalScaler(source, settings), server)
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, grpc.ssl_server_credentials([(tls[1], tls[0])]))
+    return server, port

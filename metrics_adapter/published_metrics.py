@@ -1,0 +1,68 @@
+"""The metrics we publish and how each is read from a PublishedDecision.
+
+Chosen so the consumer's own formula lands on our recommendation:
+- `desired_replicas`: Decision.replicas. With an HPA `AverageValue` target of 1 the HPA computes
+  ceil(desired / 1) = desired, e.g. 7 -> 7 replicas (KEDA: targetSize 1 does the same).
+- `forecast_requests_per_second`: the forecast peak load (after trust and headroom) over the lead time.
+  With an `AverageValue` target of the per-replica capacity in rps, the HPA computes
+  ceil(forecast / capacity), e.g. ceil(130 rps / 20 rps) = 7 replicas.
+A metric with no value yet (no forecast) is missing, never 0, so it can never scale a workload down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from sidecar.latest_decisions import PublishedDecision
+
+
+class DecisionSource(Protocol):
+    """What the servers read from the control loop's hand-over point (sidecar.LatestDecisions)."""
+
+    def get(self, namespace: str, workload: str) -> PublishedDecision | None: ...
+
+    def all(self) -> list[PublishedDecision]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedMetric:
+    name: str
+    description: str
+    read: Callable[[PublishedDecision], float | None]
+
+
+def _desired_replicas(item: PublishedDecision) -> float | None:
+    return float(item.decision.replicas)
+
+
+def _forecast_rps(item: PublishedDecision) -> float | None:
+    return item.decision.forecast_rps
+
+
+PUBLISHED_METRICS: Mapping[str, PublishedMetric] = {
+    metric.name: metric
+    for metric in (
+        PublishedMetric(
+            "desired_replicas",
+            "Replica count the autoscaler recommends; use an AverageValue target of 1.",
+            _desired_replicas,
+        ),
+        PublishedMetric(
+            "forecast_requests_per_second",
+            "Forecast peak requests per second over the lead time; use an AverageValue target of "
+            "the per-replica capacity in rps.",
+            _forecast_rps,
+        ),
+    )
+}
+
+
+def selectable_labels(item: PublishedDecision) -> dict[str, str]:
+    """Labels a selector can match: the configured ones, with namespace and workload always true."""
+    return {**item.labels, "namespace": item.namespace, "workload": item.workload}
+
+
+def is_fresh(item: PublishedDecision, now: float, max_age_seconds: float) -> bool:
+    return now - item.published_at <= max_age_seconds

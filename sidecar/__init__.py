@@ -1,0 +1,1 @@
+"""The sidecar process: outbound adapters, control loop, settings and the composition root."""

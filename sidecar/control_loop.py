@@ -1,0 +1,384 @@
+"""The control loop: per workload and per tick, read -> refit when due -> decide -> publish.
+
+`tick()` is one pass over every workload, run concurrently, each under its own timeout so one
+workload's slow query or exception never holds up another; `run()` schedules it every
+`tick_seconds` until asked to stop, and always finishes the tick in progress (SIGTERM drains).
+
+Fitting runs in an executor and is picked up by a later tick, so a model that takes 30 s to fit
+never delays a decision; until it lands the previous model (or none: reactive only) is used.
+A signal whose query fails keeps its last good `Reading`, so its age keeps growing and the core
+holds the replica count once the reading is stale, instead of seeing a made-up value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from autoscaler.decision import Decision, DecisionState
+from autoscaler.observations import Observations, Reading
+from autoscaler.policy import ScalingPolicy
+from forecasting.forecast import Forecast
+from forecasting.model import FittedForecaster, Forecaster
+from forecasting.series import LoadSeries
+from sidecar.clock import Clock, sleep_unless_stopped
+from sidecar.latest_decisions import LatestDecisions, PublishedDecision
+from sidecar.logs import WorkloadLogger, log_decision_change, workload_logger
+from sidecar.prometheus_reader import render_query
+from sidecar.settings import LoopSettings, WorkloadSettings
+
+log = logging.getLogger(__name__)
+
+SIGNALS = ("load", "p99_latency", "queue_depth", "gpu_utilization")
+
+
+class SignalReader(Protocol):
+    async def instant(self, query: str, at: float) -> Reading | None: ...
+
+    async def history(
+        self, query: str, start: float, end: float, step_seconds: float
+    ) -> LoadSeries | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaCount:
+    """The scale target's spec.replicas and its ready pods."""
+
+    spec: int
+    ready: int | None
+
+
+class ReplicaReader(Protocol):
+    async def read_replicas(self, namespace: str, kind: str, name: str) -> ReplicaCount | None: ...
+
+
+class ColdStartSource(Protocol):
+    def cold_start_seconds(self, namespace: str, workload: str) -> float | None:
+        """The learned create->Ready time, None until enough pods were seen."""
+        ...
+
+
+class DecideFunction(Protocol):
+    def __call__(
+        self,
+        now: float,
+        observations: Observations,
+        forecast: Forecast | None,
+        policy: ScalingPolicy,
+        state: DecisionState,
+    ) -> tuple[Decision, DecisionState]: ...
+
+
+ModelRegistry = Mapping[str, Callable[[], Forecaster]]
+
+
+@dataclass(frozen=True, slots=True)
+class LoopPorts:
+    """Everything the loop talks to. `replicas` and `cold_starts` are absent without a cluster;
+    `executor` None means the event loop's default thread pool."""
+
+    signals: SignalReader
+    decide: DecideFunction
+    models: ModelRegistry
+    latest: LatestDecisions
+    clock: Clock
+    executor: Executor | None = None
+    replicas: ReplicaReader | None = None
+    cold_starts: ColdStartSource | None = None
+
+
+@dataclass
+class WorkloadRuntime:
+    """The shell's mutable record of one workload between ticks."""
+
+    settings: WorkloadSettings
+    policy: ScalingPolicy
+    queries: dict[str, str]
+    logger: WorkloadLogger
+    history: LoadSeries | None = None
+    history_read_at: float | None = None
+    fitted: FittedForecaster | None = None
+    fitted_at: float | None = None
+    refit: asyncio.Future[FittedForecaster] | None = None
+    refit_started_at: float | None = None
+    decision_state: DecisionState = field(default_factory=DecisionState)
+    readings: dict[str, Reading] = field(default_factory=dict)
+    published: PublishedDecision | None = None
+    consecutive_failures: int = 0
+    last_error: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.settings.namespace, self.settings.name)
+
+
+def build_runtime(settings: WorkloadSettings) -> WorkloadRuntime:
+    values = {"namespace": settings.namespace, "workload": settings.name, **settings.labels}
+    queries = {
+        signal: render_query(template, values)
+        for signal in SIGNALS
+        if (template := getattr(settings.queries, signal)) is not None
+    }
+    return WorkloadRuntime(
+        settings=settings,
+        policy=settings.to_policy(),
+        queries=queries,
+        logger=workload_logger(settings.namespace, settings.name),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    """What one tick did: duration in loop seconds and the workloads that failed (with why)."""
+
+    at: float
+    duration_seconds: float
+    published: int
+    failed: dict[tuple[str, str], str]
+
+
+class ControlLoop:
+    def __init__(
+        self, *, workloads: Iterable[WorkloadSettings], settings: LoopSettings, ports: LoopPorts
+    ) -> None:
+        self.settings = settings
+        self.ports = ports
+        self.runtimes: dict[tuple[str, str], WorkloadRuntime] = {}
+        self.reconfigure(workloads, settings)
+
+    def reconfigure(self, workloads: Iterable[WorkloadSettings], settings: LoopSettings) -> None:
+        """Apply new settings: unchanged workloads keep their history, model and state; changed
+        ones keep history and decision state but rebuild queries and policy; removed ones stop
+        being published."""
+        self.settings = settings
+        wanted = {(w.namespace, w.name): w for w in workloads}
+        for key in [k for k in self.runtimes if k not in wanted]:
+            del self.runtimes[key]
+            self.ports.latest.remove(*key)
+        for key, workload in wanted.items():
+            old = self.runtimes.get(key)
+            if old is not None and old.settings == workload:
+                continue
+            runtime = build_runtime(workload)
+            if old is not None:
+                runtime.decision_state = old.decision_state
+                runtime.published = old.published
+                if old.settings.queries.load == workload.queries.load:
+                    runtime.history, runtime.history_read_at = old.history, old.history_read_at
+                if old.settings.forecast.model == workload.forecast.model:
+                    runtime.fitted, runtime.fitted_at = old.fitted, old.fitted_at
+            self.runtimes[key] = runtime
+
+    async def run(
+        self, stop: asyncio.Event, on_tick: Callable[[TickReport], Awaitable[None]] | None = None
+    ) -> None:
+        """Tick every `tick_seconds` (from the start of one tick to the next) until `stop` is
+        set; the tick in progress always completes. `on_tick` runs after each tick (health,
+        pre-warm, a simulated cluster); its failure is logged and does not stop the loop."""
+        while not stop.is_set():
+            report = await self.tick()
+            if on_tick is not None:
+                try:
+                    await on_tick(report)
+                except Exception:  # an after-tick hook must not stop the decisions
+                    log.exception("after-tick hook failed")
+            remaining = self.settings.tick_seconds - (self.ports.clock.now() - report.at)
+            if remaining > 0:
+                await sleep_unless_stopped(self.ports.clock, remaining, stop)
+
+    async def tick(self) -> TickReport:
+        now = self.ports.clock.now()
+        runtimes = list(self.runtimes.values())
+        outcomes = await asyncio.gather(*(self._guarded_tick(now, runtime) for runtime in runtimes))
+        failed = {r.key: error for r, error in zip(runtimes, outcomes, strict=True) if error is not None}
+        return TickReport(
+            at=now,
+            duration_seconds=self.ports.clock.now() - now,
+            published=len(runtimes) - len(failed),
+            failed=failed,
+        )
+
+    async def _guarded_tick(self, now: float, runtime: WorkloadRuntime) -> str | None:
+        """One workload's tick; an exception or timeout is logged and returned, never raised, so
+        the previous published decision stays (and ages) instead of the loop stopping."""
+        try:
+            async with asyncio.timeout(self.settings.workload_timeout_seconds):
+                await tick_once(now, runtime, self.settings, self.ports)
+        except Exception as error:  # one workload's bug must not stall the others
+            message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            runtime.consecutive_failures += 1
+            runtime.last_error = message
+            runtime.logger.exception("tick failed", extra={"failures": runtime.consecutive_failures})
+            return message
+        runtime.consecutive_failures = 0
+        return None
+
+
+async def tick_once(
+    now: float, runtime: WorkloadRuntime, settings: LoopSettings, ports: LoopPorts
+) -> PublishedDecision:
+    """Read every signal, fold the load into the history, refit when due, decide, publish."""
+    workload = runtime.settings
+    names = list(runtime.queries)
+    reads = [ports.signals.instant(runtime.queries[name], now) for name in names]
+    replica_read = (
+        ports.replicas.read_replicas(workload.namespace, workload.target.kind, workload.target_name)
+        if ports.replicas is not None
+        else _none()
+    )
+    *readings, replicas = await asyncio.gather(*reads, replica_read)
+    for name, reading in zip(names, readings, strict=True):
+        if reading is not None:
+            runtime.readings[name] = reading
+
+    await _refresh_history(now, runtime, settings, ports.signals)
+    if runtime.history is not None and (load := runtime.readings.get("load")) is not None:
+        runtime.history = append_reading(runtime.history, load, settings.history_seconds)
+    _collect_refit(runtime)
+    _start_refit_when_due(now, runtime, settings, ports)
+    forecast = _predict(runtime, settings)
+
+    observations = Observations(
+        at=now,
+        current_replicas=replicas.spec if replicas else _last_replicas(runtime),
+        ready_replicas=replicas.ready if replicas else None,
+        load=runtime.readings.get("load"),
+        p99_latency=runtime.readings.get("p99_latency"),
+        queue_depth=runtime.readings.get("queue_depth"),
+        gpu_utilization=runtime.readings.get("gpu_utilization"),
+        cold_start_seconds=_cold_start(runtime, ports.cold_starts),
+    )
+    decision, runtime.decision_state = ports.decide(
+        now, observations, forecast, runtime.policy, runtime.decision_state
+    )
+    published = PublishedDecision(
+        namespace=workload.namespace,
+        workload=workload.name,
+        decision=decision,
+        observations=observations,
+        published_at=now,
+        forecast=forecast,
+        labels={"namespace": workload.namespace, "workload": workload.name, **workload.labels},
+    )
+    ports.latest.publish(published)
+    log_decision_change(runtime.logger, runtime.published, published)
+    runtime.published = published
+    return published
+
+
+async def _none() -> None:
+    return None
+
+
+def _last_replicas(runtime: WorkloadRuntime) -> int | None:
+    # Without a cluster reader (replay, or Kubernetes disabled) the count we published last is
+    # what HPA converges to; before the first decision it is unknown.
+    return runtime.published.decision.replicas if runtime.published else None
+
+
+def _cold_start(runtime: WorkloadRuntime, cold_starts: ColdStartSource | None) -> float | None:
+    if runtime.settings.cold_start_seconds is not None:
+        return runtime.settings.cold_start_seconds
+    return cold_starts.cold_start_seconds(*runtime.key) if cold_starts is not None else None
+
+
+async def _refresh_history(
+    now: float, runtime: WorkloadRuntime, settings: LoopSettings, signals: SignalReader
+) -> None:
+    """Read the full history at start and again before each refit, so gaps filled in
+    Prometheus since (a restarted scrape, a late remote-write) reach the model."""
+    due = runtime.history_read_at is None or now - runtime.history_read_at >= settings.refit_interval_seconds
+    if not due:
+        return
+    history = await signals.history(
+        runtime.queries["load"], now - settings.history_seconds, now, settings.history_step_seconds
+    )
+    if history is not None:
+        runtime.history, runtime.history_read_at = history, now
+        return
+    # Prometheus down or no data yet: retry in four ticks, not every tick; live readings keep
+    # filling the grid meanwhile (an empty one when there was no history at all).
+    runtime.history_read_at = now - settings.refit_interval_seconds + 4 * settings.tick_seconds
+    if runtime.history is None:
+        step = settings.history_step_seconds
+        runtime.history = LoadSeries(
+            start=math.floor(now / step) * step, step_seconds=step, values=np.empty(0)
+        )
+
+
+def append_reading(history: LoadSeries, reading: Reading, history_seconds: float) -> LoadSeries:
+    """Put a live reading into the step it describes and keep at most `history_seconds`.
+
+    A reading at time t is a rate over the window before t, so it lands in the step holding
+    t - step/2: with 60 s steps starting at 0, a reading at t=130 describes about [70, 130) and
+    goes to [60, 120), index 1 (130 - 30 = 100). The newest reading in a step wins.
+    """
+    step = history.step_seconds
+    index = math.floor((reading.observed_at - step / 2 - history.start) / step)
+    if index < 0:
+        return history
+    values = history.values
+    start = history.start
+    if index >= len(values):
+        values = np.concatenate([values, np.full(index - len(values) + 1, np.nan)])
+    else:
+        values = values.copy()
+    values[index] = reading.value
+    keep = max(1, int(history_seconds // step))
+    if len(values) > keep:
+        start += (len(values) - keep) * step
+        values = values[-keep:]
+    return LoadSeries(start=start, step_seconds=step, values=values)
+
+
+def _collect_refit(runtime: WorkloadRuntime) -> None:
+    refit = runtime.refit
+    if refit is None or not refit.done():
+        return
+    runtime.refit = None
+    if refit.cancelled():
+        return
+    error = refit.exception()
+    if error is not None:
+        runtime.logger.warning("refit failed; keeping the previous model", extra={"error": repr(error)})
+        runtime.fitted_at = runtime.refit_started_at  # try again after a full interval, not every tick
+        return
+    runtime.fitted = refit.result()
+    runtime.fitted_at = runtime.refit_started_at
+
+
+def _start_refit_when_due(
+    now: float, runtime: WorkloadRuntime, settings: LoopSettings, ports: LoopPorts
+) -> None:
+    if runtime.refit is not None or runtime.history is None or not len(runtime.history.values):
+        return
+    if runtime.fitted_at is not None and now - runtime.fitted_at < settings.refit_interval_seconds:
+        return
+    constructor = ports.models.get(runtime.settings.forecast.model)
+    if constructor is None:
+        raise LookupError(f"unknown forecast model {runtime.settings.forecast.model!r}")
+    model = constructor()
+    history = runtime.history
+    runtime.refit_started_at = now
+    runtime.refit = asyncio.get_running_loop().run_in_executor(ports.executor, model.fit, history)
+
+
+def _predict(runtime: WorkloadRuntime, settings: LoopSettings) -> Forecast | None:
+    """Forecast from the newest history with the last fitted model; None (reactive only) when
+    there is no model yet or it fails, which the core treats as "no forecast", never as 0."""
+    if runtime.fitted is None or runtime.history is None:
+        return None
+    step = runtime.history.step_seconds
+    horizon_steps = max(1, math.ceil(settings.forecast_horizon_seconds / step))
+    try:
+        return runtime.fitted.predict(runtime.history, horizon_steps, (runtime.policy.forecast_quantile, 0.5))
+    except Exception:  # a model bug degrades to reactive scaling, it does not stop the workload
+        runtime.logger.exception("predict failed; deciding without a forecast")
+        return None

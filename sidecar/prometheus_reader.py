@@ -1,0 +1,224 @@
+"""PromQL over HTTP: instant queries become `Reading | None`, range queries `LoadSeries | None`.
+
+Written on aiohttp rather than prometheus-api-client: that client is synchronous (requests), so
+1,000 workloads per tick would need a thread each or run one after another; aiohttp shares one
+connection pool on the event loop and takes a per-request timeout.
+
+Everything that is not one clean, finite number becomes *missing* (None), never 0: HTTP errors,
+timeouts, `status: error`, an unexpected result type, an empty vector, several series where one
+was expected, NaN and infinities. Each failure is counted by reason for /metrics and /readyz.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from string import Template
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from autoscaler.observations import Reading
+from forecasting.series import LoadSeries
+from sidecar.clock import Clock
+
+# Prometheus refuses range queries over 11,000 points per series; stay under it per request.
+MAX_POINTS_PER_REQUEST = 10_000
+
+
+class QueryError(Exception):
+    """A query gave no usable value; `reason` is a short label for the errors counter."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def escape_label_value(value: str) -> str:
+    """Escape a value for use inside a double-quoted PromQL string, so a workload called
+    `a"}or vector(1)#` stays one string instead of rewriting the query."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_query(template: str, values: dict[str, str]) -> str:
+    """Substitute `$name` placeholders with escaped values; a `$` PromQL itself needs is `$$`.
+
+    Raises KeyError naming an unknown placeholder."""
+    return Template(template).substitute({k: escape_label_value(v) for k, v in values.items()})
+
+
+@dataclass
+class QueryStats:
+    """What the reader has seen, for /metrics and /readyz. Times are Unix seconds."""
+
+    queries_total: int = 0
+    errors_total: Counter[str] = field(default_factory=Counter)
+    duration_seconds_sum: float = 0.0
+    last_success_at: float | None = None
+    last_failure_at: float | None = None
+    last_error: str | None = None
+
+
+class PrometheusReader:
+    def __init__(
+        self, session: aiohttp.ClientSession, base_url: str, clock: Clock, timeout_seconds: float = 5.0
+    ) -> None:
+        self._session = session
+        self._clock = clock
+        self._base_url = base_url.rstrip("/")
+        self._timeout_seconds = timeout_seconds
+        self.stats = QueryStats()
+
+    async def instant(self, query: str, at: float) -> Reading | None:
+        """The query's single value at `at`, stamped with the time Prometheus evaluated it."""
+        try:
+            data = await self._get("/api/v1/query", {"query": query, "time": _format_time(at)})
+            return _parse_instant(data)
+        except QueryError as failure:
+            self._record_failure(failure)
+            return None
+
+    async def history(self, query: str, start: float, end: float, step_seconds: float) -> LoadSeries | None:
+        """The query on a regular grid from `start` (aligned down to the step) to `end`: steps
+        Prometheus has no value for are NaN. None when the whole range failed or is empty."""
+        if step_seconds <= 0 or end <= start:
+            raise ValueError(f"bad range: start={start}, end={end}, step_seconds={step_seconds}")
+        first = math.floor(start / step_seconds) * step_seconds
+        count = int((end - first) // step_seconds) + 1
+        values = np.full(count, np.nan)
+        seen = False
+        for chunk_start in range(0, count, MAX_POINTS_PER_REQUEST):
+            chunk_end = min(count, chunk_start + MAX_POINTS_PER_REQUEST) - 1
+            params = {
+                "query": query,
+                "start": _format_time(first + chunk_start * step_seconds),
+                "end": _format_time(first + chunk_end * step_seconds),
+                "step": f"{step_seconds:g}",
+            }
+            try:
+                data = await self._get("/api/v1/query_range", params)
+                seen |= _fill_matrix(data, values, first, step_seconds)
+            except QueryError as failure:
+                self._record_failure(failure)
+        if not seen:
+            return None
+        # A value at grid time t is the query evaluated at t (e.g. a rate over the minute before
+        # t), so it describes the step ending at t: shift the grid back by one step.
+        return LoadSeries(start=first - step_seconds, step_seconds=step_seconds, values=values)
+
+    async def _get(self, path: str, params: dict[str, str]) -> Any:
+        started = time.perf_counter()
+        self.stats.queries_total += 1
+        # Prometheus also gets the timeout, so it gives up on its side instead of working on.
+        # Prometheus durations take no fractions ("0.5s" is a 400): send whole milliseconds.
+        params = {**params, "timeout": f"{max(1, round(self._timeout_seconds * 1000))}ms"}
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                async with self._session.get(self._base_url + path, params=params) as response:
+                    body = await _decode(response)
+        except TimeoutError as error:
+            raise QueryError("timeout", f"no answer within {self._timeout_seconds:g} s") from error
+        except aiohttp.ClientError as error:
+            raise QueryError("connection", f"{type(error).__name__}: {error}") from error
+        finally:
+            self.stats.duration_seconds_sum += time.perf_counter() - started
+        if "data" not in body:
+            raise QueryError("bad_response", "no data in a successful answer")
+        self.stats.last_success_at = self._clock.now()
+        return body["data"]
+
+    def _record_failure(self, failure: QueryError) -> None:
+        self.stats.errors_total[failure.reason] += 1
+        self.stats.last_failure_at = self._clock.now()
+        self.stats.last_error = str(failure)
+
+
+async def _decode(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    try:
+        body = await response.json(content_type=None)
+    except ValueError as error:
+        raise QueryError("bad_response", f"HTTP {response.status}, body is not JSON") from error
+    if not isinstance(body, dict):
+        raise QueryError("bad_response", f"body is a {type(body).__name__}, not an object")
+    if response.status != 200 or body.get("status") != "success":
+        detail = f"HTTP {response.status} {body.get('errorType', '')}: {body.get('error', '')}"
+        raise QueryError("http" if response.status >= 500 else "bad_query", detail)
+    return body
+
+
+def _format_time(unix_seconds: float) -> str:
+    return f"{unix_seconds:.3f}"
+
+
+def _finite(raw: Any) -> float | None:
+    """Prometheus sends sample values as strings ("12.5", "NaN", "+Inf")."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _sample(pair: Any) -> tuple[float, float | None]:
+    if not (isinstance(pair, list) and len(pair) == 2):
+        raise QueryError("bad_response", f"sample {pair!r} is not [time, value]")
+    timestamp = _finite(pair[0])
+    if timestamp is None:
+        raise QueryError("bad_response", f"sample time {pair[0]!r} is not a number")
+    return timestamp, _finite(pair[1])
+
+
+def _parse_instant(data: Any) -> Reading | None:
+    if not isinstance(data, dict):
+        raise QueryError("bad_response", "data is not an object")
+    kind, result = data.get("resultType"), data.get("result")
+    if kind == "scalar":
+        timestamp, value = _sample(result)
+    elif kind == "vector":
+        if not isinstance(result, list):
+            raise QueryError("bad_response", "vector result is not a list")
+        if not result:
+            raise QueryError("empty", "the query matched no series")
+        if len(result) > 1:
+            raise QueryError("ambiguous", f"{len(result)} series where one was expected; aggregate them")
+        series = result[0]
+        if not isinstance(series, dict):
+            raise QueryError("bad_response", "vector element is not an object")
+        timestamp, value = _sample(series.get("value"))
+    else:
+        raise QueryError("bad_result_type", f"resultType {kind!r}, expected vector or scalar")
+    if value is None:
+        raise QueryError("not_finite", "the value is NaN or infinite")
+    return Reading(value=value, observed_at=timestamp)
+
+
+def _fill_matrix(data: Any, values: np.ndarray, first: float, step_seconds: float) -> bool:
+    """Write a one-series matrix into `values` on the grid; return whether any value landed."""
+    if not isinstance(data, dict):
+        raise QueryError("bad_response", "data is not an object")
+    if data.get("resultType") != "matrix":
+        raise QueryError("bad_result_type", f"resultType {data.get('resultType')!r}, expected matrix")
+    result = data.get("result")
+    if not isinstance(result, list):
+        raise QueryError("bad_response", "matrix result is not a list")
+    if len(result) > 1:
+        raise QueryError("ambiguous", f"{len(result)} series where one was expected; aggregate them")
+    if not result:
+        return False
+    series = result[0]
+    samples = series.get("values") if isinstance(series, dict) else None
+    if not isinstance(samples, list):
+        raise QueryError("bad_response", "matrix series has no values list")
+    landed = False
+    for pair in samples:
+        timestamp, value = _sample(pair)
+        index = round((timestamp - first) / step_seconds)
+        if value is not None and 0 <= index < len(values):
+            values[index] = value
+            landed = True
+    return landed

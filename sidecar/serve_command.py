@@ -1,0 +1,37 @@
+"""`predictive-autoscaler serve`: run the sidecar (the control loop and its servers).
+
+`serve --config FILE` is the production form; `serve --replay TRACE` runs the same loop and
+servers over a trace with a simulated cluster and an accelerated clock, no cluster needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def register(subcommands: Any) -> None:
+    parser = subcommands.add_parser("serve", help="run the sidecar: control loop, metrics APIs, /metrics")
+    parser.add_argument("--config", type=Path, help="settings YAML (a mounted ConfigMap); reloaded on change")
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        metavar="TRACE",
+        help="serve decisions for a timestamp_s,requests CSV",
+    )
+    parser.add_argument(
+        "--speedup",
+        type=float,
+        default=60.0,
+        help="with --replay: trace seconds per wall second (default 60: an hour a minute)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.speedup <= 0:
+        raise SystemExit(f"serve: --speedup={args.speedup} must be > 0")
+    from sidecar import main  # the composition root imports every adapter; only `serve` needs them
+
+    return main.run(args.config, replay=args.replay, speedup=args.speedup)

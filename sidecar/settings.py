@@ -1,0 +1,382 @@
+"""Sidecar settings: one YAML file (a mounted ConfigMap) plus environment overrides, validated at load.
+
+Every error names the field, the value and what is allowed, and a workload's fields are named by
+the workload (`workloads[ml/llama].target_utilization`), not by its position in the list. A file
+that changes on disk is re-read by `SettingsFile.reload()`; a bad new file is rejected and the old
+settings keep running.
+
+Environment variables override the file: `PREDICTIVE_AUTOSCALER_LOOP__TICK_SECONDS=1` sets
+`loop.tick_seconds` (prefix, then the path with `__` between levels).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from string import Template
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from autoscaler.policy import (
+    PolicyError,
+    RatePolicy,
+    RatePolicyType,
+    ScalingPolicy,
+    ScalingRules,
+    SelectPolicy,
+    default_scale_down,
+    default_scale_up,
+)
+
+ENV_PREFIX = "PREDICTIVE_AUTOSCALER_"
+# Kubernetes object names (RFC 1123 labels / subdomains): also what keeps them safe in PromQL.
+_DNS_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+
+class SettingsError(ValueError):
+    """The settings file or an override is invalid; the message lists every bad field."""
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RateSettings(_Strict):
+    """One HPA rate policy: at most `value` pods or percent per `period_seconds`."""
+
+    type: RatePolicyType
+    value: int = Field(gt=0)
+    period_seconds: float = Field(ge=1, le=1800)
+
+
+class RulesSettings(_Strict):
+    """One direction of HPA `behavior`, in the HPA's own vocabulary."""
+
+    stabilization_window_seconds: float = Field(ge=0, le=3600)
+    select_policy: SelectPolicy = SelectPolicy.MAX
+    policies: tuple[RateSettings, ...] = ()
+
+    def to_rules(self) -> ScalingRules:
+        return ScalingRules(
+            stabilization_window_seconds=self.stabilization_window_seconds,
+            select_policy=self.select_policy,
+            policies=tuple(RatePolicy(p.type, p.value, p.period_seconds) for p in self.policies),
+        )
+
+
+class BehaviorSettings(_Strict):
+    """HPA-compatible behavior; a missing direction takes the HPA v2 defaults."""
+
+    scale_up: RulesSettings | None = None
+    scale_down: RulesSettings | None = None
+
+
+class TargetSettings(_Strict):
+    """The scale target: the object whose replicas we recommend."""
+
+    kind: Literal["Deployment", "StatefulSet"] = "Deployment"
+    name: str | None = Field(default=None, pattern=_DNS_NAME, max_length=253)
+
+
+class QuerySettings(_Strict):
+    """PromQL per signal. `$namespace` and `$workload` are replaced by the workload's (escaped)
+    values, so one template serves many workloads. Units: load in requests per second for the
+    whole workload, latency in seconds, queue in requests, GPU utilization as a 0..1 ratio."""
+
+    load: str = Field(min_length=1)
+    p99_latency: str | None = None
+    queue_depth: str | None = None
+    gpu_utilization: str | None = None
+
+
+class ForecastSettings(_Strict):
+    model: str = Field(default="auto", min_length=1)
+    quantile: float = Field(default=0.9, gt=0, lt=1)
+    headroom: float = Field(default=0.0, ge=0, le=10)
+
+
+class PrewarmSettings(_Strict):
+    """Direct pre-warm: raise this HPA's minReplicas (or KEDA ScaledObject's minReplicaCount)
+    ahead of forecast load and restore it afterwards."""
+
+    kind: Literal["HorizontalPodAutoscaler", "ScaledObject"] = "HorizontalPodAutoscaler"
+    name: str = Field(pattern=_DNS_NAME, max_length=253)
+
+
+class WorkloadSettings(_Strict):
+    """One scaled workload. `cold_start_seconds`, when set, replaces the learned estimate."""
+
+    name: str = Field(pattern=_DNS_NAME, max_length=253)
+    namespace: str = Field(default="default", pattern=_DNS_NAME, max_length=63)
+    target: TargetSettings = TargetSettings()
+    labels: dict[str, str] = Field(default_factory=dict)
+    queries: QuerySettings
+    replica_capacity_rps: float = Field(gt=0)
+    target_utilization: float = Field(default=0.7, gt=0, le=1)
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=100, ge=1)
+    p99_latency_target_seconds: float | None = Field(default=None, gt=0)
+    queue_depth_target_per_replica: float | None = Field(default=None, gt=0)
+    gpu_utilization_target: float | None = Field(default=None, gt=0, le=1)
+    stale_after_seconds: float = Field(default=90.0, gt=0)
+    behavior: BehaviorSettings = BehaviorSettings()
+    forecast: ForecastSettings = ForecastSettings()
+    cold_start_seconds: float | None = Field(default=None, ge=0, le=3600)
+    default_cold_start_seconds: float = Field(default=120.0, ge=0, le=3600)
+    prewarm: PrewarmSettings | None = None
+
+    @model_validator(mode="after")
+    def _known_placeholders(self) -> WorkloadSettings:
+        known = {"namespace", "workload", *self.labels}
+        for signal in ("load", "p99_latency", "queue_depth", "gpu_utilization"):
+            template = getattr(self.queries, signal)
+            if template is None:
+                continue
+            parsed = Template(template)
+            if not parsed.is_valid():
+                raise ValueError(f"queries.{signal} has a bad placeholder; write a literal $ as $$")
+            unknown = set(parsed.get_identifiers()) - known
+            if unknown:
+                raise ValueError(
+                    f"queries.{signal} uses unknown placeholder(s) {sorted(unknown)}: allowed {sorted(known)}"
+                )
+        return self
+
+    @property
+    def target_name(self) -> str:
+        return self.target.name or self.name
+
+    def to_policy(self) -> ScalingPolicy:
+        """The core's policy, validated; raises SettingsError naming this workload."""
+        behavior = self.behavior
+        policy = ScalingPolicy(
+            replica_capacity_rps=self.replica_capacity_rps,
+            target_utilization=self.target_utilization,
+            min_replicas=self.min_replicas,
+            max_replicas=self.max_replicas,
+            p99_latency_target_seconds=self.p99_latency_target_seconds,
+            queue_depth_target_per_replica=self.queue_depth_target_per_replica,
+            gpu_utilization_target=self.gpu_utilization_target,
+            stale_after_seconds=self.stale_after_seconds,
+            forecast_quantile=self.forecast.quantile,
+            forecast_headroom=self.forecast.headroom,
+            default_cold_start_seconds=self.default_cold_start_seconds,
+            scale_up=behavior.scale_up.to_rules() if behavior.scale_up else default_scale_up(),
+            scale_down=behavior.scale_down.to_rules() if behavior.scale_down else default_scale_down(),
+        )
+        try:
+            return policy.validate()
+        except PolicyError as error:
+            raise SettingsError(f"workloads[{self.namespace}/{self.name}].{error}") from error
+
+
+class PrometheusSettings(_Strict):
+    url: str = Field(default="http://localhost:9090", pattern=r"^https?://[^\s]+$")
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+
+class LoopSettings(_Strict):
+    """Control-loop cadence. History is read on a `history_step_seconds` grid, `history_seconds`
+    deep (7 days at 60 s is 10,080 points: 80 KB per workload)."""
+
+    tick_seconds: float = Field(default=15.0, ge=1, le=300)
+    refit_interval_seconds: float = Field(default=3600.0, ge=10, le=7 * 86400)
+    history_seconds: float = Field(default=7 * 86400.0, ge=60, le=60 * 86400)
+    history_step_seconds: float = Field(default=60.0, ge=1, le=3600)
+    forecast_horizon_seconds: float = Field(default=1800.0, ge=60, le=86400)
+    workload_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+
+class ServerSettings(_Strict):
+    """Listening ports (0 picks a free one). `health_port` serves /healthz, /readyz and /metrics
+    over plain HTTP for the kubelet and Prometheus; `http_port` the external metrics API and
+    KEDA's metrics-api JSON (HTTPS when `tls_cert_file` and `tls_key_file` are set); `grpc_port`
+    the KEDA external scaler. `client_ca_file` is the front proxy's client CA (the aggregator's
+    requestheader CA) and `requestheader_allowed_names` the certificate names it may use.
+    A decision older than `decision_max_age_seconds` is answered as unavailable, so a stalled
+    loop makes HPA hold instead of reading an old number."""
+
+    host: str = "0.0.0.0"
+    health_port: int = Field(default=8080, ge=0, le=65535)
+    http_port: int = Field(default=6443, ge=0, le=65535)
+    grpc_port: int = Field(default=9090, ge=0, le=65535)
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    client_ca_file: str | None = None
+    requestheader_allowed_names: tuple[str, ...] = ()
+    allow_unauthenticated: bool = False
+    decision_max_age_seconds: float = Field(default=120.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        return self
+
+
+class KubernetesSettings(_Strict):
+    """`enabled: false` runs without a cluster (replica counts then come from elsewhere or are
+    missing). The Lease elects the one replica that writes pre-warm patches."""
+
+    enabled: bool = True
+    kubeconfig: str | None = None
+    lease_name: str = Field(default="predictive-autoscaler", pattern=_DNS_NAME)
+    lease_namespace: str = Field(default="default", pattern=_DNS_NAME)
+    lease_duration_seconds: float = Field(default=15.0, ge=2, le=300)
+    identity: str | None = None
+
+
+class StateSettings(_Strict):
+    path: str | None = None
+    save_interval_seconds: float = Field(default=300.0, ge=1, le=86400)
+
+
+class Settings(BaseSettings):
+    """The whole sidecar configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    log_format: LogFormat = LogFormat.TEXT
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    prometheus: PrometheusSettings = PrometheusSettings()
+    loop: LoopSettings = LoopSettings()
+    server: ServerSettings = ServerSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
+    state: StateSettings = StateSettings()
+    workloads: tuple[WorkloadSettings, ...] = ()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file arrives as init kwargs; the environment must win over it.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _unique_workloads(self) -> Settings:
+        seen: set[tuple[str, str]] = set()
+        for workload in self.workloads:
+            key = (workload.namespace, workload.name)
+            if key in seen:
+                raise ValueError(f"workload {key[0]}/{key[1]} is listed twice")
+            seen.add(key)
+        return self
+
+
+def parse_settings(text: str, known_models: Collection[str] | None = None) -> Settings:
+    """Settings from YAML text plus the environment; SettingsError lists every bad field."""
+    try:
+        data = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as error:
+        raise SettingsError(f"settings are not valid YAML: {error}") from error
+    if not isinstance(data, Mapping):
+        raise SettingsError(f"settings must be a YAML mapping, got {type(data).__name__}")
+    try:
+        settings = Settings(**data)
+    except ValidationError as error:
+        raise SettingsError(_describe(error, data)) from None
+    for workload in settings.workloads:
+        workload.to_policy()
+        if known_models is not None and workload.forecast.model not in known_models:
+            raise SettingsError(
+                f"workloads[{workload.namespace}/{workload.name}].forecast.model="
+                f"{workload.forecast.model!r} is not a known model: allowed {sorted(known_models)}"
+            )
+    return settings
+
+
+def load_settings(path: Path, known_models: Collection[str] | None = None) -> Settings:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SettingsError(f"cannot read settings file {path}: {error}") from error
+    return parse_settings(text, known_models)
+
+
+def _describe(error: ValidationError, data: Mapping[str, Any]) -> str:
+    lines = []
+    for item in error.errors():
+        where = _field_path(item["loc"], data)
+        value = item.get("input")
+        shown = "" if isinstance(value, Mapping) else f"={value!r}"
+        lines.append(f"{where}{shown}: {item['msg']}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def _field_path(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> str:
+    """`('workloads', 2, 'min_replicas')` -> `workloads[ml/llama].min_replicas` when the entry
+    has a name, since users find their workload by name, not by position."""
+    parts: list[str] = []
+    node: Any = data
+    for key in loc:
+        if isinstance(key, int):
+            entry = node[key] if isinstance(node, list) and key < len(node) else None
+            if isinstance(entry, Mapping) and "name" in entry:
+                parts.append(f"[{entry.get('namespace', 'default')}/{entry['name']}]")
+            else:
+                parts.append(f"[{key}]")
+            node = entry
+        else:
+            parts.append(f".{key}" if parts else str(key))
+            node = node.get(key) if isinstance(node, Mapping) else None
+    return "".join(parts) or "settings"
+
+
+@dataclass(frozen=True, slots=True)
+class Reload:
+    """Outcome of one check of the settings file: `settings` is new and valid, or `error` says
+    why the new content was rejected (the caller keeps running on its old settings)."""
+
+    settings: Settings | None = None
+    error: str | None = None
+
+
+class SettingsFile:
+    """A settings file watched by content: a ConfigMap update swaps a symlink, so mtimes are
+    unreliable and we compare a hash of the bytes. A rejected content is reported once, not on
+    every poll."""
+
+    def __init__(self, path: Path, known_models: Collection[str] | None = None) -> None:
+        self.path = path
+        self._known_models = known_models
+        self._seen_digest: str | None = None
+
+    def load(self) -> Settings:
+        settings = load_settings(self.path, self._known_models)
+        self._seen_digest = self._digest()
+        return settings
+
+    def reload(self) -> Reload | None:
+        """None when the content has not changed since the last load or rejection."""
+        digest = self._digest()
+        if digest is None or digest == self._seen_digest:
+            return None
+        self._seen_digest = digest
+        try:
+            return Reload(settings=load_settings(self.path, self._known_models))
+        except SettingsError as error:
+            return Reload(error=str(error))
+
+    def _digest(self) -> str | None:
+        try:
+            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        except OSError:
+            return None

@@ -1,0 +1,189 @@
+"""The sidecar's own /metrics: what it decided and why, read from LatestDecisions at scrape time.
+
+Everything lives in an explicit CollectorRegistry (never the global one), so tests and a second
+sidecar in one process do not collide. Per-workload gauges are computed on each scrape from the
+published records; counters that need every decision (not just the newest) are fed by
+`record_decision`, which the composition root calls right after publishing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from autoscaler import Reason
+from sidecar.latest_decisions import PublishedDecision
+
+_SIGNALS = ("load", "p99_latency", "queue_depth", "gpu_utilization")
+# Request latencies of the adapter servers are sub-millisecond to a few ms on loopback; the
+# upper buckets catch TokenReview/SubjectAccessReview round trips on a cache miss.
+_LATENCY_BUCKETS_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class DecisionReader(Protocol):
+    def all(self) -> list[PublishedDecision]: ...
+
+
+class DecisionCollector(Collector):
+    """Scrape-time gauges over the newest decision of every workload."""
+
+    def __init__(self, source: DecisionReader, clock: Callable[[], float]) -> None:
+        self._source = source
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        now = self._clock()
+        labels = ["namespace", "workload"]
+        desired = GaugeMetricFamily(
+            "autoscaler_desired_replicas", "Replica count the newest decision publishes.", labels=labels
+        )
+        reason = GaugeMetricFamily(
+            "autoscaler_decision_reason",
+            "1 for the reason that bound the newest decision, 0 for the others.",
+            labels=[*labels, "reason"],
+        )
+        decision_age = GaugeMetricFamily(
+            "autoscaler_decision_age_seconds",
+            "Seconds since the newest decision was published.",
+            labels=labels,
+        )
+        forecast = GaugeMetricFamily(
+            "autoscaler_forecast_requests_per_second",
+            "Forecast peak request rate over the decision's lead time, per forecast quantile.",
+            labels=[*labels, "quantile"],
+        )
+        signal_age = GaugeMetricFamily(
+            "autoscaler_signal_age_seconds",
+            "Age of each input signal the newest decision was made from (absent when missing).",
+            labels=[*labels, "signal"],
+        )
+        cold_start = GaugeMetricFamily(
+            "autoscaler_cold_start_seconds",
+            "Learned create-to-Ready time of a new replica (absent until one is learned).",
+            labels=labels,
+        )
+        observed = GaugeMetricFamily(
+            "autoscaler_observed_requests_per_second",
+            "The load reading the newest decision was made from (absent when load was missing).",
+            labels=labels,
+        )
+        recommended = GaugeMetricFamily(
+            "autoscaler_recommended_replicas",
+            "Replicas each live signal asked for before the behavior rules; only live signals appear.",
+            labels=[*labels, "signal"],
+        )
+        trust = GaugeMetricFamily(
+            "autoscaler_forecast_trust",
+            "Weight 0..1 the newest decision gave its forecast (absent when no forecast was used).",
+            labels=labels,
+        )
+        lead = GaugeMetricFamily(
+            "autoscaler_forecast_lead_seconds",
+            "How far ahead the newest decision looked into its forecast (absent when none was used).",
+            labels=labels,
+        )
+        for item in self._source.all():
+            workload = [item.namespace, item.workload]
+            decision = item.decision
+            desired.add_metric(workload, decision.replicas)
+            for candidate in Reason:
+                reason.add_metric([*workload, candidate.value], 1.0 if candidate is decision.reason else 0.0)
+            decision_age.add_metric(workload, max(0.0, now - item.published_at))
+            for signal in _SIGNALS:
+                reading = getattr(item.observations, signal)
+                if reading is not None:
+                    signal_age.add_metric([*workload, signal], reading.age_seconds(now))
+            if item.forecast is not None:
+                # Peak over [decision time, decision time + lead]; a lead of 0 still reads one step.
+                until = decision.at + decision.lead_seconds
+                for quantile in sorted(item.forecast.quantiles):
+                    peak = item.forecast.peak(decision.at, until, quantile)
+                    if peak is not None and math.isfinite(peak):
+                        forecast.add_metric([*workload, f"{quantile:g}"], peak)
+            # Missing stays absent, never 0: a 0 would read as "instant cold start" or "no load".
+            _add_if_finite(cold_start, workload, item.observations.cold_start_seconds)
+            load = item.observations.load
+            _add_if_finite(observed, workload, None if load is None else load.value)
+            for signal, replicas in sorted(decision.recommendations.items()):
+                recommended.add_metric([*workload, signal], replicas)
+            # forecast_rps is None exactly when decide() had no usable forecast; trust and lead
+            # are then placeholders (0.0) that must not be mistaken for "forecast ignored".
+            if decision.forecast_rps is not None:
+                _add_if_finite(trust, workload, decision.forecast_trust)
+                _add_if_finite(lead, workload, decision.lead_seconds)
+        yield from (
+            desired,
+            reason,
+            decision_age,
+            forecast,
+            signal_age,
+            cold_start,
+            observed,
+            recommended,
+            trust,
+            lead,
+        )
+
+
+def _add_if_finite(family: GaugeMetricFamily, labels: list[str], value: float | None) -> None:
+    if value is not None and math.isfinite(value):
+        family.add_metric(labels, value)
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    """The registry to serve plus the instruments other modules feed.
+
+    `request_seconds` (labels route, code) is handed to the adapter servers;
+    `decisions_total` (labels namespace, workload, reason) counts published decisions.
+    """
+
+    registry: CollectorRegistry
+    request_seconds: Histogram
+    decisions_total: Counter
+
+    def record_decision(self, item: PublishedDecision) -> None:
+        self.decisions_total.labels(item.namespace, item.workload, item.decision.reason.value).inc()
+
+    def render(self) -> bytes:
+        """The text exposition format, for a /metrics handler."""
+        return generate_latest(self.registry)
+
+
+def build_telemetry(source: DecisionReader, clock: Callable[[], float]) -> Telemetry:
+    registry = CollectorRegistry()
+    registry.register(DecisionCollector(source, clock))
+    request_seconds = Histogram(
+        "autoscaler_adapter_request_seconds",
+        "Latency of requests served by the external metrics, metrics-api and KEDA servers.",
+        ["route", "code"],
+        buckets=_LATENCY_BUCKETS_SECONDS,
+        registry=registry,
+    )
+    decisions_total = Counter(
+        "autoscaler_decisions",
+        "Decisions published, by the reason that bound them.",
+        ["namespace", "workload", "reason"],
+        registry=registry,
+    )
+    return Telemetry(registry, request_seconds, decisions_total)
+
+
+def build_metrics_app(telemetry: Telemetry) -> web.Application:
+    """A plain-HTTP application serving GET /metrics for Prometheus to scrape."""
+
+    async def metrics(request: web.Request) -> web.Response:
+        response = web.Response(body=telemetry.render())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,1 @@
+"""Cluster simulator and trace replay: the yardstick that compares policies on the same trace."""

@@ -1,0 +1,192 @@
+"""Scores of a replay and the files that show them: JSON figures, a timeline CSV that recomputes
+them, a plot, and a markdown comparison table.
+
+The timeline is run-length encoded: one row per stretch of seconds in which neither demand nor
+any policy's replica counts change, with `duration_s` saying how long it lasts. A 27-day trace at
+one row per second would be 2.4 million rows; the stretches carry exactly the same figures:
+violation_ratio = sum(duration * max(0, demand - ready * capacity)) / sum(duration * demand), and
+replica_hours = sum(duration * provisioned) / 3600.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from simulator.replay import Occupancy, ReplayRun
+
+ORACLE = "oracle"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyScore:
+    name: str
+    violation_ratio: float
+    replica_hours: float
+    scale_events: int
+    underprovisioned_seconds: int
+
+
+def score(demand_rps: np.ndarray, occupancy: Occupancy, replica_capacity_rps: float) -> PolicyScore:
+    """Unserved demand over total demand, replica-hours of provisioned (starting + ready) pods,
+    changes of the provisioned count, and seconds with demand above ready capacity.
+
+    Example: demand 10 rps for 2 s, 1 ready replica of 8 rps -> violation (2 + 2) / 20 = 0.2.
+    """
+    shortfall = np.maximum(0.0, demand_rps - occupancy.ready * replica_capacity_rps)
+    total = float(np.sum(demand_rps))
+    return PolicyScore(
+        name=occupancy.name,
+        violation_ratio=float(np.sum(shortfall)) / total if total > 0 else 0.0,
+        replica_hours=float(np.sum(occupancy.provisioned)) / 3600.0,
+        scale_events=int(np.count_nonzero(np.diff(occupancy.provisioned))),
+        underprovisioned_seconds=int(np.count_nonzero(shortfall > 0)),
+    )
+
+
+def scores(run: ReplayRun) -> list[PolicyScore]:
+    return [score(run.demand_rps, o, run.settings.replica_capacity_rps) for o in run.occupancies]
+
+
+def summary(run: ReplayRun) -> dict[str, object]:
+    """The JSON document: run parameters and per-policy figures, with cost relative to the oracle
+    when the oracle ran."""
+    figures = scores(run)
+    oracle_hours = next((s.replica_hours for s in figures if s.name == ORACLE), None)
+    policies: dict[str, object] = {}
+    for figure in figures:
+        entry: dict[str, object] = {k: v for k, v in asdict(figure).items() if k != "name"}
+        if oracle_hours:
+            entry["replica_hours_vs_oracle"] = figure.replica_hours / oracle_hours
+        policies[figure.name] = entry
+    return {
+        "trace": run.source,
+        "parameters": {
+            **asdict(run.settings),
+            "target_rps_per_replica": run.settings.target_rps_per_replica,
+            "simulated_seconds": len(run.demand_rps),
+            "start_seconds": run.start_seconds,
+        },
+        "policies": policies,
+    }
+
+
+def write_json(run: ReplayRun, path: Path) -> None:
+    path.write_text(json.dumps(summary(run), indent=2) + "\n", encoding="utf-8")
+
+
+def timeline_columns(run: ReplayRun) -> list[str]:
+    columns = ["t", "duration_s", "demand_rps"]
+    for occupancy in run.occupancies:
+        columns += [f"{occupancy.name}_ready", f"{occupancy.name}_provisioned"]
+    return columns
+
+
+def write_timeline(run: ReplayRun, path: Path) -> int:
+    """Write the run-length timeline (t in seconds since the trace start); return its row count."""
+    series = [run.demand_rps]
+    for occupancy in run.occupancies:
+        series += [occupancy.ready, occupancy.provisioned]
+    table = np.column_stack(series)
+    starts = np.flatnonzero(np.concatenate(([True], np.any(table[1:] != table[:-1], axis=1))))
+    durations = np.diff(np.append(starts, len(table)))
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(timeline_columns(run))
+        for start, duration in zip(starts.tolist(), durations.tolist(), strict=True):
+            demand = float(run.demand_rps[start])
+            counts = [int(table[start, i]) for i in range(1, table.shape[1])]
+            writer.writerow([start, duration, repr(demand), *counts])
+    return len(starts)
+
+
+def comparison_table(run: ReplayRun) -> str:
+    """A markdown table: one row per policy, cost relative to the oracle."""
+    figures = scores(run)
+    oracle_hours = next((s.replica_hours for s in figures if s.name == ORACLE), None)
+    lines = [
+        "| policy | violation_ratio | replica_hours | vs oracle | scale_events | underprovisioned_s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in figures:
+        ratio = f"{s.replica_hours / oracle_hours:.2f}x" if oracle_hours else "-"
+        lines.append(
+            f"| {s.name} | {s.violation_ratio:.4f} | {s.replica_hours:.1f} | {ratio} "
+            f"| {s.scale_events} | {s.underprovisioned_seconds} |"
+        )
+    return "\n".join(lines)
+
+
+def write_plot(run: ReplayRun, path: Path, max_points: int = 1500) -> None:
+    """Top: demand, each policy's ready capacity and the forecast the predictive policy used.
+    Bottom: each policy's cumulative unserved requests, as a share of all demand so far, so the
+    moment a policy falls behind is plain to see.
+
+    Long traces are drawn in blocks of seconds: demand at its block maximum and capacity at its
+    block minimum, so a short shortfall stays visible rather than averaged away.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    capacity = run.settings.replica_capacity_rps
+    block = max(1, -(-len(run.demand_rps) // max_points))
+    hours = _blocks(np.arange(len(run.demand_rps), dtype=float), block, np.min) / 3600.0
+    figure, (load_axes, miss_axes) = plt.subplots(
+        2, 1, figsize=(12, 7), sharex=True, height_ratios=(3, 1), constrained_layout=True
+    )
+    demand_total = np.maximum(np.cumsum(run.demand_rps), 1e-12)
+    for occupancy in run.occupancies:
+        ready_capacity = _blocks(occupancy.ready * capacity, block, np.min)
+        (line,) = load_axes.step(
+            hours,
+            ready_capacity,
+            where="post",
+            linewidth=0.9,
+            alpha=0.85,
+            label=f"{occupancy.name} ready capacity",
+        )
+        at, rps = occupancy.forecast_at, occupancy.forecast_rps
+        if at is not None and rps is not None and at.size:
+            stride = max(1, len(at) // max_points)
+            load_axes.plot(
+                (at[::stride] - run.start_seconds) / 3600.0,
+                rps[::stride],
+                linestyle=":",
+                linewidth=1.0,
+                color=line.get_color(),
+                label=f"{occupancy.name} forecast (rps)",
+            )
+        unserved = np.cumsum(np.maximum(0.0, run.demand_rps - occupancy.ready * capacity))
+        share = _blocks(unserved / demand_total, block, np.max) * 100
+        miss_axes.plot(hours, share, color=line.get_color(), linewidth=1.0, label=occupancy.name)
+    load_axes.step(
+        hours,
+        _blocks(run.demand_rps, block, np.max),
+        where="post",
+        color="black",
+        linewidth=0.8,
+        label="demand",
+    )
+    load_axes.set_ylabel("requests per second")
+    load_axes.set_title(
+        f"{Path(run.source).name}: cold start {run.settings.cold_start_seconds} s, "
+        f"{capacity:.3g} rps per replica"
+    )
+    load_axes.legend(loc="upper left", fontsize="small", ncol=2)
+    miss_axes.set_ylabel("unserved so far (%)")
+    miss_axes.set_xlabel("hours since trace start")
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _blocks(values: np.ndarray, block: int, reduce: Callable[..., np.ndarray]) -> np.ndarray:
+    usable = -(-len(values) // block) * block
+    padded = np.concatenate((values, np.full(usable - len(values), values[-1])))
+    return reduce(padded.reshape(-1, block), axis=1)

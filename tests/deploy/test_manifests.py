@@ -1,0 +1,166 @@
+"""The rendered manifests: built-in kinds validate strictly against the Kubernetes OpenAPI schema
+(kubernetes-validate); CRD kinds (ServiceMonitor, PrometheusRule, ScaledObject), whose published
+schemas are not available offline here, are checked for the fields their operators require."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from metrics_adapter.published_metrics import PUBLISHED_METRICS
+from tests.deploy.conftest import find
+
+KUBERNETES_VERSION = kubernetes_validate.latest_version()
+CRD_GROUPS = ("monitoring.coreos.com/", "keda.sh/")
+
+
+def _is_crd(obj: dict[str, Any]) -> bool:
+    return obj["apiVersion"].startswith(CRD_GROUPS)
+
+
+def test_every_builtin_object_validates_strictly(base_objects, example_objects):
+    builtin = [o for o in base_objects + example_objects if not _is_crd(o)]
+    assert len(builtin) >= 20
+    for obj in builtin:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_strict_validation_rejects_a_misspelt_field(base_objects):
+    # Guards the test above: a typo must fail, not pass silently.
+    deployment = find(base_objects, "Deployment", "predictive-autoscaler")
+    broken = {**deployment, "spec": {**deployment["spec"], "replica": 2}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_sidecar_deployment_is_hardened_and_highly_available(base_objects):
+    deployment = find(base_objects, "Deployment", "predictive-autoscaler")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert deployment["spec"]["replicas"] == 2
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert {"requests", "limits"} <= container["resources"].keys()
+    assert {"livenessProbe", "readinessProbe", "startupProbe"} <= container.keys()
+    pdb = find(base_objects, "PodDisruptionBudget", "predictive-autoscaler")
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    assert pdb["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+
+
+def test_apiservice_points_at_the_sidecar_service_with_a_ca_bundle(base_objects):
+    api = find(base_objects, "APIService", "v1beta1.external.metrics.k8s.io")
+    service = find(base_objects, "Service", api["spec"]["service"]["name"])
+    assert api["spec"]["service"]["namespace"] == service["metadata"]["namespace"]
+    assert api["spec"]["service"]["port"] in {p["port"] for p in service["spec"]["ports"]}
+    assert api["spec"]["caBundle"]
+    assert "insecureSkipTLSVerify" not in api["spec"]
+
+
+def test_rbac_delegates_auth_and_reads_the_front_proxy_ca_from_kube_system(base_objects):
+    delegator = find(base_objects, "ClusterRoleBinding", "predictive-autoscaler:system:auth-delegator")
+    assert delegator["roleRef"]["name"] == "system:auth-delegator"
+    reader = find(base_objects, "RoleBinding", "predictive-autoscaler-auth-reader")
+    # The Role and its ConfigMap live in kube-system, so a binding anywhere else grants nothing.
+    assert reader["metadata"]["namespace"] == "kube-system"
+    assert reader["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "extension-apiserver-authentication-reader",
+    }
+    hpa = find(base_objects, "ClusterRoleBinding", "predictive-autoscaler:hpa-external-metrics-reader")
+    assert hpa["subjects"] == [
+        {"kind": "ServiceAccount", "name": "horizontal-pod-autoscaler", "namespace": "kube-system"}
+    ]
+
+
+def test_sidecar_role_grants_no_writes_beyond_autoscaler_patches(base_objects):
+    role = find(base_objects, "ClusterRole", "predictive-autoscaler")
+    writes = {"create", "update", "patch", "delete", "deletecollection", "*"}
+    for rule in role["rules"]:
+        if writes & set(rule["verbs"]):
+            assert set(rule["resources"]) <= {"horizontalpodautoscalers", "scaledobjects"}, rule
+            assert set(rule["verbs"]) & writes == {"patch"}, rule
+
+
+def test_gpu_agent_daemonset_mounts_pod_resources_on_gpu_nodes_only(base_objects):
+    daemonset = find(base_objects, "DaemonSet", "gpu-agent")
+    pod = daemonset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    socket_dir = env["GPU_AGENT_POD_RESOURCES_SOCKET"].rsplit("/", 1)[0]
+    (mount,) = (m for m in container["volumeMounts"] if m["mountPath"] == socket_dir)
+    assert mount["readOnly"] is True
+    (volume,) = (v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["hostPath"]["path"] == socket_dir
+    port = env["GPU_AGENT_LISTEN"].rsplit(":", 1)[1]
+    assert int(port) in {p["containerPort"] for p in container["ports"]}
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        pytest.param("ServiceMonitor", "predictive-autoscaler", id="sidecar scrape config"),
+        pytest.param("ServiceMonitor", "gpu-agent", id="gpu agent scrape config"),
+    ],
+)
+def test_service_monitor_selects_a_service_port_that_exists(base_objects, kind, name):
+    monitor = find(base_objects, kind, name)
+    service = find(base_objects, "Service", name)
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    port_names = {p["name"] for p in service["spec"]["ports"]}
+    assert monitor["spec"]["endpoints"]
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert endpoint["port"] in port_names
+        assert endpoint["path"] == "/metrics"
+
+
+def test_prometheus_rule_has_the_operators_required_fields(base_objects):
+    rule = find(base_objects, "PrometheusRule", "predictive-autoscaler")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    for group in rule["spec"]["groups"]:
+        assert group["name"] and group["rules"]
+        for item in group["rules"]:
+            assert ("alert" in item) != ("record" in item), item
+            assert isinstance(item["expr"], str) and item["expr"]
+            assert set(item) <= {"alert", "record", "expr", "for", "labels", "annotations"}, item
+
+
+def test_dashboard_is_provisioned_for_grafanas_sidecar(base_objects):
+    config_map = find(base_objects, "ConfigMap", "predictive-autoscaler-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert "predictive-autoscaler.json" in config_map["data"]
+
+
+def test_hpa_reads_desired_replicas_at_one_per_replica(example_objects):
+    hpa = find(example_objects, "HorizontalPodAutoscaler", "llama")
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "External"
+    assert metric["external"]["metric"]["name"] in PUBLISHED_METRICS
+    assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "1"}
+    # The sidecar already stabilizes; the HPA must not delay a pre-warm jump.
+    assert hpa["spec"]["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 0
+
+
+def test_scaled_object_uses_both_triggers_with_fallback(base_objects, example_objects):
+    scaled = find(example_objects, "ScaledObject", "llama")
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    assert scaled["spec"]["scaleTargetRef"]["name"]
+    assert scaled["spec"]["fallback"]["failureThreshold"] >= 1
+    assert scaled["spec"]["fallback"]["replicas"] >= 1
+    service = find(base_objects, "Service", "predictive-autoscaler")
+    grpc_port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc")
+    expected_address = f"predictive-autoscaler.predictive-autoscaler.svc:{grpc_port}"
+    types = []
+    for trigger in scaled["spec"]["triggers"]:
+        types.append(trigger["type"])
+        assert trigger["metadata"]["scalerAddress"] == expected_address
+        assert trigger["metadata"]["workload"] == scaled["metadata"]["name"]
+        # KEDA applies fallback only to AverageValue triggers.
+        assert trigger["metricType"] == "AverageValue"
+    assert types == ["external", "external-push"]

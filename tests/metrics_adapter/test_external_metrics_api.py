@@ -1,0 +1,401 @@
+"""The external metrics API over real HTTPS on loopback, with real aiohttp clients and kubectl.
+
+TokenReview and SubjectAccessReview cannot reach a real Kubernetes API server here, so they go
+through kubernetes-asyncio to a small aiohttp contract server on loopback that implements
+POST /apis/authentication.k8s.io/v1/tokenreviews and POST /apis/authorization.k8s.io/v1/subjectaccessreviews
+with the request/response shapes of authentication.k8s.io/v1 and authorization.k8s.io/v1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import ssl
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kubernetes_asyncio import client as k8s
+
+from metrics_adapter.authentication import FrontProxyVerifier, KubernetesAccessReviewer
+from metrics_adapter.external_metrics_api import (
+    API_PREFIX,
+    ExternalMetricsSettings,
+    build_external_metrics_app,
+    build_server_ssl_context,
+)
+from sidecar.latest_decisions import LatestDecisions
+from tests.metrics_adapter.conftest import NOW, TlsMaterial, client_ssl_context, published, serve
+
+pytestmark = pytest.mark.integration
+
+TOKENS = {
+    "hpa-token": ("system:serviceaccount:kube-system:horizontal-pod-autoscaler", ["system:serviceaccounts"])
+}
+ALLOWED = {("system:serviceaccount:kube-system:horizontal-pod-autoscaler", "ml", "desired_replicas")}
+
+
+@dataclass
+class KubernetesContract:
+    """Answers TokenReview from TOKENS and SubjectAccessReview from ALLOWED; records what it was asked."""
+
+    reviews: list[dict[str, Any]] = field(default_factory=list)
+
+    async def token_review(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.reviews.append(body)
+        identity = TOKENS.get(body["spec"]["token"])
+        status: dict[str, Any] = {"authenticated": identity is not None}
+        if identity is not None:
+            status["user"] = {"username": identity[0], "groups": identity[1], "uid": "u-1"}
+        return web.json_response({**body, "status": status}, status=201)
+
+    async def access_review(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.reviews.append(body)
+        spec = body["spec"]
+        attributes = spec["resourceAttributes"]
+        allowed = (
+            attributes["verb"] == "list"
+            and attributes["group"] == "external.metrics.k8s.io"
+            and (spec["user"], attributes["namespace"], attributes["resource"]) in ALLOWED
+        )
+        return web.json_response({**body, "status": {"allowed": allowed}}, status=201)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/apis/authentication.k8s.io/v1/tokenreviews", self.token_review)
+        app.router.add_post("/apis/authorization.k8s.io/v1/subjectaccessreviews", self.access_review)
+        return app
+
+
+@dataclass
+class Running:
+    url: str
+    decisions: LatestDecisions
+    contract: KubernetesContract
+    tls: TlsMaterial
+
+    async def get(
+        self, path: str, *, client: Path | None = None, headers: dict[str, str] | None = None, **params: str
+    ) -> tuple[int, dict[str, Any], aiohttp.typedefs.LooseHeaders]:
+        pem = None
+        if client is not None:
+            pem = next(p for p in vars(self.tls).values() if p.cert_file == client)
+        context = client_ssl_context(self.tls, pem)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.url + path, params=params, headers=headers, ssl=context) as response,
+        ):
+            return response.status, await response.json(content_type=None), response.headers
+
+
+@pytest.fixture
+async def running(tls: TlsMaterial, fixed_clock: Callable[[], float]) -> AsyncIterator[Running]:
+    decisions = LatestDecisions()
+    decisions.publish(published("llama", replicas=7, forecast_rps=130.25, labels={"model": "llama-3"}))
+    decisions.publish(published("mistral", replicas=2, forecast_rps=None, labels={"model": "mistral"}))
+    decisions.publish(published("stale", replicas=1, published_at=NOW - 600))
+    decisions.publish(published("llama", namespace="other", replicas=50, labels={"model": "llama-3"}))
+    contract = KubernetesContract()
+    async with serve(contract.app(), None) as contract_url:
+        configuration = k8s.Configuration(host=contract_url)
+        async with k8s.ApiClient(configuration) as api_client:
+            settings_ = ExternalMetricsSettings(
+                max_age_seconds=60.0,
+                clock=fixed_clock,
+                front_proxy=FrontProxyVerifier(tls.front_proxy_ca.cert_bytes, ["front-proxy-client"]),
+                reviewer=KubernetesAccessReviewer(api_client, fixed_clock),
+            )
+            server_tls = build_server_ssl_context(
+                str(tls.server.cert_file), str(tls.server.key_file), str(tls.front_proxy_ca.cert_file)
+            )
+            async with serve(build_external_metrics_app(decisions, settings_), server_tls) as url:
+                yield Running(url, decisions, contract, tls)
+
+
+MASTER = {"X-Remote-User": "system:kube-aggregator", "X-Remote-Group": "system:masters"}
+HPA = {"Authorization": "Bearer hpa-token"}
+
+
+async def test_discovery_documents(running: Running) -> None:
+    client = running.tls.front_proxy_client.cert_file
+    status, groups, _ = await running.get("/apis", client=client, headers=MASTER)
+    assert status == 200
+    assert groups["groups"][0]["preferredVersion"]["groupVersion"] == "external.metrics.k8s.io/v1beta1"
+    status, group, _ = await running.get("/apis/external.metrics.k8s.io", client=client, headers=MASTER)
+    assert (status, group["kind"]) == (200, "APIGroup")
+    status, resources, _ = await running.get(API_PREFIX, client=client, headers=MASTER)
+    assert status == 200
+    assert {r["name"] for r in resources["resources"]} == {"desired_replicas", "forecast_requests_per_second"}
+    assert all(r["namespaced"] and r["verbs"] == ["get"] for r in resources["resources"])
+
+
+async def test_health_needs_no_credentials_and_openapi_is_absent(running: Running) -> None:
+    for path in ("/healthz", "/livez", "/readyz"):
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(running.url + path, ssl=client_ssl_context(running.tls)) as response,
+        ):
+            assert (response.status, await response.text()) == (200, "ok")
+    status, body, _ = await running.get("/openapi/v2")
+    assert (status, body["kind"], body["reason"]) == (404, "Status", "NotFound")
+
+
+@pytest.mark.parametrize(
+    ("metric", "selector", "code", "value"),
+    [
+        pytest.param("desired_replicas", "workload=llama", 200, "7", id="replicas of one workload"),
+        pytest.param("desired_replicas", "model in (llama-3)", 200, "7", id="selected by model label"),
+        pytest.param(
+            "forecast_requests_per_second", "workload=llama", 200, "130250m", id="forecast in milli"
+        ),
+        pytest.param(
+            "forecast_requests_per_second", "workload=mistral", 503, None, id="no forecast yet is 503"
+        ),
+        pytest.param("desired_replicas", "workload=stale", 503, None, id="stale decision is 503 not a value"),
+        pytest.param("desired_replicas", "workload=nope", 404, None, id="no matching workload is 404"),
+        pytest.param("queue_depth", "workload=llama", 404, None, id="unknown metric is 404"),
+        pytest.param("desired_replicas", "model", 400, None, id="selector matching two workloads is 400"),
+        pytest.param("desired_replicas", "workload in (", 400, None, id="bad selector is 400"),
+        pytest.param(
+            "desired_replicas",
+            "namespace=other,workload=llama",
+            404,
+            None,
+            id="cannot reach another namespace",
+        ),
+    ],
+)
+async def test_external_metric(
+    running: Running, metric: str, selector: str, code: int, value: str | None
+) -> None:
+    status, body, headers = await running.get(
+        f"{API_PREFIX}/namespaces/ml/{metric}",
+        client=running.tls.front_proxy_client.cert_file,
+        headers=MASTER,
+        labelSelector=selector,
+    )
+    assert status == code
+    assert "Retry-After" not in headers
+    if value is None:
+        assert (body["kind"], body["code"], body["status"]) == ("Status", code, "Failure")
+        return
+    assert body["kind"] == "ExternalMetricValueList"
+    [item] = body["items"]
+    assert item["value"] == value
+    assert item["metricLabels"]["namespace"] == "ml"
+    assert item["timestamp"] == "2027-01-15T07:59:55Z"
+
+
+async def test_bad_selector_message_quotes_the_term(running: Running) -> None:
+    status, body, _ = await running.get(
+        f"{API_PREFIX}/namespaces/ml/desired_replicas",
+        client=running.tls.front_proxy_client.cert_file,
+        headers=MASTER,
+        labelSelector="workload=llama,a:b",
+    )
+    assert status == 400
+    assert "'a:b'" in body["message"]
+
+
+async def test_token_review_then_access_review(running: Running) -> None:
+    path = f"{API_PREFIX}/namespaces/ml/desired_replicas"
+    status, body, _ = await running.get(path, headers=HPA, labelSelector="workload=llama")
+    assert (status, body["items"][0]["value"]) == (200, "7")
+    status, body, _ = await running.get(
+        f"{API_PREFIX}/namespaces/ml/forecast_requests_per_second",
+        headers=HPA,
+        labelSelector="workload=llama",
+    )
+    assert (status, body["reason"]) == (403, "Forbidden")
+    status, _, _ = await running.get(
+        path, headers={"Authorization": "Bearer forged"}, labelSelector="workload=llama"
+    )
+    assert status == 401
+    access = [
+        r["spec"]["resourceAttributes"] for r in running.contract.reviews if "resourceAttributes" in r["spec"]
+    ]
+    assert access[0] == {
+        "group": "external.metrics.k8s.io",
+        "namespace": "ml",
+        "resource": "desired_replicas",
+        "verb": "list",
+        "version": "v1beta1",
+    }
+
+
+async def test_reviews_are_cached(running: Running) -> None:
+    path = f"{API_PREFIX}/namespaces/ml/desired_replicas"
+    for _ in range(3):
+        status, _, _ = await running.get(path, headers=HPA, labelSelector="workload=llama")
+        assert status == 200
+    for _ in range(3):
+        status, _, _ = await running.get(path, headers={"Authorization": "Bearer forged"})
+        assert status == 401
+    # One TokenReview and one SubjectAccessReview for the good token, one TokenReview for the forged one.
+    assert len(running.contract.reviews) == 3
+
+
+async def test_no_credentials_is_401(running: Running) -> None:
+    status, body, _ = await running.get(f"{API_PREFIX}/namespaces/ml/desired_replicas")
+    assert (status, body["reason"]) == (401, "Unauthorized")
+
+
+async def test_wrong_cn_cannot_impersonate(running: Running) -> None:
+    status, _, _ = await running.get(
+        f"{API_PREFIX}/namespaces/ml/desired_replicas",
+        client=running.tls.front_proxy_wrong_cn.cert_file,
+        headers=MASTER,
+        labelSelector="workload=llama",
+    )
+    assert status == 401
+
+
+async def test_untrusted_ca_cannot_impersonate(running: Running) -> None:
+    """The rogue certificate claims the allowed CN; the TLS layer or the verifier must refuse it."""
+    try:
+        status, _, _ = await running.get(
+            f"{API_PREFIX}/namespaces/ml/desired_replicas",
+            client=running.tls.rogue_client.cert_file,
+            headers=MASTER,
+            labelSelector="workload=llama",
+        )
+    except (aiohttp.ClientConnectionError, ssl.SSLError):
+        return
+    assert status == 401
+
+
+def test_verifier_rejects_rogue_and_wrong_cn_directly(tls: TlsMaterial) -> None:
+    """Independent of the TLS handshake: the verifier itself checks issuer signature and CN."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    def der(path: Path) -> bytes:
+        return x509.load_pem_x509_certificate(path.read_bytes()).public_bytes(Encoding.DER)
+
+    verifier = FrontProxyVerifier(tls.front_proxy_ca.cert_bytes, ["front-proxy-client"])
+    assert verifier.trusts(der(tls.front_proxy_client.cert_file))
+    assert not verifier.trusts(der(tls.rogue_client.cert_file))
+    assert not verifier.trusts(der(tls.front_proxy_wrong_cn.cert_file))
+    assert not verifier.trusts(None)
+
+
+@pytest.fixture
+async def open_server(tls: TlsMaterial, fixed_clock: Callable[[], float]) -> AsyncIterator[tuple[str, Path]]:
+    decisions = LatestDecisions()
+    decisions.publish(published("llama", replicas=7, labels={"model": "llama-3"}))
+    app = build_external_metrics_app(
+        decisions,
+        ExternalMetricsSettings(max_age_seconds=60.0, clock=fixed_clock, allow_unauthenticated=True),
+    )
+    server_tls = build_server_ssl_context(str(tls.server.cert_file), str(tls.server.key_file), None)
+    async with serve(app, server_tls) as url:
+        yield url, tls.serving_ca.cert_file
+
+
+async def test_random_selectors_never_500(open_server: tuple[str, Path]) -> None:
+    url, ca = open_server
+    context = ssl.create_default_context(cafile=str(ca))
+    codes: list[int] = []
+    async with aiohttp.ClientSession() as session:
+
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(st.text(max_size=30))
+        def probe(selector: str) -> None:
+            async def one() -> int:
+                async with session.get(
+                    f"{url}{API_PREFIX}/namespaces/ml/desired_replicas",
+                    params={"labelSelector": selector},
+                    ssl=context,
+                ) as response:
+                    body = await response.json(content_type=None)
+                    assert body["kind"] in ("Status", "ExternalMetricValueList")
+                    return response.status
+
+            codes.append(asyncio.run_coroutine_threadsafe(one(), loop).result())
+
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(probe)
+    assert codes and all(code in (200, 400, 404) for code in codes)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+async def test_kubectl_get_raw(open_server: tuple[str, Path], tmp_path: Path) -> None:
+    url, ca = open_server
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: local\n"
+        f"clusters:\n- name: local\n  cluster:\n    server: {url}\n    certificate-authority: {ca}\n"
+        "users:\n- name: local\n  user: {token: local-only}\n"
+        "contexts:\n- name: local\n  context: {cluster: local, user: local}\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        "kubectl",
+        "--kubeconfig",
+        str(kubeconfig),
+        "get",
+        "--raw",
+        f"{API_PREFIX}/namespaces/ml/desired_replicas?labelSelector=model%3Dllama-3",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
+    assert process.returncode == 0, stderr.decode()
+    assert json.loads(stdout)["items"][0]["value"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("workload", "code", "expected"),
+    [
+        pytest.param(
+            "llama",
+            200,
+            {"desired_replicas": 7, "forecast_requests_per_second": 130.25},
+            id="value and forecast",
+        ),
+        pytest.param("mistral", 200, {"desired_replicas": 2}, id="no forecast leaves the key out, never 0"),
+        pytest.param("stale", 503, None, id="stale decision is 503"),
+        pytest.param("nope", 404, None, id="unknown workload is 404"),
+    ],
+)
+async def test_keda_metrics_api(
+    running: Running, workload: str, code: int, expected: dict[str, float] | None
+) -> None:
+    status, body, _ = await running.get(f"/keda/v1/namespaces/ml/workloads/{workload}", headers=HPA)
+    assert status == code
+    if expected is None:
+        assert body["kind"] == "Status"
+        return
+    assert {
+        key: body[key] for key in body if key in ("desired_replicas", "forecast_requests_per_second")
+    } == expected
+    assert body["reason"] == "forecast"
+
+
+async def test_unreachable_review_server_is_a_status_500(
+    tls: TlsMaterial, fixed_clock: Callable[[], float]
+) -> None:
+    decisions = LatestDecisions()
+    decisions.publish(published("llama"))
+    async with (
+        serve(web.Application(), None) as dead_url,
+        k8s.ApiClient(k8s.Configuration(host=dead_url)) as api,
+    ):
+        settings_ = ExternalMetricsSettings(
+            max_age_seconds=60.0, clock=fixed_clock, reviewer=KubernetesAccessReviewer(api, fixed_clock)
+        )
+        server_tls = build_server_ssl_context(str(tls.server.cert_file), str(tls.server.key_file), None)
+        async with serve(build_external_metrics_app(decisions, settings_), server_tls) as url:
+            running = Running(url, decisions, KubernetesContract(), tls)
+            status, body, _ = await running.get(
+                f"{API_PREFIX}/namespaces/ml/desired_replicas", headers=HPA, labelSelector="workload=llama"
+            )
+    assert (status, body["kind"], body["reason"]) == (500, "Status", "InternalError")

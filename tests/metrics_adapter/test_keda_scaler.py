@@ -1,0 +1,159 @@
+"""The KEDA external scaler over real gRPC on loopback, called by a client built from our proto."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_tools import protoc
+
+from metrics_adapter import externalscaler_pb2 as pb
+from metrics_adapter import externalscaler_pb2_grpc as pb_grpc
+from metrics_adapter.keda_scaler import KedaScalerSettings, build_keda_server
+from sidecar.latest_decisions import LatestDecisions
+from tests.metrics_adapter.conftest import NOW, TlsMaterial, published
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def _start(
+    decisions: LatestDecisions, clock: Callable[[], float], tls: tuple[bytes, bytes] | None = None
+) -> tuple[grpc.aio.Server, int]:
+    settings = KedaScalerSettings(max_age_seconds=60.0, clock=clock, stream_interval_seconds=0.02)
+    server, port = build_keda_server(decisions, settings, "127.0.0.1:0", tls)
+    await server.start()
+    return server, port
+
+
+@pytest.fixture
+def decisions() -> LatestDecisions:
+    store = LatestDecisions()
+    store.publish(published("llama", replicas=7))
+    store.publish(published("idle", replicas=0, forecast_rps=0.0))
+    store.publish(published("stale", replicas=3, published_at=NOW - 600))
+    return store
+
+
+@pytest.fixture
+async def stub(
+    decisions: LatestDecisions, fixed_clock: Callable[[], float]
+) -> AsyncIterator[pb_grpc.ExternalScalerStub]:
+    server, port = await _start(decisions, fixed_clock)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield pb_grpc.ExternalScalerStub(channel)
+    await server.stop(None)
+
+
+def ref(name: str, **metadata: str) -> pb.ScaledObjectRef:
+    return pb.ScaledObjectRef(name=name, namespace="ml", scalerMetadata=metadata)
+
+
+async def test_metric_spec_targets_one_replica_per_unit(stub: pb_grpc.ExternalScalerStub) -> None:
+    response = await stub.GetMetricSpec(ref("llama"))
+    [spec] = response.metricSpecs
+    assert (spec.metricName, spec.targetSize, spec.targetSizeFloat) == ("desired_replicas", 1, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("scaled_object", "metadata", "replicas", "active"),
+    [
+        pytest.param("llama", {}, 7, True, id="workload named like the ScaledObject"),
+        pytest.param("frontend", {"workload": "llama"}, 7, True, id="workload from trigger metadata"),
+        pytest.param("idle", {}, 0, False, id="zero replicas and no forecast is inactive"),
+    ],
+)
+async def test_metrics_and_activity(
+    stub: pb_grpc.ExternalScalerStub,
+    scaled_object: str,
+    metadata: dict[str, str],
+    replicas: int,
+    active: bool,
+) -> None:
+    metrics = await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(scaled_object, **metadata)))
+    [value] = metrics.metricValues
+    assert (value.metricValue, value.metricValueFloat) == (replicas, float(replicas))
+    assert (await stub.IsActive(ref(scaled_object, **metadata))).result is active
+
+
+@pytest.mark.parametrize(
+    ("scaled_object", "code"),
+    [
+        pytest.param("stale", grpc.StatusCode.UNAVAILABLE, id="stale decision is unavailable, not zero"),
+        pytest.param("unknown", grpc.StatusCode.UNAVAILABLE, id="no decision is unavailable, not zero"),
+        pytest.param("", grpc.StatusCode.INVALID_ARGUMENT, id="missing name is invalid"),
+    ],
+)
+async def test_missing_data_is_an_error(
+    stub: pb_grpc.ExternalScalerStub, scaled_object: str, code: grpc.StatusCode
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(scaled_object)))
+    assert error.value.code() == code
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.IsActive(ref(scaled_object))
+
+
+async def test_stream_pushes_true_when_forecast_demand_appears(
+    stub: pb_grpc.ExternalScalerStub, decisions: LatestDecisions
+) -> None:
+    """A workload at zero turns active as soon as the published forecast expects load, before traffic."""
+    stream = stub.StreamIsActive(ref("idle"))
+    first = await asyncio.wait_for(stream.read(), timeout=5)
+    assert first.result is False
+    decisions.publish(published("idle", replicas=0, forecast_rps=12.0))
+    pushed = await asyncio.wait_for(stream.read(), timeout=5)
+    assert pushed.result is True
+    stream.cancel()
+
+
+async def test_every_replica_answers_the_same(
+    decisions: LatestDecisions, fixed_clock: Callable[[], float]
+) -> None:
+    servers = [await _start(decisions, fixed_clock) for _ in range(2)]
+    answers = []
+    for _, port in servers:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.ExternalScalerStub(channel)
+            metrics = await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref("llama")))
+            answers.append((metrics.SerializeToString(), (await stub.IsActive(ref("llama"))).result))
+    for server, _ in servers:
+        await server.stop(None)
+    assert answers[0] == answers[1]
+
+
+async def test_tls(decisions: LatestDecisions, fixed_clock: Callable[[], float], tls: TlsMaterial) -> None:
+    server, port = await _start(
+        decisions, fixed_clock, (tls.server.cert_file.read_bytes(), tls.server.key_file.read_bytes())
+    )
+    credentials = grpc.ssl_channel_credentials(root_certificates=tls.serving_ca.cert_bytes)
+    async with grpc.aio.secure_channel(f"localhost:{port}", credentials) as channel:
+        stub = pb_grpc.ExternalScalerStub(channel)
+        assert (await stub.IsActive(ref("llama"))).result is True
+    await server.stop(None)
+
+
+def test_committed_modules_match_the_proto(tmp_path: Path) -> None:
+    """Regenerating from externalscaler.proto gives the same descriptor as the committed module."""
+    code = protoc.main(
+        [
+            "protoc",
+            f"-I{REPO}",
+            f"--python_out={tmp_path}",
+            str(REPO / "metrics_adapter" / "externalscaler.proto"),
+        ]
+    )
+    assert code == 0
+    generated = (tmp_path / "metrics_adapter" / "externalscaler_pb2.py").read_text()
+    committed = (REPO / "metrics_adapter" / "externalscaler_pb2.py").read_text()
+
+    def serialized(source: str) -> str:
+        return next(line for line in source.splitlines() if "AddSerializedFile" in line)
+
+    assert serialized(generated) == serialized(committed)
+    assert pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name == "externalscaler.ExternalScaler"
+    assert pb.MetricValue.DESCRIPTOR.fields_by_name["metricValueFloat"].number == 3

@@ -1,0 +1,217 @@
+"""sidecar.telemetry: /metrics scraped over real HTTP and parsed with prometheus_client's parser."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import aiohttp
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from autoscaler import Decision, Observations, Reading, Reason
+from forecasting import Forecast
+from metrics_adapter.external_metrics_api import ExternalMetricsSettings, build_external_metrics_app
+from sidecar.latest_decisions import LatestDecisions, PublishedDecision
+from sidecar.telemetry import build_metrics_app, build_telemetry
+from tests.metrics_adapter.conftest import NOW, published, serve
+
+
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _with_forecast_and_signals() -> PublishedDecision:
+    base = published("llama", replicas=7, forecast_rps=130.0)
+    forecast = Forecast(
+        start=base.decision.at,
+        step_seconds=30.0,
+        quantiles={0.5: np.array([100.0, 120.0, 500.0]), 0.9: np.array([110.0, 140.0, 900.0])},
+    )
+    observations = Observations(
+        at=base.decision.at,
+        current_replicas=6,
+        load=Reading(95.0, observed_at=NOW - 12.0),
+        queue_depth=None,
+        cold_start_seconds=84.5,
+    )
+    decision = Decision(
+        at=base.decision.at,
+        replicas=7,
+        reason=base.decision.reason,
+        recommendations={"load": 5, "forecast": 7},
+        forecast_rps=130.0,
+        lead_seconds=45.0,
+        forecast_trust=0.75,
+    )
+    return PublishedDecision(
+        namespace=base.namespace,
+        workload=base.workload,
+        decision=decision,
+        observations=observations,
+        published_at=base.published_at,
+        forecast=forecast,
+        labels=base.labels,
+    )
+
+
+async def test_metrics_endpoint_reports_decisions_forecasts_ages_and_latency(
+    fixed_clock: Callable[[], float],
+) -> None:
+    decisions = LatestDecisions()
+    item = _with_forecast_and_signals()
+    decisions.publish(item)
+    telemetry = build_telemetry(decisions, fixed_clock)
+    telemetry.record_decision(item)
+    telemetry.record_decision(item)
+    api = build_external_metrics_app(
+        decisions,
+        ExternalMetricsSettings(max_age_seconds=60.0, clock=fixed_clock, allow_unauthenticated=True),
+        telemetry.request_seconds,
+    )
+    async with (
+        serve(api, None) as api_url,
+        serve(build_metrics_app(telemetry), None) as metrics_url,
+        aiohttp.ClientSession() as session,
+    ):
+        async with session.get(f"{api_url}/apis/external.metrics.k8s.io/v1beta1/namespaces/ml/nope") as r:
+            assert r.status == 404
+        async with session.get(f"{metrics_url}/metrics") as response:
+            assert response.status == 200
+            text = await response.text()
+    samples = _samples(text)
+    workload = {("namespace", "ml"), ("workload", "llama")}
+    assert samples[("autoscaler_desired_replicas", frozenset(workload))] == 7
+    assert samples[("autoscaler_decision_reason", frozenset({*workload, ("reason", "forecast")}))] == 1
+    assert samples[("autoscaler_decision_reason", frozenset({*workload, ("reason", "load")}))] == 0
+    assert samples[("autoscaler_decision_age_seconds", frozenset(workload))] == pytest.approx(5.0)
+    assert samples[("autoscaler_signal_age_seconds", frozenset({*workload, ("signal", "load")}))] == 12.0
+    assert ("autoscaler_signal_age_seconds", frozenset({*workload, ("signal", "queue_depth")})) not in samples
+    # Lead 45 s over 30 s steps covers steps 0 and 1: peaks 120 (median) and 140 (p90), not step 2.
+    assert (
+        samples[("autoscaler_forecast_requests_per_second", frozenset({*workload, ("quantile", "0.5")}))]
+        == 120
+    )
+    assert (
+        samples[("autoscaler_forecast_requests_per_second", frozenset({*workload, ("quantile", "0.9")}))]
+        == 140
+    )
+    assert samples[("autoscaler_decisions_total", frozenset({*workload, ("reason", "forecast")}))] == 2
+    latency = {
+        labels: value
+        for (name, labels), value in samples.items()
+        if name == "autoscaler_adapter_request_seconds_count"
+    }
+    assert sum(value for labels, value in latency.items() if ("code", "404") in labels) == 1
+
+
+def _scrape(*items: PublishedDecision) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    decisions = LatestDecisions()
+    for item in items:
+        decisions.publish(item)
+    return _samples(build_telemetry(decisions, lambda: NOW).render().decode())
+
+
+def _names_for(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], workload: str) -> set[str]:
+    return {name for name, labels in samples if ("workload", workload) in labels}
+
+
+def test_decision_inputs_are_exported_per_workload_and_per_signal() -> None:
+    samples = _scrape(_with_forecast_and_signals())
+    workload = frozenset({("namespace", "ml"), ("workload", "llama")})
+    assert samples[("autoscaler_cold_start_seconds", workload)] == 84.5
+    assert samples[("autoscaler_observed_requests_per_second", workload)] == 95.0
+    assert samples[("autoscaler_forecast_trust", workload)] == 0.75
+    assert samples[("autoscaler_forecast_lead_seconds", workload)] == 45.0
+    recommended = {
+        dict(labels)["signal"]: value
+        for (name, labels), value in samples.items()
+        if name == "autoscaler_recommended_replicas"
+    }
+    # Only the signals decide() heard from: the forecast (7) won, load (5) is the runner-up.
+    assert recommended == {"load": 5, "forecast": 7}
+
+
+def _bare(
+    workload: str, *, load: Reading | None, cold_start_seconds: float | None, forecast_rps: float | None
+) -> PublishedDecision:
+    # decide() leaves trust and lead at their 0.0 defaults when it had no forecast.
+    decision = Decision(at=NOW - 5, replicas=4, reason=Reason.HELD_STALE, forecast_rps=forecast_rps)
+    return PublishedDecision(
+        namespace="ml",
+        workload=workload,
+        decision=decision,
+        observations=Observations(
+            at=NOW - 5, current_replicas=4, load=load, cold_start_seconds=cold_start_seconds
+        ),
+        published_at=NOW - 5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("item", "absent", "present"),
+    [
+        pytest.param(
+            _bare("cold", load=None, cold_start_seconds=None, forecast_rps=None),
+            {
+                "autoscaler_cold_start_seconds",
+                "autoscaler_observed_requests_per_second",
+                "autoscaler_recommended_replicas",
+                "autoscaler_forecast_trust",
+                "autoscaler_forecast_lead_seconds",
+            },
+            {"autoscaler_desired_replicas"},
+            id="nothing known is exported as absent, never as 0",
+        ),
+        pytest.param(
+            _bare(
+                "nan", load=Reading(float("nan"), NOW - 5), cold_start_seconds=float("nan"), forecast_rps=None
+            ),
+            {"autoscaler_cold_start_seconds", "autoscaler_observed_requests_per_second"},
+            {"autoscaler_desired_replicas", "autoscaler_signal_age_seconds"},
+            id="a NaN reading or estimate is absent",
+        ),
+        pytest.param(
+            _bare("zero", load=Reading(0.0, NOW - 5), cold_start_seconds=None, forecast_rps=None),
+            {"autoscaler_forecast_trust", "autoscaler_forecast_lead_seconds"},
+            {"autoscaler_observed_requests_per_second"},
+            id="a measured zero load is exported but placeholder trust and lead are not",
+        ),
+        pytest.param(
+            _bare("zero-trust", load=None, cold_start_seconds=30.0, forecast_rps=12.0),
+            {"autoscaler_observed_requests_per_second"},
+            {
+                "autoscaler_forecast_trust",
+                "autoscaler_forecast_lead_seconds",
+                "autoscaler_cold_start_seconds",
+            },
+            id="a used forecast exports its trust and lead even at 0",
+        ),
+    ],
+)
+def test_missing_values_are_absent_not_zero(
+    item: PublishedDecision, absent: set[str], present: set[str]
+) -> None:
+    # A second, complete workload shows the absences are per workload, not whole families.
+    samples = _scrape(item, _with_forecast_and_signals())
+    names = _names_for(samples, item.workload)
+    assert not names & absent
+    assert present <= names
+    assert absent <= _names_for(samples, "llama")
+
+
+def test_a_measured_zero_load_reads_zero() -> None:
+    samples = _scrape(_bare("zero", load=Reading(0.0, NOW - 5), cold_start_seconds=None, forecast_rps=None))
+    assert (
+        samples[
+            (
+                "autoscaler_observed_requests_per_second",
+                frozenset({("namespace", "ml"), ("workload", "zero")}),
+            )
+        ]
+        == 0.0
+    )

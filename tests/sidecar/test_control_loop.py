@@ -1,0 +1,240 @@
+"""The control loop on a FakeClock with in-memory ports: publication, isolation of failures,
+held decisions on missing data, refits in an executor, cadence and draining, reconfiguration."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from autoscaler.decision import Reason
+from autoscaler.observations import Reading
+from forecasting.series import LoadSeries
+from sidecar.control_loop import ControlLoop, LoopPorts, append_reading
+from sidecar.latest_decisions import LatestDecisions
+from sidecar.settings import LoopSettings, QuerySettings, WorkloadSettings
+from tests.fakes import FakeClock, FlatForecaster, ScriptedSignals, proportional_decide
+
+START = 1_700_000_000.0
+
+
+def workload(name: str, **overrides) -> WorkloadSettings:
+    fields = {
+        "name": name,
+        "namespace": "ml",
+        "queries": QuerySettings(load='load{workload="$workload"}'),
+        "replica_capacity_rps": 10.0,
+        "target_utilization": 1.0,
+        "max_replicas": 50,
+        "stale_after_seconds": 60.0,
+        "forecast": {"model": "flat"},
+        **overrides,
+    }
+    return WorkloadSettings(**fields)
+
+
+def query(name: str) -> str:
+    return f'load{{workload="{name}"}}'
+
+
+class Harness:
+    def __init__(self, names=("llama", "mistral"), clock: FakeClock | None = None, **loop_overrides) -> None:
+        self.clock = clock or FakeClock(START)
+        self.signals = ScriptedSignals()
+        self.latest = LatestDecisions()
+        self.forecaster = FlatForecaster()
+        self.executor = ThreadPoolExecutor(max_workers=1)
+        settings = {
+            "tick_seconds": 15,
+            "refit_interval_seconds": 3600,
+            "history_seconds": 3600,
+            **loop_overrides,
+        }
+        self.loop = ControlLoop(
+            workloads=[workload(n) for n in names],
+            settings=LoopSettings(**settings),
+            ports=LoopPorts(
+                signals=self.signals,
+                decide=proportional_decide,
+                models={"flat": lambda: self.forecaster},
+                latest=self.latest,
+                clock=self.clock,
+                executor=self.executor,
+            ),
+        )
+
+    def replicas(self, name: str) -> int:
+        item = self.latest.get("ml", name)
+        assert item is not None, f"{name} was never published"
+        return item.decision.replicas
+
+
+@pytest.fixture
+def harness():
+    h = Harness()
+    yield h
+    h.executor.shutdown(wait=True)
+
+
+async def test_every_workload_is_published_with_its_labels(harness):
+    harness.signals.values = {query("llama"): lambda t: 42.0, query("mistral"): lambda t: 5.0}
+    report = await harness.loop.tick()
+    assert report.failed == {} and report.published == 2
+    assert harness.replicas("llama") == 5  # ceil(42 / 10)
+    assert harness.replicas("mistral") == 1
+    item = harness.latest.get("ml", "llama")
+    assert item is not None and dict(item.labels) == {"namespace": "ml", "workload": "llama"}
+    assert item.published_at == START and item.observations.load == Reading(42.0, START)
+
+
+async def test_one_failing_workload_does_not_stall_the_other(harness):
+    harness.signals.values = {query("llama"): lambda t: 42.0, query("mistral"): lambda t: 5.0}
+    await harness.loop.tick()
+
+    def broken(t: float) -> float:
+        raise RuntimeError("adapter bug")
+
+    harness.signals.values = {query("llama"): broken, query("mistral"): lambda t: 25.0}
+    harness.clock.advance(15)
+    report = await harness.loop.tick()
+    assert report.failed == {("ml", "llama"): "RuntimeError: adapter bug"}
+    assert harness.replicas("mistral") == 3, "the healthy workload moved on"
+    held = harness.latest.get("ml", "llama")
+    assert held is not None and held.published_at == START, "the failing one keeps its last decision"
+    assert harness.loop.runtimes[("ml", "llama")].consecutive_failures == 1
+
+
+async def test_slow_workload_times_out_alone():
+    h = Harness(workload_timeout_seconds=0.05)
+    h.signals.values = {query("llama"): lambda t: 42.0, query("mistral"): lambda t: 5.0}
+    h.signals.delays = {query("llama"): 5.0}
+    report = await h.loop.tick()
+    h.executor.shutdown()
+    assert report.failed == {("ml", "llama"): "TimeoutError"}
+    assert h.replicas("mistral") == 1
+    assert h.latest.get("ml", "llama") is None
+
+
+async def test_missing_load_keeps_the_last_reading_ageing_and_holds(harness):
+    harness.signals.values = {query("llama"): lambda t: 42.0}
+    await harness.loop.tick()
+    # Prometheus stops answering: the load query now yields nothing.
+    harness.signals.values = {}
+    ages = []
+    for _ in range(6):
+        harness.clock.advance(15)
+        await harness.loop.tick()
+        item = harness.latest.get("ml", "llama")
+        assert item is not None and item.observations.load is not None
+        ages.append(item.observations.load.age_seconds(harness.clock.now()))
+        assert item.decision.replicas == 5, "no scale-down on missing data"
+    assert ages == [15, 30, 45, 60, 75, 90]
+    assert harness.latest.get("ml", "llama").decision.reason is Reason.HELD_STALE
+
+
+async def test_refit_runs_in_the_executor_and_is_used_on_a_later_tick(harness):
+    harness.signals.history_values = {query("llama"): lambda t: 80.0}
+    harness.signals.values = {query("llama"): lambda t: 10.0}
+    await harness.loop.tick()
+    runtime = harness.loop.runtimes[("ml", "llama")]
+    assert runtime.refit is not None, "a fit was started"
+    assert harness.replicas("llama") == 1, "no model yet: reactive only"
+    await runtime.refit
+    harness.clock.advance(15)
+    await harness.loop.tick()
+    assert harness.forecaster.fits == 1
+    item = harness.latest.get("ml", "llama")
+    assert item is not None and item.forecast is not None
+    assert (item.decision.replicas, item.decision.reason) == (8, Reason.FORECAST)
+
+    # No second fit inside the refit interval, one after it.
+    for _ in range(10):
+        harness.clock.advance(15)
+        await harness.loop.tick()
+    assert runtime.refit is None and harness.forecaster.fits == 1
+    harness.clock.advance(3600)
+    await harness.loop.tick()
+    assert runtime.refit is not None
+    await runtime.refit
+    assert harness.forecaster.fits == 2
+    assert harness.signals.history_calls.count(query("llama")) == 2, "history is re-read before each refit"
+    # mistral has no history at all: retried every 4 ticks (60 s), not every tick.
+    assert harness.signals.history_calls.count(query("mistral")) == 4
+
+
+async def test_refit_failure_keeps_the_previous_model(harness):
+    harness.signals.history_values = {query("llama"): lambda t: 80.0}
+    harness.signals.values = {query("llama"): lambda t: 10.0}
+    await harness.loop.tick()
+    runtime = harness.loop.runtimes[("ml", "llama")]
+    await runtime.refit
+    harness.clock.advance(3600)
+
+    def failing_fit(history: LoadSeries):
+        raise ValueError("singular matrix")
+
+    harness.forecaster.fit = failing_fit  # the next fit fails
+    await harness.loop.tick()
+    with pytest.raises(ValueError):
+        await runtime.refit
+    harness.clock.advance(15)
+    await harness.loop.tick()
+    item = harness.latest.get("ml", "llama")
+    assert item is not None and item.decision.reason is Reason.FORECAST, "old model still forecasts"
+
+
+async def test_run_ticks_on_cadence_and_drains_on_stop(harness):
+    harness.signals.values = {query("llama"): lambda t: 42.0, query("mistral"): lambda t: 5.0}
+    stop = asyncio.Event()
+    seen: list[float] = []
+    original = harness.loop.tick
+
+    async def counted():
+        report = await original()
+        seen.append(report.at)
+        if len(seen) == 4:
+            stop.set()
+        return report
+
+    harness.loop.tick = counted
+    await asyncio.wait_for(harness.loop.run(stop), timeout=5)
+    assert seen == [START, START + 15, START + 30, START + 45]
+
+
+@pytest.mark.parametrize(
+    ("observed_at", "expected_len", "expected_start", "index", "value"),
+    [
+        pytest.param(130.0, 3, 0.0, 1, 7.0, id="130 s describes [70,130): step [60,120)"),
+        pytest.param(300.0, 5, 0.0, 4, 7.0, id="a later step grows the grid with NaN between"),
+        pytest.param(20.0, 3, 0.0, 0, 1.0, id="too early for the grid: ignored"),
+        pytest.param(630.0, 5, 360.0, 4, 7.0, id="over history_seconds: oldest steps drop"),
+    ],
+)
+def test_append_reading(observed_at, expected_len, expected_start, index, value):
+    history = LoadSeries(start=0.0, step_seconds=60.0, values=np.array([1.0, 2.0, 3.0]))
+    grown = append_reading(history, Reading(7.0, observed_at), history_seconds=300.0)
+    assert (len(grown.values), grown.start) == (expected_len, expected_start)
+    assert grown.values[index] == value
+    assert history.values.tolist() == [1.0, 2.0, 3.0], "the input series is not modified"
+
+
+async def test_reconfigure_keeps_unchanged_state_and_unpublishes_removed(harness):
+    harness.signals.values = {query("llama"): lambda t: 42.0, query("mistral"): lambda t: 5.0}
+    await harness.loop.tick()
+    before = harness.loop.runtimes[("ml", "llama")]
+    harness.loop.reconfigure([workload("llama"), workload("phi")], harness.loop.settings)
+    assert harness.loop.runtimes[("ml", "llama")] is before
+    assert harness.latest.get("ml", "mistral") is None
+    assert set(harness.loop.runtimes) == {("ml", "llama"), ("ml", "phi")}
+
+    harness.loop.reconfigure([workload("llama", max_replicas=3)], harness.loop.settings)
+    changed = harness.loop.runtimes[("ml", "llama")]
+    assert changed is not before and changed.policy.max_replicas == 3
+    assert changed.decision_state == before.decision_state and changed.history is before.history
+    harness.clock.advance(15)
+    await harness.loop.tick()
+    assert harness.replicas("llama") == 3
+    assert math.isclose(harness.loop.settings.tick_seconds, 15)

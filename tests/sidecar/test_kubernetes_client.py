@@ -1,0 +1,216 @@
+"""kubernetes_client against the contract server in kubernetes_contract.py (real HTTP through
+kubernetes-asyncio; see that module for which endpoints it models and what it leaves out)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+from kubernetes_asyncio import client
+
+from sidecar.control_loop import ReplicaCount
+from sidecar.kubernetes_client import (
+    ColdStartTracker,
+    KubernetesReader,
+    LeaseElector,
+    Prewarmer,
+    PrewarmTarget,
+    watch_cold_starts,
+)
+from tests.conftest import free_port
+from tests.fakes import FakeClock
+from tests.sidecar.kubernetes_contract import KubernetesContract, pod_event
+
+
+@pytest.fixture
+async def cluster():
+    contract = KubernetesContract()
+    runner = web.AppRunner(contract.app())
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    api = client.ApiClient(client.Configuration(host=f"http://127.0.0.1:{port}"))
+    yield contract, api
+    await contract.pod_events.put(None)
+    await api.close()
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("kind", "replicas", "ready", "expected"),
+    [
+        pytest.param("Deployment", 4, 3, ReplicaCount(4, 3), id="deployment"),
+        pytest.param("Deployment", 2, None, ReplicaCount(2, 0), id="readyReplicas omitted means 0"),
+        pytest.param("StatefulSet", 5, 5, ReplicaCount(5, 5), id="statefulset"),
+    ],
+)
+async def test_read_replicas(cluster, kind, replicas, ready, expected):
+    contract, api = cluster
+    contract.add_deployment("ml", "llama", replicas, ready, {"app": "llama"})
+    if kind == "StatefulSet":
+        contract.objects[("statefulsets", "ml", "llama")] = contract.objects.pop(
+            ("deployments", "ml", "llama")
+        )
+    assert await KubernetesReader(api).read_replicas("ml", kind, "llama") == expected
+
+
+async def test_missing_target_and_api_outage_are_none(cluster):
+    contract, api = cluster
+    reader = KubernetesReader(api)
+    assert await reader.read_replicas("ml", "Deployment", "ghost") is None
+    contract.add_deployment("ml", "llama", 4, 4, {"app": "llama"})
+    contract.down = True
+    assert await reader.read_replicas("ml", "Deployment", "llama") is None
+
+
+async def test_pod_selector_comes_from_match_labels(cluster):
+    contract, api = cluster
+    contract.add_deployment("ml", "llama", 4, 4, {"app": "llama", "tier": "gpu"})
+    assert await KubernetesReader(api).pod_selector("ml", "Deployment", "llama") == "app=llama,tier=gpu"
+
+
+async def test_pod_watch_learns_cold_starts(cluster):
+    contract, api = cluster
+    tracker = ColdStartTracker(estimate=max)
+    stop = asyncio.Event()
+    task = asyncio.create_task(watch_cold_starts(api, ("ml", "llama"), "app=llama", tracker, stop))
+    events = [
+        pod_event("ADDED", "a", "2026-01-01T00:00:00Z", None),
+        pod_event("MODIFIED", "a", "2026-01-01T00:00:00Z", "2026-01-01T00:01:35Z"),  # 95 s
+        pod_event("MODIFIED", "a", "2026-01-01T00:00:00Z", "2026-01-01T00:01:35Z"),  # same pod again
+        pod_event("ADDED", "b", "2026-01-01T00:10:00Z", "2026-01-01T00:12:10Z"),  # 130 s
+        pod_event("MODIFIED", "c", "2026-01-01T00:20:00Z", "2026-01-01T00:45:00Z", restarts=2),  # restarted
+        pod_event("DELETED", "d", "2026-01-01T00:30:00Z", "2026-01-01T00:31:00Z"),
+    ]
+    for event in events:
+        await contract.pod_events.put(event)
+    for _ in range(100):
+        if len(tracker.pairs.get(("ml", "llama"), ())) == 2 and contract.pod_events.empty():
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await contract.pod_events.put(None)
+    await asyncio.wait_for(task, 5)
+    assert contract.watch_selectors[0] == "app=llama"
+    assert tracker.samples_seconds() == {("ml", "llama"): (95.0, 130.0)}
+    # The estimator sees the pairs themselves; `max` of (created, ready) pairs picks the latest.
+    assert tracker.cold_start_seconds("ml", "llama") is not None
+    assert tracker.cold_start_seconds("ml", "other") is None
+
+
+async def test_two_instances_elect_one_leader(cluster):
+    _, api = cluster
+    clock = FakeClock()
+    a = LeaseElector(api, clock, "ml", "autoscaler", "a", duration_seconds=15)
+    b = LeaseElector(api, clock, "ml", "autoscaler", "b", duration_seconds=15)
+
+    assert await a.try_acquire() is True, "no lease yet: a creates it"
+    assert await b.try_acquire() is False, "a's lease is fresh"
+    clock.advance(5)
+    assert await a.try_acquire() is True, "a renews"
+    clock.advance(14)
+    assert await b.try_acquire() is False, "renewed 14 s ago: still a's"
+    assert a.is_leader
+
+    clock.advance(2)  # a stopped renewing 16 s ago
+    assert not a.is_leader, "a no longer claims leadership once its renewal is older than the duration"
+    assert await b.try_acquire() is True, "b takes the expired lease"
+    assert await a.try_acquire() is False, "a sees b's fresh renewal"
+
+
+async def test_racing_for_an_expired_lease_elects_exactly_one(cluster):
+    contract, api = cluster
+    clock = FakeClock()
+    old = LeaseElector(api, clock, "ml", "autoscaler", "old", duration_seconds=15)
+    await old.try_acquire()
+    clock.advance(60)
+    racers = [LeaseElector(api, clock, "ml", "autoscaler", name, duration_seconds=15) for name in "abc"]
+    results = await asyncio.gather(*(r.try_acquire() for r in racers))
+    assert sorted(results) == [False, False, True]
+    holder = contract.objects[("leases", "ml", "autoscaler")]["spec"]["holderIdentity"]
+    assert holder == racers[results.index(True)].identity
+    assert contract.objects[("leases", "ml", "autoscaler")]["spec"]["leaseTransitions"] == 1
+
+
+async def test_release_hands_over_at_once(cluster):
+    _, api = cluster
+    clock = FakeClock()
+    a = LeaseElector(api, clock, "ml", "autoscaler", "a", duration_seconds=15)
+    b = LeaseElector(api, clock, "ml", "autoscaler", "b", duration_seconds=15)
+    await a.try_acquire()
+    await a.release()
+    assert not a.is_leader
+    assert await b.try_acquire() is True
+
+
+@pytest.mark.parametrize(
+    ("kind", "path_part", "field", "patch_type"),
+    [
+        pytest.param(
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            "minReplicas",
+            "application/strategic-merge-patch+json",
+            id="HPA minReplicas",
+        ),
+        pytest.param(
+            "ScaledObject",
+            "scaledobjects",
+            "minReplicaCount",
+            "application/merge-patch+json",
+            id="KEDA minReplicaCount (a CRD: no strategic merge)",
+        ),
+    ],
+)
+async def test_prewarm_raises_and_restores_the_floor(cluster, kind, path_part, field, patch_type):
+    contract, api = cluster
+    contract.add_hpa("ml", "llama", 2)
+    contract.add_scaled_object("ml", "llama", 2)
+    clock = FakeClock()
+    elector = LeaseElector(api, clock, "ml", "autoscaler", "a", duration_seconds=15)
+    await elector.try_acquire()
+    prewarmer = Prewarmer(api, elector)
+    target = PrewarmTarget("ml", kind, "llama")
+
+    def floor() -> int:
+        return contract.objects[(path_part, "ml", "llama")]["spec"][field]
+
+    assert await prewarmer.apply(target, 6) == 6 and floor() == 6
+    patches = [r for r in contract.requests if r[0] == "PATCH"]
+    assert len(patches) == 1 and patches[0][2] == patch_type
+    assert await prewarmer.apply(target, 6) is None, "unchanged floor: no write"
+    assert await prewarmer.apply(target, 1) == 2 and floor() == 2, "never below the owner's own minimum"
+    assert await prewarmer.apply(target, 4) == 4 and floor() == 4
+    assert await prewarmer.apply(target, None) == 2 and floor() == 2, "restored"
+    assert prewarmer.original == {} and prewarmer.applied == {}
+    assert await prewarmer.apply(target, 1) is None, "a wish at or below the owner's minimum writes nothing"
+
+
+async def test_only_the_leader_prewarms(cluster):
+    contract, api = cluster
+    contract.add_hpa("ml", "llama", 2)
+    clock = FakeClock()
+    leader = LeaseElector(api, clock, "ml", "autoscaler", "a", duration_seconds=15)
+    follower = LeaseElector(api, clock, "ml", "autoscaler", "b", duration_seconds=15)
+    await leader.try_acquire()
+    await follower.try_acquire()
+    target = PrewarmTarget("ml", "HorizontalPodAutoscaler", "llama")
+    assert await Prewarmer(api, follower).apply(target, 6) is None
+    assert contract.objects[("horizontalpodautoscalers", "ml", "llama")]["spec"]["minReplicas"] == 2
+    assert not [r for r in contract.requests if r[0] == "PATCH"]
+
+
+async def test_run_keeps_renewing_and_releases_on_stop(cluster):
+    _, api = cluster
+    clock = FakeClock()
+    a = LeaseElector(api, clock, "ml", "autoscaler", "a", duration_seconds=15)
+    b = LeaseElector(api, clock, "ml", "autoscaler", "b", duration_seconds=15)
+    stop = asyncio.Event()
+    running = asyncio.create_task(a.run(stop))
+    while clock.now() < FakeClock().now() + 60:  # four durations of fake time
+        await asyncio.sleep(0.01)
+    assert a.is_leader and await b.try_acquire() is False, "renewed every 5 s, so never expired"
+    stop.set()
+    await asyncio.wait_for(running, 5)
+    assert await b.try_acquire() is True, "released on stop: b needs no expiry wait"

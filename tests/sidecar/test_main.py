@@ -1,0 +1,388 @@
+"""The composition root: process exit codes for bad settings, live settings reload (a bad new
+file keeps the old settings), kubeconfig connection, and SIGTERM draining of a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from sidecar.control_loop import ControlLoop, LoopPorts
+from sidecar.kubernetes_client import KubernetesReader, connect
+from sidecar.latest_decisions import LatestDecisions
+from sidecar.main import _watch_settings
+from sidecar.settings import SettingsFile
+from tests.conftest import free_port
+from tests.fakes import FakeClock, FlatForecaster, ScriptedSignals, proportional_decide
+from tests.sidecar.kubernetes_contract import KubernetesContract
+
+REPO = Path(__file__).resolve().parents[2]
+
+SETTINGS = textwrap.dedent(
+    """
+    kubernetes: {enabled: false}
+    server: {host: 127.0.0.1, health_port: 0, http_port: 0, grpc_port: 0}
+    workloads:
+      - name: llama
+        namespace: ml
+        queries: {load: 'sum(load_rps{workload="$workload"})'}
+        replica_capacity_rps: 10
+        max_replicas: 20
+    """
+)
+
+
+def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_bad_settings_exit_2_naming_the_field(tmp_path: Path):
+    path = tmp_path / "settings.yaml"
+    path.write_text(SETTINGS.replace("max_replicas: 20", "max_replicas: -4"))
+    result = run_cli("serve", "--config", str(path))
+    assert result.returncode == 2
+    assert "workloads[ml/llama].max_replicas=-4" in result.stderr
+
+
+def test_no_workloads_exit_2(tmp_path: Path):
+    path = tmp_path / "settings.yaml"
+    path.write_text("kubernetes: {enabled: false}\n")
+    result = run_cli("serve", "--config", str(path))
+    assert result.returncode == 2 and "no workloads configured" in result.stderr
+
+
+async def test_settings_reload_applies_good_files_and_keeps_old_on_bad(tmp_path: Path, caplog):
+    path = tmp_path / "settings.yaml"
+    path.write_text(SETTINGS)
+    watched = SettingsFile(path)
+    settings = watched.load()
+    clock = FakeClock()
+    loop = ControlLoop(
+        workloads=settings.workloads,
+        settings=settings.loop,
+        ports=LoopPorts(
+            signals=ScriptedSignals(),
+            decide=proportional_decide,
+            models={"auto": FlatForecaster},
+            latest=LatestDecisions(),
+            clock=clock,
+        ),
+    )
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(_watch_settings(watched, loop, clock, stop))
+
+    async def settle() -> None:
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    path.write_text(SETTINGS.replace("max_replicas: 20", "max_replicas: 7"))
+    await settle()
+    assert loop.runtimes[("ml", "llama")].policy.max_replicas == 7
+
+    with caplog.at_level(logging.ERROR):
+        path.write_text(SETTINGS.replace("max_replicas: 20", "max_replicas: lots"))
+        await settle()
+    assert loop.runtimes[("ml", "llama")].policy.max_replicas == 7, "the bad file changed nothing"
+    rejected = [r for r in caplog.records if "rejected" in r.getMessage()]
+    assert len(rejected) == 1 and "max_replicas='lots'" in rejected[0].error
+
+    stop.set()
+    await asyncio.wait_for(watcher, 5)
+
+
+async def test_kubeconfig_file_connects(tmp_path: Path):
+    contract = KubernetesContract()
+    contract.add_deployment("ml", "llama", 3, 2, {"app": "llama"})
+    runner = web.AppRunner(contract.app())
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        textwrap.dedent(
+            f"""
+            apiVersion: v1
+            kind: Config
+            clusters: [{{name: test, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
+            users: [{{name: test, user: {{token: not-a-secret}}}}]
+            contexts: [{{name: test, context: {{cluster: test, user: test}}}}]
+            current-context: test
+            """
+        )
+    )
+    api = await connect(str(kubeconfig))
+    try:
+        count = await KubernetesReader(api).read_replicas("ml", "Deployment", "llama")
+    finally:
+        await api.close()
+        await runner.cleanup()
+    assert count is not None and (count.spec, count.ready) == (3, 2)
+    assert contract.authorizations == ["Bearer not-a-secret"]
+
+
+@pytest.mark.slow
+def test_sigterm_drains_and_saves_state(tmp_path: Path):
+    state = tmp_path / "sidecar.state"
+    path = tmp_path / "settings.yaml"
+    # Prometheus is absent on purpose: the loop must still tick (holding) and drain.
+    path.write_text(
+        SETTINGS
+        + f"\nprometheus: {{url: 'http://127.0.0.1:{free_port()}', timeout_seconds: 0.2}}\n"
+        + f"loop: {{tick_seconds: 1}}\nstate: {{path: '{state}'}}\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sidecar", "serve", "--config", str(path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PREDICTIVE_AUTOSCALER_LOG_FORMAT": "json"},
+    )
+    time.sleep(3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 0, stderr
+    assert state.exists() and '"message": "state saved"' in stderr
+
+
+def test_truncated_state_at_start_is_logged_and_rebuilt(tmp_path: Path, caplog):
+    from autoscaler.decision import DecisionState
+    from sidecar.kubernetes_client import ColdStartTracker
+    from sidecar.main import _restore_state
+    from sidecar.state_store import PersistedState, PersistedWorkload, StateStore
+
+    store = StateStore(tmp_path / "sidecar.state")
+    saved = PersistedWorkload("auto", None, None, DecisionState(last_replicas=9))
+    store.save(PersistedState(1.0, {("ml", "llama"): saved}, {("ml", "llama"): (100.0,)}))
+    store.path.write_bytes(store.path.read_bytes()[:-10])
+
+    settings = SettingsFile(tmp_path / "settings.yaml")
+    settings.path.write_text(SETTINGS)
+    workloads = settings.load().workloads
+    loop = ControlLoop(
+        workloads=workloads,
+        settings=settings.load().loop,
+        ports=LoopPorts(
+            signals=ScriptedSignals(),
+            decide=proportional_decide,
+            models={"auto": FlatForecaster},
+            latest=LatestDecisions(),
+            clock=FakeClock(),
+        ),
+    )
+    tracker = ColdStartTracker(estimate=max)
+    with caplog.at_level(logging.WARNING):
+        _restore_state(store, loop, tracker)
+    assert loop.runtimes[("ml", "llama")].decision_state.last_replicas is None, "nothing restored"
+    assert tracker.pairs == {}
+    warning = next(r for r in caplog.records if "state file ignored" in r.getMessage())
+    assert warning.problem == "checksum mismatch: truncated or corrupt"
+
+
+async def test_sigterm_finishes_the_tick_and_saves_state(tmp_path: Path):
+    from sidecar.main import build_replay, load_core, run_until_signalled
+    from sidecar.settings import ForecastSettings, Settings
+    from sidecar.state_store import StateStore
+
+    trace = tmp_path / "trace.csv"
+    trace.write_text("timestamp_s,requests\n" + "\n".join(f"{t},600" for t in range(0, 86400, 60)) + "\n")
+    state = tmp_path / "sidecar.state"
+    base = Settings(
+        server={"host": "127.0.0.1", "health_port": 0, "http_port": 0, "grpc_port": 0},
+        state={"path": str(state)},
+    )
+    settings, simulation, clock = build_replay(trace, base, speedup=60)
+    workload = settings.workloads[0].model_copy(update={"forecast": ForecastSettings(model="last_value")})
+    settings = settings.model_copy(update={"workloads": (workload,)})
+
+    services = []
+    task = asyncio.create_task(
+        run_until_signalled(settings, load_core(), clock, simulation=simulation, started=services.append)
+    )
+    while not services or services[0].latest.get("replay", "trace") is None:
+        assert not task.done(), task.exception()
+        await asyncio.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await asyncio.wait_for(task, 10) == 0
+    loaded = StateStore(state).load()
+    assert loaded.problem is None and loaded.state is not None
+    assert ("replay", "trace") in loaded.state.workloads
+
+
+async def test_pod_watchers_follow_the_configured_workloads(tmp_path: Path):
+    from kubernetes_asyncio import client as kube
+
+    from sidecar.kubernetes_client import ColdStartTracker
+    from sidecar.main import _supervise_pod_watchers
+    from sidecar.settings import parse_settings
+    from tests.sidecar.kubernetes_contract import pod_event
+
+    contract = KubernetesContract()
+    contract.add_deployment("ml", "llama", 2, 2, {"app": "llama"})
+    runner = web.AppRunner(contract.app())
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    api = kube.ApiClient(kube.Configuration(host=f"http://127.0.0.1:{port}"))
+    settings = parse_settings(SETTINGS)
+    clock = FakeClock()
+    loop = ControlLoop(
+        workloads=settings.workloads,
+        settings=settings.loop,
+        ports=LoopPorts(
+            signals=ScriptedSignals(),
+            decide=proportional_decide,
+            models={"auto": FlatForecaster},
+            latest=LatestDecisions(),
+            clock=clock,
+        ),
+    )
+    tracker = ColdStartTracker(estimate=max)
+    stop = asyncio.Event()
+    supervisor = asyncio.create_task(
+        _supervise_pod_watchers(api, KubernetesReader(api), loop, tracker, clock, stop)
+    )
+    try:
+        await contract.pod_events.put(pod_event("ADDED", "a", "2026-01-01T00:00:00Z", "2026-01-01T00:02:00Z"))
+        for _ in range(200):
+            if tracker.pairs:
+                break
+            await asyncio.sleep(0.01)
+        assert contract.watch_selectors == ["app=llama"]
+        assert tracker.samples_seconds() == {("ml", "llama"): (120.0,)}
+    finally:
+        stop.set()
+        await contract.pod_events.put(None)
+        await asyncio.wait_for(supervisor, 5)
+        await api.close()
+        await runner.cleanup()
+
+
+async def test_prewarm_follows_forecast_decisions_only():
+    from kubernetes_asyncio import client as kube
+
+    from autoscaler.decision import Decision, Reason
+    from autoscaler.observations import Observations
+    from sidecar.kubernetes_client import LeaseElector, Prewarmer
+    from sidecar.latest_decisions import PublishedDecision
+    from sidecar.main import _prewarm, _restore_prewarm
+    from sidecar.settings import parse_settings
+
+    contract = KubernetesContract()
+    contract.add_hpa("ml", "llama", 2)
+    runner = web.AppRunner(contract.app())
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    api = kube.ApiClient(kube.Configuration(host=f"http://127.0.0.1:{port}"))
+    settings = parse_settings(
+        SETTINGS.replace("max_replicas: 20", "max_replicas: 20\n    prewarm: {name: llama}")
+    )
+    clock = FakeClock()
+    loop = ControlLoop(
+        workloads=settings.workloads,
+        settings=settings.loop,
+        ports=LoopPorts(
+            ScriptedSignals(), proportional_decide, {"auto": FlatForecaster}, LatestDecisions(), clock
+        ),
+    )
+    elector = LeaseElector(api, clock, "ml", "autoscaler", "me", 15)
+    await elector.try_acquire()
+    prewarmer = Prewarmer(api, elector)
+    runtime = loop.runtimes[("ml", "llama")]
+
+    def floor() -> int:
+        return contract.objects[("horizontalpodautoscalers", "ml", "llama")]["spec"]["minReplicas"]
+
+    async def decide(replicas: int, reason: Reason) -> None:
+        decision = Decision(clock.now(), replicas, reason)
+        runtime.published = PublishedDecision(
+            "ml", "llama", decision, Observations(clock.now(), 2), clock.now()
+        )
+        await _prewarm(prewarmer, loop)
+
+    try:
+        await decide(7, Reason.FORECAST)
+        assert floor() == 7, "the forecast raises the HPA floor ahead of the load"
+        await decide(9, Reason.LOAD)
+        assert floor() == 2, "once load itself asks, the owner's floor is back"
+        await decide(6, Reason.FORECAST)
+        await _restore_prewarm(prewarmer)
+        assert floor() == 2, "draining hands the floor back"
+    finally:
+        await api.close()
+        await runner.cleanup()
+
+
+def self_signed_for_loopback(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own CA, and its key."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "ca.crt", directory / "server.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_in_cluster_service_account_connects_over_tls(tmp_path: Path):
+    import ssl
+
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    cert, key = self_signed_for_loopback(account)
+    (account / "token").write_text("service-account-token")
+    contract = KubernetesContract()
+    contract.add_deployment("ml", "llama", 3, 3, {"app": "llama"})
+    runner = web.AppRunner(contract.app())
+    await runner.setup()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls).start()
+    environ = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(port)}
+    api = await connect(None, service_account_dir=account, environ=environ)
+    try:
+        count = await KubernetesReader(api).read_replicas("ml", "Deployment", "llama")
+    finally:
+        await api.close()
+        await runner.cleanup()
+    assert count is not None and count.spec == 3
+    assert contract.authorizations == ["Bearer service-account-token"]

@@ -1,0 +1,160 @@
+"""Settings: YAML plus environment, errors that name field, value and range, reload rejection."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from autoscaler.policy import SelectPolicy
+from sidecar.settings import SettingsError, SettingsFile, load_settings, parse_settings
+
+GOOD = textwrap.dedent(
+    """
+    loop:
+      tick_seconds: 5
+    prometheus:
+      url: http://prometheus:9090
+    workloads:
+      - name: llama
+        namespace: ml
+        queries:
+          load: sum(rate(requests_total{namespace="$namespace"}[1m]))
+        replica_capacity_rps: 10
+        min_replicas: 2
+        max_replicas: 20
+        behavior:
+          scale_down:
+            stabilization_window_seconds: 600
+            select_policy: Min
+            policies: [{type: Pods, value: 1, period_seconds: 60}]
+    """
+)
+
+
+def test_good_file_becomes_validated_policies(tmp_path: Path):
+    path = tmp_path / "settings.yaml"
+    path.write_text(GOOD)
+    settings = load_settings(path)
+    workload = settings.workloads[0]
+    policy = workload.to_policy()
+    assert settings.loop.tick_seconds == 5
+    assert (policy.min_replicas, policy.max_replicas, policy.replica_capacity_rps) == (2, 20, 10)
+    assert policy.scale_down.stabilization_window_seconds == 600
+    assert policy.scale_down.select_policy is SelectPolicy.MIN
+    # The direction left out keeps the HPA default: 0 s window, 4 pods or 100 % per 15 s.
+    assert policy.scale_up.stabilization_window_seconds == 0
+    assert workload.target_name == "llama"
+
+
+def test_environment_overrides_the_file(monkeypatch):
+    monkeypatch.setenv("PREDICTIVE_AUTOSCALER_LOOP__TICK_SECONDS", "1")
+    monkeypatch.setenv("PREDICTIVE_AUTOSCALER_LOG_FORMAT", "json")
+    settings = parse_settings(GOOD)
+    assert settings.loop.tick_seconds == 1
+    assert settings.log_format == "json"
+
+
+def test_bad_environment_value_is_named(monkeypatch):
+    monkeypatch.setenv("PREDICTIVE_AUTOSCALER_LOOP__TICK_SECONDS", "0.2")
+    with pytest.raises(SettingsError, match=r"loop\.tick_seconds.*0\.2.*greater than or equal to 1"):
+        parse_settings(GOOD)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        pytest.param(
+            "replica_capacity_rps: 10",
+            "replica_capacity_rps: -3",
+            r"workloads\[ml/llama\]\.replica_capacity_rps=-3: Input should be greater than 0",
+            id="negative capacity names the workload, value and range",
+        ),
+        pytest.param(
+            "tick_seconds: 5",
+            "tick_seconds: 0.5",
+            r"loop\.tick_seconds=0\.5: Input should be greater than or equal to 1",
+            id="tick below one second",
+        ),
+        pytest.param(
+            "max_replicas: 20",
+            "max_replicas: 1",
+            r"workloads\[ml/llama\]\.max_replicas=1 is out of range: allowed >= max\(1, min_replicas=2\)",
+            id="max below min is caught by the core policy check",
+        ),
+        pytest.param(
+            "min_replicas: 2",
+            "min_replicas: 2\n    colour: blue",
+            r"workloads\[ml/llama\]\.colour='blue': Extra inputs are not permitted",
+            id="unknown field is rejected, not ignored",
+        ),
+        pytest.param(
+            "name: llama",
+            "name: Llama_7B",
+            r"workloads\[ml/Llama_7B\]\.name='Llama_7B': String should match pattern",
+            id="workload name must be a Kubernetes name",
+        ),
+        pytest.param(
+            "select_policy: Min",
+            "select_policy: Median",
+            r"select_policy='Median': Input should be 'Max', 'Min' or 'Disabled'",
+            id="select policy outside the HPA enum",
+        ),
+        pytest.param("tick_seconds: 5", "tick_seconds: [5", r"not valid YAML", id="broken YAML"),
+        pytest.param(
+            '"$namespace"',
+            '"$namespace",model="$model"',
+            r"workloads\[ml/llama\]: Value error, queries\.load uses unknown placeholder\(s\) \['model'\]",
+            id="unknown query placeholder",
+        ),
+    ],
+)
+def test_bad_field_is_rejected_with_its_name(old, new, expected):
+    assert old in GOOD
+    with pytest.raises(SettingsError, match=expected):
+        parse_settings(GOOD.replace(old, new, 1))
+
+
+def test_top_level_list_is_rejected():
+    with pytest.raises(SettingsError, match="must be a YAML mapping, got list"):
+        parse_settings("- tick_seconds: 5\n")
+
+
+def test_duplicate_workload_is_rejected():
+    entry = GOOD[GOOD.index("  - name: llama") :]
+    with pytest.raises(SettingsError, match="ml/llama is listed twice"):
+        parse_settings(GOOD + entry)
+
+
+def test_unknown_forecast_model_is_rejected():
+    with pytest.raises(SettingsError, match=r"forecast\.model='auto' is not a known model"):
+        parse_settings(GOOD, known_models={"seasonal_naive"})
+
+
+def test_reload_accepts_good_change_and_rejects_bad_one(tmp_path: Path):
+    path = tmp_path / "settings.yaml"
+    path.write_text(GOOD)
+    watched = SettingsFile(path)
+    first = watched.load()
+    assert watched.reload() is None, "unchanged content is not a change"
+
+    path.write_text(GOOD.replace("tick_seconds: 5", "tick_seconds: 2"))
+    change = watched.reload()
+    assert change is not None and change.settings is not None
+    assert change.settings.loop.tick_seconds == 2
+    assert first.loop.tick_seconds == 5
+
+    path.write_text(GOOD.replace("tick_seconds: 5", "tick_seconds: -1"))
+    rejected = watched.reload()
+    assert rejected is not None and rejected.settings is None
+    assert rejected.error is not None and "loop.tick_seconds=-1" in rejected.error
+    assert watched.reload() is None, "a rejected file is reported once, not every poll"
+
+    path.unlink()
+    assert watched.reload() is None, "a file that disappears keeps the running settings"
+
+
+def test_tls_certificate_without_key_is_rejected():
+    with pytest.raises(SettingsError, match="tls_cert_file and tls_key_file must be set together"):
+        parse_settings(GOOD + "server: {tls_cert_file: /tls/tls.crt}\n")

@@ -1,0 +1,96 @@
+"""Persisted state: round trip, restart of a loop from it, and every way the file can be bad."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from autoscaler.decision import DecisionState, Recommendation, ScaleEvent
+from sidecar.state_store import PersistedState, PersistedWorkload, StateStore, restore, snapshot
+from tests.fakes import FlatFit
+from tests.sidecar.test_control_loop import Harness, query
+
+KEY = ("ml", "llama")
+STATE = PersistedState(
+    saved_at=1000.0,
+    workloads={
+        KEY: PersistedWorkload(
+            model_name="flat",
+            fitted=FlatFit(80.0),
+            fitted_at=900.0,
+            decision_state=DecisionState(
+                recommendations=(Recommendation(990.0, 4),),
+                scale_events=(ScaleEvent(980.0, 2),),
+                last_replicas=4,
+            ),
+        )
+    },
+    cold_start_samples_seconds={KEY: (95.0, 110.0, 130.5)},
+)
+
+
+def test_round_trip(tmp_path: Path):
+    store = StateStore(tmp_path / "state" / "sidecar.state")
+    assert store.save(STATE) == []
+    loaded = store.load()
+    assert loaded.problem is None and loaded.state == STATE
+
+
+def test_missing_file_is_a_first_start_not_a_problem(tmp_path: Path):
+    assert StateStore(tmp_path / "nothing").load().state is None
+    assert StateStore(tmp_path / "nothing").load().problem is None
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        pytest.param(lambda raw: raw[: len(raw) // 2], "checksum mismatch", id="truncated mid-payload"),
+        pytest.param(lambda raw: raw[:20], "format line differs", id="truncated in the header"),
+        pytest.param(lambda raw: b"", "format line differs", id="empty file"),
+        pytest.param(lambda raw: raw[:-1] + bytes([raw[-1] ^ 1]), "checksum mismatch", id="one bit flipped"),
+        pytest.param(lambda raw: b"{}\n", "format line differs", id="some other file"),
+    ],
+)
+def test_damaged_file_is_detected_not_loaded(tmp_path: Path, damage, problem):
+    store = StateStore(tmp_path / "sidecar.state")
+    store.save(STATE)
+    store.path.write_bytes(damage(store.path.read_bytes()))
+    loaded = store.load()
+    assert loaded.state is None and loaded.problem is not None and problem in loaded.problem
+
+
+def test_unpicklable_model_is_saved_without_the_model(tmp_path: Path):
+    store = StateStore(tmp_path / "sidecar.state")
+    lock_model = PersistedWorkload("flat", threading.Lock(), 900.0, DecisionState(last_replicas=3))
+    skipped = store.save(PersistedState(1000.0, {KEY: lock_model}))
+    assert skipped == ["ml/llama"]
+    loaded = store.load().state
+    assert loaded is not None
+    assert loaded.workloads[KEY].fitted is None and loaded.workloads[KEY].decision_state.last_replicas == 3
+
+
+async def test_a_restarted_loop_resumes_without_refitting(tmp_path: Path):
+    store = StateStore(tmp_path / "sidecar.state")
+    first = Harness(names=("llama",))
+    first.signals.history_values = {query("llama"): lambda t: 80.0}
+    first.signals.values = {query("llama"): lambda t: 10.0}
+    await first.loop.tick()
+    await first.loop.runtimes[KEY].refit
+    first.clock.advance(15)
+    await first.loop.tick()
+    store.save(snapshot(first.loop, first.clock.now()))
+    first.executor.shutdown()
+
+    second = Harness(names=("llama",), clock=first.clock)
+    second.signals.history_values = first.signals.history_values
+    second.signals.values = first.signals.values
+    loaded = store.load()
+    assert loaded.state is not None
+    assert restore(second.loop, loaded.state) == [KEY]
+    await second.loop.tick()
+    second.executor.shutdown()
+    assert second.forecaster.fits == 0, "the saved model is used; no refit inside the interval"
+    item = second.latest.get(*KEY)
+    assert item is not None and item.forecast is not None and item.decision.replicas == 8

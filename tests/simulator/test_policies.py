@@ -1,0 +1,109 @@
+"""Static-peak, oracle and predictive policies on small synthetic traces."""
+
+from itertools import product
+
+import numpy as np
+import pytest
+
+from autoscaler.policy import ScalingPolicy
+from forecasting import LoadSeries
+from simulator.metrics_pipeline import TraceMetrics
+from simulator.policies import DAY_SECONDS, LastOrYesterday, Oracle, PredictiveAutoscaler, StaticPeak
+from simulator.replay import ReplaySettings, simulate
+from simulator.report import score
+
+
+def settings(cold_start_seconds):
+    return ReplaySettings(
+        replica_capacity_rps=10.0, target_utilization=1.0, cold_start_seconds=cold_start_seconds
+    )
+
+
+@pytest.mark.parametrize(
+    ("demand", "cold_start", "provisioned", "ready"),
+    [
+        pytest.param(
+            [5, 5, 5, 25, 5], 2, [1, 3, 3, 3, 1], [1, 1, 1, 3, 1], id="spike launches one cold start early"
+        ),
+        pytest.param([25, 5, 5, 5, 5], 2, [3, 1, 1, 1, 1], [3, 1, 1, 1, 1], id="initial pods are ready"),
+        pytest.param([5, 15, 5, 15], 0, [1, 2, 1, 2], [1, 2, 1, 2], id="no cold start follows demand"),
+        pytest.param([5, 15, 5, 15], 1, [2, 2, 2, 2], [2, 2, 2, 2], id="short dip is kept"),
+    ],
+)
+def test_oracle_worked_examples(demand, cold_start, provisioned, ready):
+    occupancy = Oracle().plan(np.asarray(demand, dtype=float), settings(cold_start))
+    np.testing.assert_array_equal(occupancy.provisioned, provisioned)
+    np.testing.assert_array_equal(occupancy.ready, ready)
+
+
+def feasible_minimum(need, cold_start):
+    """Brute force over every provisioned path with ready = pods alive since t - C (newest removed
+    first): the least replica-seconds with ready >= need everywhere."""
+    best = None
+    top = max(need)
+    for path in product(range(1, top + 1), repeat=len(need)):
+        ready = [min(path[max(0, t - cold_start) : t + 1]) for t in range(len(need))]
+        if all(r >= n for r, n in zip(ready, need, strict=True)):
+            best = sum(path) if best is None else min(best, sum(path))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_oracle_never_violates_and_costs_the_feasible_minimum(seed):
+    rng = np.random.default_rng(seed)
+    demand = rng.integers(0, 30, size=7).astype(float)
+    cold_start = int(rng.integers(0, 3))
+    occupancy = Oracle().plan(demand, settings(cold_start))
+    figures = score(demand, occupancy, 10.0)
+    assert figures.violation_ratio == 0.0
+    need = [max(1, int(np.ceil(d / 10))) for d in demand]
+    assert int(occupancy.provisioned.sum()) == feasible_minimum(need, cold_start)
+
+
+def test_static_peak_is_constant_at_the_peak():
+    occupancy = StaticPeak().plan(np.array([1.0, 41.0, np.nan, 3.0]), settings(5))
+    np.testing.assert_array_equal(occupancy.provisioned, [5, 5, 5, 5])
+    np.testing.assert_array_equal(occupancy.ready, occupancy.provisioned)
+
+
+def test_last_or_yesterday_takes_the_larger_and_learns_inflation():
+    step = 3600.0
+    day = int(DAY_SECONDS / step)
+    values = np.tile(np.r_[np.full(12, 10.0), np.full(12, 20.0)], 3)  # three days of a square wave
+    history = LoadSeries(0.0, step, values[: 2 * day + 11])  # ends just before the jump to 20
+    fitted = LastOrYesterday(lead_steps=1).fit(history)
+    forecast = fitted.predict(history, 3, (0.5, 0.9))
+    # Step 2*day+11 is 10 now and 10 yesterday; step +12 was 20 yesterday.
+    np.testing.assert_allclose(forecast.path(0.5), [10.0, 20.0, 20.0])
+    assert forecast.start == history.end
+    assert np.all(forecast.path(0.9) >= forecast.path(0.5))
+
+
+def predictive_replicas(demand):
+    pytest.importorskip("autoscaler.decide")
+    policy = ScalingPolicy(replica_capacity_rps=10.0, target_utilization=0.7).validate()
+    predictive = PredictiveAutoscaler(policy, LastOrYesterday(), cold_start_seconds=120.0)
+    cluster = ReplaySettings(replica_capacity_rps=10.0, cold_start_seconds=120)
+    occupancy = simulate(predictive, demand, 0.0, TraceMetrics(demand, 0.0), cluster)
+    return occupancy.provisioned
+
+
+def test_predictive_does_not_look_ahead():
+    rng = np.random.default_rng(7)
+    demand = np.repeat(rng.uniform(5, 80, size=120), 60)  # two hours, one level per minute
+    cut = 3600
+    changed = demand.copy()
+    changed[cut:] *= 5
+    before, after = predictive_replicas(demand), predictive_replicas(changed)
+    # Decisions at ticks up to `cut` saw only data up to cut - 15 s: identical until then.
+    np.testing.assert_array_equal(before[: cut + 1], after[: cut + 1])
+    assert not np.array_equal(before, after)
+
+
+def test_upper_quantile_inflates_by_the_learned_error():
+    # One step ahead, a ramp 10, 20, 30, ... is always under-forecast: actual / last = (n+1)/n.
+    history = LoadSeries(0.0, 60.0, np.arange(1.0, 11.0) * 10)
+    fitted = LastOrYesterday(lead_steps=1).fit(history)
+    forecast = fitted.predict(history, 1, (0.5, 0.99))
+    assert forecast.path(0.5)[0] == pytest.approx(100.0 * 6 / 5)  # median ratio of 2/1..10/9 is 6/5
+    assert forecast.path(0.99)[0] == pytest.approx(200.0)  # the worst ratio seen, 20/10

@@ -1,0 +1,79 @@
+"""Scores, and the files that show them: the timeline recomputes the JSON figures exactly."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from simulator.metrics_pipeline import TraceMetrics
+from simulator.policies import Oracle, StaticPeak
+from simulator.replay import Occupancy, ReplaySettings, replay
+from simulator.report import comparison_table, score, write_json, write_plot, write_timeline
+from tests.simulator.test_replay import Scripted
+
+SETTINGS = ReplaySettings(replica_capacity_rps=8.0, target_utilization=0.5, cold_start_seconds=30)
+
+
+@pytest.mark.parametrize(
+    ("demand", "ready", "provisioned", "violation", "events", "under"),
+    [
+        pytest.param([10, 10], [1, 1], [1, 1], 0.2, 0, 2, id="10 rps on one 8 rps replica misses a fifth"),
+        pytest.param(
+            [4, 4, 4], [1, 1, 1], [1, 2, 1], 0.0, 2, 0, id="starting replica costs but does not serve"
+        ),
+        pytest.param([0, 0], [0, 0], [1, 1], 0.0, 0, 0, id="no demand no violation"),
+    ],
+)
+def test_score(demand, ready, provisioned, violation, events, under):
+    occupancy = Occupancy("p", np.asarray(ready), np.asarray(provisioned))
+    figures = score(np.asarray(demand, dtype=float), occupancy, 8.0)
+    assert figures.violation_ratio == pytest.approx(violation)
+    assert figures.replica_hours == pytest.approx(sum(provisioned) / 3600)
+    assert (figures.scale_events, figures.underprovisioned_seconds) == (events, under)
+
+
+@pytest.fixture
+def run():
+    rng = np.random.default_rng(3)
+    demand = np.repeat(rng.uniform(0, 40, size=40), 15)
+    demand[200:260] = np.nan  # a gap
+    policies = [Scripted({0: 2, 100: 6, 300: 1, 450: 9}), StaticPeak(), Oracle()]
+    return replay("synthetic.csv", demand, 0.0, TraceMetrics(demand, 0.0), SETTINGS, policies)
+
+
+def test_timeline_recomputes_the_json_figures(run, tmp_path):
+    write_json(run, tmp_path / "r.json")
+    rows = write_timeline(run, tmp_path / "t.csv")
+    figures = json.loads((tmp_path / "r.json").read_text())
+    with (tmp_path / "t.csv").open() as lines:
+        table = list(csv.DictReader(lines))
+    assert len(table) == rows < len(run.demand_rps)
+    duration = np.array([float(r["duration_s"]) for r in table])
+    demand = np.array([float(r["demand_rps"]) for r in table])
+    assert duration.sum() == len(run.demand_rps) == figures["parameters"]["simulated_seconds"]
+    capacity = figures["parameters"]["replica_capacity_rps"]
+    for name, expected in figures["policies"].items():
+        ready = np.array([int(r[f"{name}_ready"]) for r in table])
+        provisioned = np.array([int(r[f"{name}_provisioned"]) for r in table])
+        shortfall = duration * np.maximum(0.0, demand - ready * capacity)
+        assert shortfall.sum() / (duration * demand).sum() == pytest.approx(
+            expected["violation_ratio"], rel=1e-12
+        )
+        assert (duration * provisioned).sum() / 3600 == pytest.approx(expected["replica_hours"], rel=1e-12)
+        assert int(((shortfall > 0) * duration).sum()) == expected["underprovisioned_seconds"]
+    assert figures["policies"]["oracle"]["violation_ratio"] == 0.0
+    assert figures["policies"]["scripted"]["violation_ratio"] > 0.0
+
+
+def test_table_has_one_row_per_policy_relative_to_oracle(run):
+    lines = comparison_table(run).splitlines()
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["scripted", "static-peak", "oracle"]
+    assert "| 1.00x |" in lines[-1]
+
+
+def test_plot_is_a_png(run, tmp_path):
+    path = tmp_path / "p.png"
+    write_plot(run, path, max_points=100)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 5000

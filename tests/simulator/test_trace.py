@@ -1,0 +1,62 @@
+"""Trace parsing: good files become per-step requests with gaps as NaN; bad ones name line and problem."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simulator.trace import TraceError, parse_trace, read_trace
+
+
+def test_parses_rows_gaps_and_step():
+    trace = parse_trace(["timestamp_s,requests\n", "100,6\n", "160,12\n", "280,3\n"], "t.csv")
+    assert (trace.start_seconds, trace.step_seconds) == (100, 60)
+    np.testing.assert_array_equal(trace.requests, [6, 12, np.nan, 3])
+    demand = trace.demand_per_second()
+    assert len(demand) == 240
+    assert demand[0] == pytest.approx(0.1)
+    assert np.isnan(demand[120:180]).all()
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        pytest.param("", 1, "empty file", id="empty file"),
+        pytest.param("timestamp_s,requests\n", 1, "no data rows", id="header only"),
+        pytest.param("time,count\n1,2\n", 1, "header must be", id="wrong columns"),
+        pytest.param("timestamp_s,requests\n0,1\n60,x\n", 3, "'x' is not a number", id="non-numeric count"),
+        pytest.param("timestamp_s,requests\nnow,1\n", 2, "timestamp_s 'now'", id="non-numeric timestamp"),
+        pytest.param("timestamp_s,requests\n0,1\n60,-4\n", 3, "negative", id="negative count"),
+        pytest.param("timestamp_s,requests\n0,1\n60,nan\n", 3, "not finite", id="nan count"),
+        pytest.param("timestamp_s,requests\n0,1\n1.5,1\n", 3, "whole number", id="fractional timestamp"),
+        pytest.param("timestamp_s,requests\n0,1\n60,1\n30,1\n", 4, "before the previous", id="unsorted"),
+        pytest.param("timestamp_s,requests\n0,1\n60,1\n60,2\n", 4, "duplicate timestamp 60", id="duplicate"),
+        pytest.param("timestamp_s,requests\n0,1\n60,1,3\n", 3, "2 comma-separated", id="extra field"),
+        pytest.param(
+            "timestamp_s,requests\n0,1\n60,1\n120,1\n\n190,1\n",
+            6,
+            "irregular step: 70 s",
+            id="irregular step",
+        ),
+    ],
+)
+def test_bad_input_names_line_and_problem(text, line, problem):
+    with pytest.raises(TraceError) as raised:
+        parse_trace(text.splitlines(keepends=True), "bad.csv")
+    assert raised.value.line == line
+    assert problem in raised.value.problem
+    assert str(raised.value).startswith(f"bad.csv:{line}: ")
+
+
+def test_missing_file_names_the_file(tmp_path: Path):
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(TraceError, match=r"nope\.csv: cannot read file"):
+        read_trace(missing)
+
+
+def test_reads_a_file(tmp_path: Path):
+    path = tmp_path / "ok.csv"
+    path.write_text("timestamp_s,requests\n0,5\n1,7\n", encoding="utf-8")
+    trace = read_trace(path)
+    assert trace.step_seconds == 1
+    np.testing.assert_array_equal(trace.demand_per_second(), [5.0, 7.0])
