@@ -33,7 +33,8 @@ COPY --from=build /opt/venv /opt/venv
 USER 10001:10001
 # 8080 health and /metrics, 6443 external metrics API (HTTPS), 9090 KEDA gRPC, 9400 GPU agent.
 EXPOSE 8080 6443 9090 9400
-# Kubernetes uses its own probes; this serves `docker run`. The agent sets HEALTH_URL to :9400/healthz.
+# Kubernetes ignores HEALTHCHECK and uses the manifests' probes; this serves `docker run`. For the
+# agent, pass -e HEALTH_URL=http://127.0.0.1:9400/healthz (nothing in the DaemonSet sets it).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['HEALTH_URL'], timeout=4)"]
 ENTRYPOINT ["predictive-autoscaler"]

@@ -40,6 +40,8 @@ from sidecar.main import Core, Service, load_core, serve  # noqa: E402
 from sidecar.settings import parse_settings  # noqa: E402
 
 LOW_RPS, HIGH_RPS = 10.0, 100.0
+# A step that has not reached all three points by then is a failure to report, not a hang.
+STEP_DEADLINE_SECONDS = 30.0
 
 
 def core() -> tuple[Core, str, str]:
@@ -167,6 +169,11 @@ workloads:
                     stepped = time.perf_counter()
                     prometheus_at = published_at = served_at = None
                     while prometheus_at is None or published_at is None or served_at is None:
+                        if time.perf_counter() - stepped > STEP_DEADLINE_SECONDS:
+                            raise SystemExit(
+                                f"{name}: step not reached within {STEP_DEADLINE_SECONDS:g} s (prometheus"
+                                f" {prometheus_at}, published {published_at}, served {served_at})"
+                            )
                         if prometheus_at is None and await prometheus_value(name) == HIGH_RPS:
                             prometheus_at = time.perf_counter() - stepped
                         if published_at is None and (replicas(name) or 0) >= high:

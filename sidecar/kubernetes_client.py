@@ -261,13 +261,16 @@ class LeaseElector:
         self._renewed_at = now
         return True
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, *, release_on_stop: bool = True) -> None:
         """Renew every third of the duration until `stop`, then give the Lease up so the other
-        replica takes over at once instead of after a full duration."""
+        replica takes over at once instead of after a full duration. A caller that still has
+        leader-only writes to make after `stop` (restoring a pre-warm floor) passes
+        `release_on_stop=False` and calls `release()` itself once they are done."""
         while not stop.is_set():
             await self.try_acquire()
             await sleep_unless_stopped(self._clock, self.duration_seconds / 3, stop)
-        await self.release()
+        if release_on_stop:
+            await self.release()
 
     async def release(self) -> None:
         if not self.is_leader:

@@ -228,14 +228,18 @@ async def serve(
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(loop.run(stop, after_tick), name="control loop")
             if settings_file is not None:
-                tasks.create_task(_watch_settings(settings_file, loop, clock, stop), name="settings watcher")
+                tasks.create_task(
+                    _watch_settings(settings_file, loop, clock, stop, settings), name="settings watcher"
+                )
             if store is not None:
                 interval = settings.state.save_interval_seconds
                 tasks.create_task(
                     _save_periodically(store, loop, tracker, clock, interval, stop), name="state saver"
                 )
             if elector is not None:
-                tasks.create_task(elector.run(stop), name="lease elector")
+                # Released below, after the pre-warm floors are restored: a released Lease makes
+                # every leader-only write (the restore included) a no-op.
+                tasks.create_task(elector.run(stop, release_on_stop=False), name="lease elector")
             if kube_api is not None and isinstance(replicas, KubernetesReader):
                 tasks.create_task(
                     _supervise_pod_watchers(kube_api, replicas, loop, tracker, clock, stop),
@@ -244,8 +248,7 @@ async def serve(
         if store is not None:
             store.save(snapshot(loop, clock.now(), tracker.samples_seconds()))
             log.info("state saved", extra={"path": str(store.path)})
-        if prewarmer is not None:
-            await _restore_prewarm(prewarmer)
+        await _hand_back(prewarmer, elector)
 
 
 async def _start_site(
@@ -332,9 +335,20 @@ async def _save_periodically(
             log.warning("cannot save state", extra={"error": str(error)})
 
 
+# Sections bound into clients, sockets and the state path at start: a reload cannot apply them.
+RESTART_ONLY_SECTIONS = ("prometheus", "server", "kubernetes", "state", "log_format")
+
+
 async def _watch_settings(
-    settings_file: SettingsFile, loop: ControlLoop, clock: Clock, stop: asyncio.Event
+    settings_file: SettingsFile,
+    loop: ControlLoop,
+    clock: Clock,
+    stop: asyncio.Event,
+    running: Settings | None = None,
 ) -> None:
+    """Apply workloads, loop cadence and log level from each good new file. A change to a
+    section in RESTART_ONLY_SECTIONS (compared with `running`, the settings served at start)
+    is logged as waiting for a restart, so an edited Prometheus URL is not silently ignored."""
     while not await sleep_unless_stopped(clock, SETTINGS_POLL_SECONDS, stop):
         change = settings_file.reload()
         if change is None:
@@ -349,6 +363,14 @@ async def _watch_settings(
             continue
         logging.getLogger().setLevel(change.settings.log_level)
         log.info("settings reloaded", extra={"workloads": len(change.settings.workloads)})
+        if running is not None:
+            pending = [
+                name
+                for name in RESTART_ONLY_SECTIONS
+                if getattr(change.settings, name) != getattr(running, name)
+            ]
+            if pending:
+                log.warning("changed settings apply only after a restart", extra={"sections": pending})
 
 
 async def _supervise_pod_watchers(
@@ -416,6 +438,16 @@ async def _restore_prewarm(prewarmer: Prewarmer) -> None:
         await prewarmer.apply(target, None)
 
 
+async def _hand_back(prewarmer: Prewarmer | None, elector: LeaseElector | None) -> None:
+    """At drain, after the loop's last tick: put the owners' floors back while we still hold the
+    Lease, then release it. In the other order the restore is skipped (only the leader writes)
+    and the raised minReplicas outlives this sidecar."""
+    if prewarmer is not None:
+        await _restore_prewarm(prewarmer)
+    if elector is not None:
+        await elector.release()
+
+
 # --- Process entry ------------------------------------------------------------------------------
 
 
@@ -446,6 +478,15 @@ def run(settings_path: Path | None, replay: Path | None = None, speedup: float =
     except ImportError as error:
         log.error("the decision core or model registry is missing from this install: %s", error)
         return 2
+    if settings_file is not None:
+        # Only now is the registry known: load again so a misspelt forecast.model fails here,
+        # naming the field, instead of failing that workload's every tick (and on each reload).
+        settings_file.known_models = core.models
+        try:
+            settings = settings_file.load()
+        except SettingsError as error:
+            log.error("%s", error)
+            return 2
     return asyncio.run(run_until_signalled(settings, core, clock, settings_file, simulation))
 
 

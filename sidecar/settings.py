@@ -352,15 +352,19 @@ class Reload:
 class SettingsFile:
     """A settings file watched by content: a ConfigMap update swaps a symlink, so mtimes are
     unreliable and we compare a hash of the bytes. A rejected content is reported once, not on
-    every poll."""
+    every poll.
+
+    `known_models` may be set after construction: the composition root imports the model
+    registry only after a first load, so a broken model dependency cannot hide a settings error,
+    then sets it and loads again so model names are checked at start and on every reload."""
 
     def __init__(self, path: Path, known_models: Collection[str] | None = None) -> None:
         self.path = path
-        self._known_models = known_models
+        self.known_models = known_models
         self._seen_digest: str | None = None
 
     def load(self) -> Settings:
-        settings = load_settings(self.path, self._known_models)
+        settings = load_settings(self.path, self.known_models)
         self._seen_digest = self._digest()
         return settings
 
@@ -371,7 +375,7 @@ class SettingsFile:
             return None
         self._seen_digest = digest
         try:
-            return Reload(settings=load_settings(self.path, self._known_models))
+            return Reload(settings=load_settings(self.path, self.known_models))
         except SettingsError as error:
             return Reload(error=str(error))
 

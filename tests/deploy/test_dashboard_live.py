@@ -1,33 +1,46 @@
 """Dashboard queries against a real Prometheus (loopback) that scrapes a running sidecar in embedded
 replay mode (`serve --replay`) and a running gpu_agent.
 
-Panels that need series this machine cannot produce are not asserted: GPU utilization needs NVML
-(no GPU here, so the agent reports `gpu_agent_nvml_up 0`) and ready replicas come from
-kube-state-metrics; each is named in SKIPPED_PANELS or SKIPPED_TARGETS. Everything else, the
-cold-start estimate (learned in replay from the simulated cluster's pod starts) and the forecast
-error included, must return data. The test lasts well under 5 minutes, so the forecast-error
-panel's `offset 5m` is shortened to 5 s; the query is otherwise the dashboard's."""
+The agent runs over the fake libnvidia-ml.so.1 (tests/gpu_agent/fake_nvml, loaded by the real
+nvidia-ml-py binding through LD_LIBRARY_PATH) and asks a real gRPC pod-resources server on a Unix
+socket, which says pod ml/llama-0 holds the fake H100; so the GPU-utilization panel's join returns
+the fake's 63 % for that pod. Only ready replicas, which come from kube-state-metrics, are not
+asserted (SKIPPED_TARGETS). Everything else, the cold-start estimate (learned in replay from the
+simulated cluster's pod starts) and the forecast error included, must return data. The test lasts
+well under 5 minutes, so the forecast-error panel's `offset 5m` is shortened to 5 s; the query is
+otherwise the dashboard's."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import pytest
 import yaml
 
+from gpu_agent import podresources_pb2 as pb
+from gpu_agent import podresources_pb2_grpc
 from tests.deploy.conftest import DASHBOARD_FILE, REPO
+from tests.gpu_agent.fake_nvml_build import SONAME, compile_fake_nvml
 
 PROMETHEUS = shutil.which("prometheus")
 TRACE = REPO / "sidecar" / "traces" / "nasa-http-1995-jul-4d.csv"
-SKIPPED_PANELS = {"GPU utilization per workload pod": "needs NVML and a GPU"}
+GPU_PANEL = "GPU utilization per workload pod"
+# The fake's GPU 0 (see the header of tests/gpu_agent/fake_nvml/fake_nvml.c): 63 % busy.
+FAKE_H100_UUID = "GPU-11111111-2222-3333-4444-555555555555"
+FAKE_H100_UTILIZATION_RATIO = 0.63
 # Targets within a panel that read series from outside the project.
 SKIPPED_TARGETS = ("kube_deployment_status_replicas_ready",)
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$namespace": ".*", "$workload": ".*"}
@@ -67,10 +80,49 @@ def _wait_for(url: str, process: subprocess.Popen, log: Path, what: str) -> None
     pytest.fail(f"{what} did not answer {url} within {DEADLINE_SECONDS} s: {log.read_text()[-400:]}")
 
 
-def _start(command: list[str], log: Path, stack: list[subprocess.Popen]) -> subprocess.Popen:
-    process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=REPO)
+def _start(
+    command: list[str],
+    log: Path,
+    stack: list[subprocess.Popen],
+    environment: Mapping[str, str] | None = None,
+) -> subprocess.Popen:
+    env = None if environment is None else os.environ | dict(environment)
+    process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=REPO, env=env)
     stack.append(process)
     return process
+
+
+class _Kubelet(podresources_pb2_grpc.PodResourcesListerServicer):
+    """The kubelet's answer for one GPU node: a vLLM-style pod holding the fake H100."""
+
+    def List(self, request, context):  # noqa: N802 - gRPC method name
+        devices = [pb.ContainerDevices(resource_name="nvidia.com/gpu", device_ids=[FAKE_H100_UUID])]
+        container = pb.ContainerResources(name="engine", devices=devices)
+        return pb.ListPodResourcesResponse(
+            pod_resources=[pb.PodResources(name="llama-0", namespace="ml", containers=[container])]
+        )
+
+
+@pytest.fixture
+def pod_resources_socket() -> Iterator[Path]:
+    """A threaded (not asyncio) gRPC server: this test polls with blocking calls on its own thread."""
+    # Unix socket paths are limited to 107 bytes; pytest's tmp_path can exceed that.
+    with tempfile.TemporaryDirectory(prefix="podres") as directory:
+        path = Path(directory) / "kubelet.sock"
+        server = grpc.server(ThreadPoolExecutor(max_workers=2))
+        podresources_pb2_grpc.add_PodResourcesListerServicer_to_server(_Kubelet(), server)
+        server.add_insecure_port(f"unix:{path}")
+        server.start()
+        yield path
+        server.stop(grace=None)
+
+
+@pytest.fixture
+def fake_nvml_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "fake_nvml"
+    directory.mkdir()
+    compile_fake_nvml(directory / SONAME)
+    return directory
 
 
 @pytest.fixture
@@ -90,8 +142,6 @@ def _panel_queries() -> list[tuple[str, str]]:
     dashboard = json.loads(DASHBOARD_FILE.read_text())
     queries = []
     for panel in dashboard["panels"]:
-        if panel["title"] in SKIPPED_PANELS:
-            continue
         for target in panel["targets"]:
             if target["expr"].startswith(SKIPPED_TARGETS):
                 continue
@@ -102,7 +152,9 @@ def _panel_queries() -> list[tuple[str, str]]:
     return queries
 
 
-def test_every_panel_returns_data_from_a_running_sidecar_and_agent(tmp_path, processes):
+def test_every_panel_returns_data_from_a_running_sidecar_and_agent(
+    tmp_path, processes, fake_nvml_dir, pod_resources_socket
+):
     if not TRACE.is_file():
         pytest.skip(f"bundled trace {TRACE.name} is missing")
     sidecar_port, agent_port, prometheus_port = _free_port(), _free_port(), _free_port()
@@ -139,10 +191,12 @@ def test_every_panel_returns_data_from_a_running_sidecar_and_agent(tmp_path, pro
             "--listen",
             f"127.0.0.1:{agent_port}",
             "--pod-resources-socket",
-            "",
+            str(pod_resources_socket),
         ],
         tmp_path / "agent.log",
         processes,
+        # The binding's CDLL("libnvidia-ml.so.1") finds the fake here, as it would a driver's.
+        {"LD_LIBRARY_PATH": str(fake_nvml_dir)},
     )
     _wait_for(f"http://127.0.0.1:{agent_port}/metrics", agent, tmp_path / "agent.log", "gpu_agent")
     _wait_for(f"http://127.0.0.1:{sidecar_port}/metrics", sidecar, tmp_path / "sidecar.log", "sidecar")
@@ -175,9 +229,10 @@ def test_every_panel_returns_data_from_a_running_sidecar_and_agent(tmp_path, pro
     _wait_for(f"{api}/-/ready", prometheus, tmp_path / "prometheus.log", "prometheus")
 
     queries = [*_panel_queries(), ("agent scraped", 'up{job="gpu-agent"} == 1')]
-    # Every panel but the GPU one, less the ready-replicas target: 11 targets in 7 panels, plus `up`.
-    assert len(queries) == 12
+    # Every target of the 8 panels less the ready-replicas one: 12 targets, plus `up`.
+    assert len(queries) == 13
     pending = dict.fromkeys(queries)
+    answers: dict[tuple[str, str], list[dict]] = {}
     deadline = time.monotonic() + DEADLINE_SECONDS
     while pending and time.monotonic() < deadline:
         for title, expr in list(pending):
@@ -187,6 +242,12 @@ def test_every_panel_returns_data_from_a_running_sidecar_and_agent(tmp_path, pro
                 reply = json.loads(body)
                 assert reply["status"] == "success", (title, expr, reply)
                 if reply["data"]["result"]:
+                    answers[(title, expr)] = reply["data"]["result"]
                     del pending[(title, expr)]
         time.sleep(1.0)
     assert not pending, f"panels with no data after {DEADLINE_SECONDS} s: {sorted(pending)}"
+    # The GPU panel's join lands on the pod the kubelet named, with the device's own value.
+    ((_, gpu_answer),) = [(key, result) for key, result in answers.items() if key[0] == GPU_PANEL]
+    assert [(r["metric"]["namespace"], r["metric"]["pod"], float(r["value"][1])) for r in gpu_answer] == [
+        ("ml", "llama-0", FAKE_H100_UTILIZATION_RATIO)
+    ]

@@ -1,8 +1,8 @@
 """Fixtures at the NVML boundary, shared by the GPU agent's tests.
 
 NVML cannot run here (no GPU, no driver), so `fake_nvml/fake_nvml.c` — our own fake of
-`libnvidia-ml.so.1`, described in its header — is compiled with gcc once per session into a
-temporary directory, and the real, unmodified nvidia-ml-py binding loads it:
+`libnvidia-ml.so.1`, described in its header — is compiled with gcc (`fake_nvml_build.py`) once per
+session into a temporary directory, and the real, unmodified nvidia-ml-py binding loads it:
 - in process, through the binding's own hook: it dlopens a library only while the module global
   `pynvml.nvmlLib` is None, so the fixture sets it to `ctypes.CDLL(<fake>)` and empties the
   binding's function-pointer cache (restored after each test);
@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import shutil
-import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -31,35 +29,16 @@ import pytest
 
 from gpu_agent import podresources_pb2 as pb
 from gpu_agent import podresources_pb2_grpc
+from tests.gpu_agent.fake_nvml_build import SONAME, compile_fake_nvml
 
-FAKE_SOURCE = Path(__file__).resolve().parent / "fake_nvml" / "fake_nvml.c"
 FAKE_ENVIRONMENT = ("FAKE_NVML_GPUS", "FAKE_NVML_LOST", "FAKE_NVML_INIT_RESULT", "FAKE_NVML_SHUTDOWN_MARKER")
-
-
-def _compile(output: Path, soname: str, *defines: str) -> Path:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc is not installed: cannot build the fake NVML library")
-    command = [
-        gcc,
-        "-shared",
-        "-fPIC",
-        "-O1",
-        f"-Wl,-soname,{soname}",
-        *defines,
-        "-o",
-        str(output),
-        str(FAKE_SOURCE),
-    ]
-    subprocess.run(command, check=True, capture_output=True)
-    return output
 
 
 @pytest.fixture(scope="session")
 def fake_nvml_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding the fake as `libnvidia-ml.so.1`, for LD_LIBRARY_PATH."""
     directory = tmp_path_factory.mktemp("fake_nvml")
-    _compile(directory / "libnvidia-ml.so.1", "libnvidia-ml.so.1")
+    compile_fake_nvml(directory / SONAME)
     return directory
 
 
@@ -69,7 +48,7 @@ def old_driver_nvml_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     A different soname and file keep the dynamic loader from handing back the full fake."""
     directory = tmp_path_factory.mktemp("fake_nvml_old")
-    return _compile(
+    return compile_fake_nvml(
         directory / "libnvidia-ml-old.so.1", "libnvidia-ml-old.so.1", "-DFAKE_NVML_NO_PROCESSES_V3"
     )
 

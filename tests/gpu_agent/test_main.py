@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pynvml
 import pytest
 
 from gpu_agent import podresources_pb2 as pb
@@ -136,6 +137,24 @@ def test_session_shutdown_calls_nvml_shutdown_once(nvml, monkeypatch, tmp_path):
     session.shutdown()
     session.shutdown()
     assert marker.read_text() == "shutdown\n"
+
+
+async def test_missing_nvml_library_is_a_state_not_a_crash(monkeypatch):
+    """No libnvidia-ml.so.1 at all (a node without the driver, a container without the NVIDIA
+    runtime). The binding's own loader runs; only its dlopen is made to fail, as the dynamic loader
+    does, so the result is the same on a machine that has a driver."""
+
+    def no_library(name: str, *args: object, **kwargs: object) -> object:
+        raise OSError(f"{name}: cannot open shared object file: No such file or directory")
+
+    monkeypatch.setattr(pynvml, "nvmlLib", None)
+    monkeypatch.setattr(pynvml, "_nvmlGetFunctionPointer_cache", {})
+    monkeypatch.setattr(pynvml, "CDLL", no_library)
+    session = NvmlSession(pynvml)
+    loop = SamplingLoop(session, None, LatestSnapshot(), FakeClock(0.0), 5.0)
+    snapshot = await loop.sample_once(now=0.0)
+    assert (snapshot.nvml_up, snapshot.gpus, snapshot.driver_version) == (False, (), None)
+    assert session.last_error is not None and "LibraryNotFound" in session.last_error
 
 
 def test_bad_settings_exit_2_naming_the_flag(capsys):

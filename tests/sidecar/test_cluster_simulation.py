@@ -1,5 +1,6 @@
 """`serve --replay`: the trace reader, the trace-as-Prometheus, the simulated cluster, and the
-whole service run over a short trace with an accelerated clock."""
+whole service run over a short trace with an accelerated clock: the external metrics API, the
+KEDA gRPC scaler and /metrics all answer, with no cluster and no Prometheus."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import math
 from pathlib import Path
 
 import aiohttp
+import grpc
 import numpy as np
 import pytest
 
 from autoscaler.decision import Decision, Reason
 from autoscaler.observations import Observations
+from metrics_adapter import externalscaler_pb2 as pb
+from metrics_adapter import externalscaler_pb2_grpc as pb_grpc
 from sidecar.cluster_simulation import SimulatedCluster, TraceSignals, load_trace
 from sidecar.control_loop import ReplicaCount
 from sidecar.kubernetes_client import ColdStartTracker
@@ -101,6 +105,16 @@ def test_replay_learns_cold_starts_only_from_pods_that_became_ready(tmp_path: Pa
     assert len(tracker.pairs[("replay", "w")]) == 3, "removed pods never become Ready, so never count"
 
 
+async def keda_replicas(address: str) -> int:
+    """GetMetrics as KEDA's `external` trigger asks it, over plain gRPC (the replay has no TLS)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        reply = await pb_grpc.ExternalScalerStub(channel).GetMetrics(
+            pb.GetMetricsRequest(scaledObjectRef=pb.ScaledObjectRef(name="trace", namespace="replay")),
+            timeout=5,
+        )
+    return int(reply.metricValues[0].metricValue)
+
+
 @pytest.mark.integration
 async def test_replay_serves_decisions_and_ends_with_the_trace(tmp_path: Path):
     # Four hours of a per-minute trace that doubles in the last hour.
@@ -129,6 +143,8 @@ async def test_replay_serves_decisions_and_ends_with_the_trace(tmp_path: Path):
     replicas_seen: set[int] = set()
     ready_answers: set[int] = set()
     served: set[str] = set()
+    scraped = ""
+    keda_values: list[int] = []
     async with aiohttp.ClientSession() as session:
         # Once the replay sets `stop` its servers close; a request that loses that race is the
         # end of polling, any other connection error is a failure.
@@ -140,16 +156,24 @@ async def test_replay_serves_decisions_and_ends_with_the_trace(tmp_path: Path):
                     async with session.get(f"http://{service.addresses['health']}/readyz") as response:
                         ready_answers.add(response.status)
                     metric = "/apis/external.metrics.k8s.io/v1beta1/namespaces/replay/desired_replicas"
-                    async with session.get(f"http://{service.addresses['external_metrics']}{metric}") as response:
+                    external = f"http://{service.addresses['external_metrics']}{metric}"
+                    async with session.get(external) as response:
                         if response.status == 200:
                             served.add((await response.json())["items"][0]["value"])
-                except aiohttp.ClientConnectionError:
+                    if not scraped:
+                        async with session.get(f"http://{service.addresses['health']}/metrics") as response:
+                            scraped = await response.text()
+                    if not keda_values:
+                        keda_values.append(await keda_replicas(service.addresses["keda_grpc"]))
+                except (aiohttp.ClientConnectionError, grpc.aio.AioRpcError):
                     if not stop.is_set():
                         raise
             await asyncio.sleep(0.02)
         await task
     assert 200 in ready_answers, "the health server answered while the replay ran"
     assert {"6", "12"} <= served, "the external metrics API served the replayed decisions"
+    assert keda_values and keda_values[0] >= 1, "the KEDA external scaler answered GetMetrics over gRPC"
+    assert 'autoscaler_desired_replicas{namespace="replay",workload="trace"}' in scraped, "/metrics answered"
     assert stop.is_set(), "the replay stopped itself at the end of the trace"
     # p99 rate is 20 rps, so a replica serves 2.5 rps; 10 rps needs ceil(10 / 1.75) = 6 at 70 %
     # and 20 rps needs 12.

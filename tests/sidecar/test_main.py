@@ -55,6 +55,15 @@ def test_bad_settings_exit_2_naming_the_field(tmp_path: Path):
     assert "workloads[ml/llama].max_replicas=-4" in result.stderr
 
 
+def test_unknown_forecast_model_exits_2_at_start(tmp_path: Path):
+    # Model names are checked against the registry at load, not left to fail every tick.
+    path = tmp_path / "settings.yaml"
+    path.write_text(SETTINGS.replace("max_replicas: 20", "max_replicas: 20\n    forecast: {model: prophet}"))
+    result = run_cli("serve", "--config", str(path))
+    assert result.returncode == 2
+    assert "workloads[ml/llama].forecast.model='prophet' is not a known model" in result.stderr
+
+
 def test_no_workloads_exit_2(tmp_path: Path):
     path = tmp_path / "settings.yaml"
     path.write_text("kubernetes: {enabled: false}\n")
@@ -80,7 +89,7 @@ async def test_settings_reload_applies_good_files_and_keeps_old_on_bad(tmp_path:
         ),
     )
     stop = asyncio.Event()
-    watcher = asyncio.create_task(_watch_settings(watched, loop, clock, stop))
+    watcher = asyncio.create_task(_watch_settings(watched, loop, clock, stop, settings))
 
     async def settle() -> None:
         for _ in range(20):
@@ -96,6 +105,17 @@ async def test_settings_reload_applies_good_files_and_keeps_old_on_bad(tmp_path:
     assert loop.runtimes[("ml", "llama")].policy.max_replicas == 7, "the bad file changed nothing"
     rejected = [r for r in caplog.records if "rejected" in r.getMessage()]
     assert len(rejected) == 1 and "max_replicas='lots'" in rejected[0].error
+
+    # A section bound at start (the Prometheus client) is not silently ignored: it is named.
+    with caplog.at_level(logging.WARNING):
+        path.write_text(
+            SETTINGS.replace("max_replicas: 20", "max_replicas: 9")
+            + "prometheus: {url: 'http://elsewhere:9090'}\n"
+        )
+        await settle()
+    assert loop.runtimes[("ml", "llama")].policy.max_replicas == 9
+    restart = [r for r in caplog.records if "only after a restart" in r.getMessage()]
+    assert len(restart) == 1 and restart[0].sections == ["prometheus"]
 
     stop.set()
     await asyncio.wait_for(watcher, 5)
@@ -320,6 +340,43 @@ async def test_prewarm_follows_forecast_decisions_only():
         await decide(6, Reason.FORECAST)
         await _restore_prewarm(prewarmer)
         assert floor() == 2, "draining hands the floor back"
+    finally:
+        await api.close()
+        await runner.cleanup()
+
+
+async def test_drain_restores_the_floor_before_releasing_the_lease():
+    """serve()'s drain order: the elector stops renewing with stop, the floor is restored while
+    the Lease is still ours, and only then is the Lease released (in the other order the
+    restore is a follower's write, skipped, and the raised floor outlives the sidecar)."""
+    from kubernetes_asyncio import client as kube
+
+    from sidecar.kubernetes_client import LeaseElector, Prewarmer, PrewarmTarget
+    from sidecar.main import _hand_back
+
+    contract = KubernetesContract()
+    contract.add_hpa("ml", "llama", 2)
+    runner = web.AppRunner(contract.app())
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    api = kube.ApiClient(kube.Configuration(host=f"http://127.0.0.1:{port}"))
+    clock = FakeClock()
+    elector = LeaseElector(api, clock, "ml", "autoscaler", "me", 15)
+    successor = LeaseElector(api, clock, "ml", "autoscaler", "next", 15)
+    prewarmer = Prewarmer(api, elector)
+    stop = asyncio.Event()
+    try:
+        running = asyncio.create_task(elector.run(stop, release_on_stop=False))
+        while not elector.is_leader:
+            await asyncio.sleep(0.01)
+        assert await prewarmer.apply(PrewarmTarget("ml", "HorizontalPodAutoscaler", "llama"), 7) == 7
+        stop.set()
+        await asyncio.wait_for(running, 5)
+        assert elector.is_leader, "still ours after stop, so the restore below is allowed"
+        await _hand_back(prewarmer, elector)
+        assert contract.objects[("horizontalpodautoscalers", "ml", "llama")]["spec"]["minReplicas"] == 2
+        assert await successor.try_acquire() is True, "released after the restore"
     finally:
         await api.close()
         await runner.cleanup()
