@@ -1,9 +1,9 @@
 """Must-show table: every policy on three real traces, cost relative to the oracle.
 
 Usage: .venv/bin/python bench/replay_table.py [--cold-start-seconds 300] [--policies ...]
+    [--forecast-model auto] [--forecast-quantile 0.9]
 Rows are traces; for each policy the columns are its violation_ratio and its replica_hours
-divided by the oracle's. Policies not available in this build are reported and left out.
-Skips (exit 0) when ../shared/data is absent.
+divided by the oracle's. Skips (exit 0) when ../shared/data is absent.
 """
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ import sys
 import time
 from pathlib import Path
 
-from sidecar.replay_command import POLICIES, ReplayError, build_policy, default_capacity_rps, scaling_policy
+from sidecar.replay_command import (
+    DEFAULT_FORECAST_MODEL,
+    DEFAULT_FORECAST_QUANTILE,
+    POLICIES,
+    build_policy,
+    default_capacity_rps,
+    scaling_policy,
+)
 from simulator.metrics_pipeline import TraceMetrics
 from simulator.replay import ReplaySettings, replay
 from simulator.report import scores
@@ -22,6 +29,7 @@ from simulator.trace import read_trace
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 TRACES = (
     "nasa-http-1995/series_jul.csv",
+    "nasa-http-1995/series_aug.csv",
     "alibaba-servegen-llm/series_m-large_10min.csv",
     "azure-llm-inference-2023/series_conv_1s.csv",
 )
@@ -31,6 +39,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold-start-seconds", type=int, default=120)
     parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument("--forecast-model", default=DEFAULT_FORECAST_MODEL)
+    parser.add_argument("--forecast-quantile", type=float, default=DEFAULT_FORECAST_QUANTILE)
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"skipped: {DATA} is absent")
@@ -44,13 +54,8 @@ def main() -> int:
         settings = ReplaySettings(
             replica_capacity_rps=default_capacity_rps(trace), cold_start_seconds=args.cold_start_seconds
         )
-        scaling = scaling_policy(settings)
-        policies = []
-        for name in names:
-            try:
-                policies.append(build_policy(name, settings, scaling))
-            except ReplayError as error:
-                print(f"left out: {error}", file=sys.stderr)
+        scaling = scaling_policy(settings, args.forecast_quantile)
+        policies = [build_policy(name, settings, scaling, args.forecast_model) for name in names]
         demand = trace.demand_per_second()
         began = time.perf_counter()
         run = replay(
@@ -70,7 +75,10 @@ def main() -> int:
             cost = f"{figures[name].replica_hours / oracle:.2f}" if oracle else "-"
             cells += [f"{figures[name].violation_ratio:.4f}", cost]
         rows.append(f"| {relative} | " + " | ".join(cells) + " |")
-    print(f"cold start {args.cold_start_seconds} s, capacity p99/20, target utilization 0.7\n")
+    print(
+        f"cold start {args.cold_start_seconds} s, capacity p99/20, target utilization 0.7, "
+        f"predictive: {args.forecast_model} at q{args.forecast_quantile}\n"
+    )
     header = " | ".join(f"{n} violation | {n} cost/oracle" for n in available)
     print(f"| trace | {header} |")
     print("|---|" + "---:|" * (2 * len(available)))

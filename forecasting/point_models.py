@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from forecasting.forecast import Forecast
+from forecasting.scores import trailing_relative_error
 from forecasting.series import LoadSeries
 
 # values, origins, horizon_steps -> one point path per origin.
@@ -30,6 +31,9 @@ LOOKBACK_SECONDS = 8 * 86400.0
 # The history is cut at a whole number of weeks from its start, so that a shape learned on the
 # whole history (indexed by time since the series start) keeps its phase.
 WEEK_SECONDS = 7 * 86400.0
+# Forecast trust is judged on the newest origins, one prediction horizon each: at 1-minute steps
+# and a 5-step horizon, the last 30 origins cover the last ~35 minutes.
+TRUST_ORIGINS = 30
 
 
 def horizon_steps_for(lead_seconds: float, step_seconds: float) -> int:
@@ -103,7 +107,19 @@ class FittedPointModel:
             step_seconds=visible.step_seconds,
             quantiles=self.residuals.paths(point, quantiles),
             model=self.name,
+            trailing_error=self._trailing_error(values, horizon_steps),
         )
+
+    def _trailing_error(self, values: np.ndarray, horizon_steps: int) -> float | None:
+        """Relative error of the point paths this model would have given at the newest origins
+        whose horizon is already known: what decide() turns into forecast trust. None (trusted)
+        when the history is too short to score."""
+        origins = calibration_origins(len(values), 1, TRUST_ORIGINS, horizon_steps)
+        if len(origins) == 0:
+            return None
+        points = self.point_paths(values, origins, horizon_steps)
+        actual = values[origins[:, None] + np.arange(horizon_steps)[None, :]]
+        return trailing_relative_error(points.ravel(), actual.ravel(), points.size)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar
+from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -28,6 +29,7 @@ from multidict import CIMultiDictProxy
 EXTERNAL_METRICS_GROUP = "external.metrics.k8s.io"
 EXTERNAL_METRICS_VERSION = "v1beta1"
 _MASTERS_GROUP = "system:masters"
+_EXTRA_PREFIX = "x-remote-extra-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,15 @@ def user_from_headers(headers: CIMultiDictProxy[str]) -> User | None:
         return None
     groups = tuple(value for value in getall("X-Remote-Group", []) if value)
     uid = next((value for value in getall("X-Remote-Uid", []) if value), "")
-    return User(name=names[0], groups=groups, uid=uid)
+    # Extra attributes (e.g. a token's scopes) must reach the SubjectAccessReview, or a user the
+    # API server restricted by scope would be authorized here as if unrestricted. The aggregator
+    # %-escapes each key after the prefix; like kube-apiserver we lowercase, then unescape.
+    extra: dict[str, tuple[str, ...]] = {}
+    for header, value in headers.items():
+        if header.lower().startswith(_EXTRA_PREFIX):
+            key = unquote(header[len(_EXTRA_PREFIX) :].lower())
+            extra[key] = (*extra.get(key, ()), value)
+    return User(name=names[0], groups=groups, uid=uid, extra=extra)
 
 
 K = TypeVar("K")
@@ -136,6 +146,9 @@ class _TtlCache(Generic[K, V]):
         self._entries[key] = (self._clock() + self._ttl_seconds, value)
 
 
+_DecisionKey = tuple[str, tuple[str, ...], str, tuple[tuple[str, tuple[str, ...]], ...], str, str]
+
+
 class KubernetesAccessReviewer:
     """TokenReview and SubjectAccessReview through kubernetes-asyncio, each cached for `ttl_seconds`."""
 
@@ -145,9 +158,7 @@ class KubernetesAccessReviewer:
         self._authentication = k8s.AuthenticationV1Api(api_client)
         self._authorization = k8s.AuthorizationV1Api(api_client)
         self._tokens: _TtlCache[str, User] = _TtlCache(ttl_seconds, clock)
-        self._decisions: _TtlCache[tuple[str, tuple[str, ...], str, str], bool] = _TtlCache(
-            ttl_seconds, clock
-        )
+        self._decisions: _TtlCache[_DecisionKey, bool] = _TtlCache(ttl_seconds, clock)
 
     async def review_token(self, token: str) -> User | None:
         cached = self._tokens.get(token)
@@ -170,7 +181,10 @@ class KubernetesAccessReviewer:
         return user
 
     async def may_list(self, user: User, namespace: str, resource: str) -> bool:
-        key = (user.name, user.groups, namespace, resource)
+        # Everything the review sends is in the key: the same name with other groups, uid or
+        # extra (scopes) may get a different answer.
+        extra = tuple(sorted(user.extra.items()))
+        key = (user.name, user.groups, user.uid, extra, namespace, resource)
         cached = self._decisions.get(key)
         if cached is not None:
             return cached

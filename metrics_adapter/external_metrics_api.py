@@ -11,6 +11,7 @@ block an HPA worker retrying.
 from __future__ import annotations
 
 import json
+import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -43,6 +44,14 @@ from sidecar.latest_decisions import PublishedDecision
 
 GROUP_VERSION = f"{EXTERNAL_METRICS_GROUP}/{EXTERNAL_METRICS_VERSION}"
 API_PREFIX = f"/apis/{GROUP_VERSION}"
+# KEDA `metrics-api` trigger, on the same HTTPS port:
+#   url: https://<service>.<namespace>.svc:<port>/keda/v1/namespaces/<ns>/workloads/<workload>
+#   format: json, targetValue: "1", valueLocation: desired_replicas
+#   (or valueLocation: forecast_requests_per_second with targetValue = per-replica capacity in rps)
+#   authModes: bearer (TokenReview + SubjectAccessReview for `list` on desired_replicas in <ns>).
+# Body: {"namespace", "workload", "timestamp", "reason", "desired_replicas",
+#        "forecast_requests_per_second" (absent until a finite forecast exists, never 0 or NaN)}.
+METRICS_API_PATH = "/keda/v1/namespaces/{namespace}/workloads/{workload}"
 _ALWAYS_ALLOWED_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 _HTTP_REASONS = {
     400: "BadRequest",
@@ -225,7 +234,7 @@ class _Handlers:
         return web.json_response(body)
 
     async def keda_metrics_api(self, request: web.Request) -> web.Response:
-        """KEDA `metrics-api` trigger: valueLocation `desired_replicas` or `forecast_requests_per_second`."""
+        """KEDA `metrics-api` trigger (format json): see METRICS_API_PATH for URL and valueLocation."""
         namespace = request.match_info["namespace"]
         workload = request.match_info["workload"]
         await self.authorize(request, namespace, "desired_replicas")
@@ -237,8 +246,11 @@ class _Handlers:
             "reason": item.decision.reason.value,
             "desired_replicas": item.decision.replicas,
         }
-        if item.decision.forecast_rps is not None:
-            body["forecast_requests_per_second"] = item.decision.forecast_rps
+        forecast = item.decision.forecast_rps
+        # json.dumps would write a NaN forecast as the bare token NaN, which is not JSON and would
+        # fail KEDA's parser for the whole body; a missing key fails only that valueLocation.
+        if forecast is not None and math.isfinite(forecast):
+            body["forecast_requests_per_second"] = forecast
         return web.json_response(body)
 
     def _fresh(self, namespace: str, item: PublishedDecision | None, what: str) -> PublishedDecision:
@@ -287,7 +299,8 @@ class _Handlers:
             )
         item = self._fresh(namespace, matches[0], f"workload {matches[0].workload!r}")
         value = metric.read(item)
-        if value is None:
+        # NaN/Inf have no Quantity form; a broken forecast is "no value yet" (503), not a 500.
+        if value is None or not math.isfinite(value):
             raise StatusError(503, f"no {metric_name} value yet for {item.namespace}/{item.workload}")
         return item, value
 
@@ -339,7 +352,7 @@ def build_external_metrics_app(
     app.router.add_get(f"/apis/{EXTERNAL_METRICS_GROUP}", handlers.discovery)
     app.router.add_get(API_PREFIX, handlers.discovery)
     app.router.add_get(API_PREFIX + "/namespaces/{namespace}/{metric}", handlers.external_metric)
-    app.router.add_get("/keda/v1/namespaces/{namespace}/workloads/{workload}", handlers.keda_metrics_api)
+    app.router.add_get(METRICS_API_PATH, handlers.keda_metrics_api)
     for path in ("/openapi/v2", "/openapi/v3"):
         app.router.add_get(path, handlers.openapi)
     for path in _ALWAYS_ALLOWED_PATHS:

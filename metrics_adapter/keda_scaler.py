@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
+from prometheus_client import Histogram
 
 from metrics_adapter import externalscaler_pb2 as pb
 from metrics_adapter import externalscaler_pb2_grpc as pb_grpc
@@ -129,17 +131,64 @@ class PredictiveExternalScaler(pb_grpc.ExternalScalerServicer):
         )
 
 
+class _LatencyInterceptor(grpc.aio.ServerInterceptor):
+    """Times unary calls into the adapter's request histogram (route = full method, code = gRPC
+    status name). StreamIsActive is left out: a stream lives as long as KEDA keeps it open, so its
+    duration says nothing about how fast we answer."""
+
+    def __init__(self, request_seconds: Histogram) -> None:
+        self._request_seconds = request_seconds
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        behavior = handler.unary_unary
+        method: str = handler_call_details.method
+        histogram = self._request_seconds
+
+        async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            code = "UNKNOWN"
+            try:
+                response = await behavior(request, context)
+                code = "OK"
+                return response
+            except grpc.aio.AbortError:
+                # abort() has set the status on the context before raising.
+                aborted = context.code()
+                code = aborted.name if isinstance(aborted, grpc.StatusCode) else "UNKNOWN"
+                raise
+            finally:
+                histogram.labels(route=method, code=code).observe(time.perf_counter() - started)
+
+        return grpc.unary_unary_rpc_method_handler(
+            timed,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
 def build_keda_server(
     source: DecisionSource,
     settings: KedaScalerSettings,
     address: str,
     tls: tuple[bytes, bytes] | None = None,
+    request_seconds: Histogram | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """A grpc.aio server (not started) and its bound port; `tls` is (certificate PEM, key PEM).
 
-    Start with `await server.start()`, stop with `await server.stop(grace_seconds)`.
+    `request_seconds`, if given, is a Histogram with labels (route, code) (sidecar.telemetry's),
+    observed for every unary call. Start with `await server.start()`, stop with
+    `await server.stop(grace_seconds)`.
     """
-    server = grpc.aio.server()
+    server = grpc.aio.server(
+        interceptors=None if request_seconds is None else [_LatencyInterceptor(request_seconds)]
+    )
     pb_grpc.add_ExternalScalerServicer_to_server(PredictiveExternalScaler(source, settings), server)
     if tls is None:
         port = server.add_insecure_port(address)

@@ -12,12 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-_NAME_RE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_DNS1123_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Used with fullmatch(): a `$` anchor would also accept a trailing newline.
+_NAME_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_DNS1123_SUBDOMAIN_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _WHITESPACE = " \t\r\n"
 _SPECIAL = "=!(),><"
 _SYMBOLS = frozenset({"=", "==", "!", "!=", "(", ")", ",", ">", "<"})
-_INT64_MAX = 2**63 - 1
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# strconv.ParseInt(s, 10, 64) accepts an optional sign and ASCII digits only; Python's int() would
+# also take whitespace, underscores and non-ASCII digits, which would make `>`/`<` match labels
+# that Kubernetes never matches.
+_GO_INT_RE = re.compile(r"[+-]?[0-9]+")
 
 
 class SelectorError(ValueError):
@@ -59,9 +64,8 @@ class Requirement:
             case Operator.GREATER_THAN | Operator.LESS_THAN:
                 if not present:
                     return False
-                try:
-                    actual = int(value, 10)
-                except ValueError:
+                actual = _parse_int64(value)
+                if actual is None:
                     return False
                 bound = int(self.values[0])
                 return actual > bound if self.operator is Operator.GREATER_THAN else actual < bound
@@ -106,6 +110,14 @@ class Selector:
         return ",".join(str(requirement) for requirement in self.requirements)
 
 
+def _parse_int64(text: str) -> int | None:
+    """The value Go's strconv.ParseInt(text, 10, 64) gives, or None where it would fail."""
+    if not _GO_INT_RE.fullmatch(text):
+        return None
+    number = int(text)
+    return number if _INT64_MIN <= number <= _INT64_MAX else None
+
+
 def validate_key(key: str) -> None:
     """Raise SelectorError unless `key` is a qualified label key: optional DNS-1123 prefix + name."""
     parts = key.split("/")
@@ -114,9 +126,9 @@ def validate_key(key: str) -> None:
     name = parts[-1]
     if len(parts) == 2:
         prefix = parts[0]
-        if not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN_RE.match(prefix):
+        if not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN_RE.fullmatch(prefix):
             raise SelectorError(f"invalid label key {key!r}: prefix must be a lowercase DNS-1123 subdomain")
-    if not name or len(name) > 63 or not _NAME_RE.match(name):
+    if not name or len(name) > 63 or not _NAME_RE.fullmatch(name):
         raise SelectorError(
             f"invalid label key {key!r}: name must be 1-63 alphanumerics, '-', '_' or '.', "
             "starting and ending with an alphanumeric"
@@ -125,7 +137,7 @@ def validate_key(key: str) -> None:
 
 def validate_value(value: str) -> None:
     """Raise SelectorError unless `value` is empty or a valid 1-63 character label value."""
-    if value and (len(value) > 63 or not _NAME_RE.match(value)):
+    if value and (len(value) > 63 or not _NAME_RE.fullmatch(value)):
         raise SelectorError(
             f"invalid label value {value!r}: must be empty or 1-63 alphanumerics, '-', '_' or '.', "
             "starting and ending with an alphanumeric"
@@ -209,7 +221,7 @@ class _Parser:
         if operator_text in (">", "<"):
             value = self._single_value(key)
             validate_value(value)
-            if not value.isascii() or not value.isdigit() or int(value) > _INT64_MAX:
+            if _parse_int64(value) is None:
                 raise SelectorError(f"invalid value {value!r} for '{key}{operator_text}': must be an integer")
             return Requirement(key, Operator(operator_text), (value,))
         raise SelectorError(f"found {operator_text!r} after key {key!r}, expected an operator")
@@ -228,6 +240,10 @@ class _Parser:
             raise SelectorError(f"expected '(' after the set operator of key {key!r}")
         values: set[str] = set()
         current = ""
+        # Length of the run of commas just read. apimachinery consumes empty entries two commas at
+        # a time, so a run of an even length directly before ')' (`(a,,)`, `(,,)`) is a parse error
+        # there; we reject the same strings so both sides agree on what is a selector.
+        commas = 0
         while True:
             token = self._next()
             if token is None:
@@ -237,10 +253,16 @@ class _Parser:
                 if current:
                     raise SelectorError(f"found {text!r} in the values of {key!r}, expected ',' or ')'")
                 current = text
+                commas = 0
             elif text in (",", ")"):
+                if text == ")" and commas and commas % 2 == 0:
+                    raise SelectorError(
+                        f"found ')' after {commas} commas in the values of {key!r}, expected a value"
+                    )
                 validate_value(current)
                 values.add(current)
                 current = ""
+                commas += 1
                 if text == ")":
                     return tuple(sorted(values))
             else:

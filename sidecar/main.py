@@ -284,8 +284,10 @@ async def _start_adapters(
         )
         tls_pem = (Path(server.tls_cert_file).read_bytes(), Path(server.tls_key_file).read_bytes())
     if server.client_ca_file:
+        # Certificate validity is judged on the wall clock, as the TLS handshake itself does,
+        # even when `clock` is a replay's simulated one.
         front_proxy = FrontProxyVerifier(
-            Path(server.client_ca_file).read_bytes(), server.requestheader_allowed_names, clock.now
+            Path(server.client_ca_file).read_bytes(), server.requestheader_allowed_names
         )
     external = ExternalMetricsSettings(
         max_age_seconds=server.decision_max_age_seconds,
@@ -303,6 +305,7 @@ async def _start_adapters(
         KedaScalerSettings(max_age_seconds=server.decision_max_age_seconds, clock=clock.now),
         f"{server.host}:{server.grpc_port}",
         tls_pem,
+        telemetry.request_seconds,
     )
     await keda.start()
     stack.push_async_callback(keda.stop, 5)

@@ -1,9 +1,11 @@
 """Liveness and readiness of the sidecar, judged from what the loop last published.
 
 Live (/healthz): the loop has ticked within three tick intervals, so a wedged loop gets the
-container restarted. Ready (/readyz): every workload has a decision and its load reading is
-fresh. A Prometheus outage therefore shows here (signal ages grow past `stale_after_seconds`)
-while the published decisions hold, which is what the HPA should keep reading.
+container restarted. Ready (/readyz): at least one workload has a decision on a fresh load
+reading; every workload's problem is listed either way. A Prometheus outage therefore shows here
+(every signal age grows past `stale_after_seconds`) while the published decisions hold. One
+workload's bad query does not: readiness takes the pod out of the Service, and with it every
+workload's metric, so one workload must not cost the others theirs.
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ def check_live(loop: ControlLoop, now: float, last_tick_at: float | None, starte
 
 def check_ready(loop: ControlLoop, now: float) -> Health:
     problems = []
+    healthy = 0
     for (namespace, name), runtime in sorted(loop.runtimes.items()):
         where = f"{namespace}/{name}"
         load = runtime.readings.get("load")
+        found = len(problems)
         if runtime.published is None:
             problems.append(f"{where}: no decision yet")
         elif load is None:
@@ -50,7 +54,8 @@ def check_ready(loop: ControlLoop, now: float) -> Health:
             problems.append(f"{where}: load signal is {age:.0f} s old (stale after {limit:g} s), holding")
         if runtime.last_error is not None and (failures := runtime.consecutive_failures):
             problems.append(f"{where}: {failures} failed ticks, last: {runtime.last_error}")
-    return Health(not problems, tuple(problems))
+        healthy += len(problems) == found
+    return Health(healthy > 0 or not loop.runtimes, tuple(problems))
 
 
 class HealthRoutes:

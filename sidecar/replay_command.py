@@ -17,8 +17,11 @@ import numpy as np
 from tqdm import tqdm
 
 from autoscaler.policy import PolicyError, ScalingPolicy
+from forecasting import MODELS
+from simulator.hpa import HpaAutoscaler
+from simulator.knative import KnativeAutoscaler
 from simulator.metrics_pipeline import TraceMetrics
-from simulator.policies import LastOrYesterday, Oracle, PredictiveAutoscaler, StaticPeak
+from simulator.policies import Oracle, PredictiveAutoscaler, StaticPeak
 from simulator.replay import PlannedPolicy, ReplaySettings, replay
 from simulator.report import comparison_table, write_json, write_plot, write_timeline
 from simulator.trace import Trace, TraceError, read_trace
@@ -31,6 +34,9 @@ KNOWN_POLICIES = (*POLICIES, "hpa-legacy")
 # about 20 / 0.7 = 29 replicas at the default utilization.
 CAPACITY_SHARE_OF_P99 = 1 / 20
 PROGRESS_MIN_TICKS = 20_000
+DEFAULT_FORECAST_MODEL = "auto"
+# The policy's own default (slots dataclasses keep no class-level defaults to read it from).
+DEFAULT_FORECAST_QUANTILE = ScalingPolicy(replica_capacity_rps=1.0).forecast_quantile
 
 
 class ReplayError(Exception):
@@ -51,6 +57,17 @@ def register(subcommands: Any) -> None:
     parser.add_argument("--max-replicas", type=int, default=100_000)
     parser.add_argument("--scrape-delay-seconds", type=float, default=15.0)
     parser.add_argument("--rate-window-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--forecast-model",
+        default=DEFAULT_FORECAST_MODEL,
+        help=f"predictive's forecaster, from {', '.join(MODELS)} (default {DEFAULT_FORECAST_MODEL})",
+    )
+    parser.add_argument(
+        "--forecast-quantile",
+        type=float,
+        default=DEFAULT_FORECAST_QUANTILE,
+        help=f"predictive provisions for this forecast quantile (default {DEFAULT_FORECAST_QUANTILE})",
+    )
     parser.add_argument("--json", type=Path, help="write per-policy figures and parameters here")
     parser.add_argument("--timeline", type=Path, help="write the run-length timeline CSV here")
     parser.add_argument("--plot", type=Path, help="write a PNG of demand, capacity and forecast here")
@@ -67,7 +84,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    chosen = args.policies is not None
     names = [name.strip() for name in (args.policies or ",".join(POLICIES)).split(",") if name.strip()]
     unknown = [name for name in names if name not in KNOWN_POLICIES]
     if unknown or not names:
@@ -88,16 +104,11 @@ def _replay(args: argparse.Namespace) -> int:
         scrape_delay_seconds=args.scrape_delay_seconds,
         rate_window_seconds=args.rate_window_seconds,
     )
-    scaling = scaling_policy(settings)  # validates capacity, utilization and bounds
-    policies = []
-    for name in names:
-        try:
-            policies.append(build_policy(name, settings, scaling))
-        except ReplayError as error:
-            if chosen:
-                raise
-            # The default list may name a policy whose module this build lacks: say so, go on.
-            print(f"replay: left out: {error}", file=sys.stderr)
+    if args.forecast_model not in MODELS:
+        raise ReplayError(f"--forecast-model={args.forecast_model!r}: choose from {', '.join(MODELS)}")
+    # validates capacity, utilization, bounds and the quantile
+    scaling = scaling_policy(settings, forecast_quantile=args.forecast_quantile)
+    policies = [build_policy(name, settings, scaling, args.forecast_model) for name in names]
     demand = trace.demand_per_second()
     show_progress = not args.quiet and sys.stderr.isatty()
     result = replay(
@@ -136,18 +147,21 @@ def default_capacity_rps(trace: Trace) -> float:
     return p99 * CAPACITY_SHARE_OF_P99 if p99 > 0 else 1.0
 
 
-def scaling_policy(settings: ReplaySettings) -> ScalingPolicy:
+def scaling_policy(
+    settings: ReplaySettings, forecast_quantile: float = DEFAULT_FORECAST_QUANTILE
+) -> ScalingPolicy:
     return ScalingPolicy(
         replica_capacity_rps=settings.replica_capacity_rps,
         target_utilization=settings.target_utilization,
         min_replicas=settings.min_replicas,
         max_replicas=settings.max_replicas,
+        forecast_quantile=forecast_quantile,
         default_cold_start_seconds=min(float(settings.cold_start_seconds), 3600.0),
     ).validate()
 
 
 def build_policy(
-    name: str, settings: ReplaySettings, scaling: ScalingPolicy
+    name: str, settings: ReplaySettings, scaling: ScalingPolicy, forecast_model: str = DEFAULT_FORECAST_MODEL
 ) -> SimulatedAutoscaler | PlannedPolicy:
     target = settings.target_rps_per_replica
     bounds = (settings.min_replicas, settings.max_replicas)
@@ -159,19 +173,12 @@ def build_policy(
         return StaticPeak()
     if name == "oracle":
         return Oracle()
-    try:
-        if name == "predictive":
-            cold_start = float(settings.cold_start_seconds)
-            return PredictiveAutoscaler(scaling, LastOrYesterday(), cold_start, **pipeline)
-        if name in ("hpa", "hpa-legacy"):
-            from simulator.hpa import HpaAutoscaler
-
-            return HpaAutoscaler(target, *bounds, legacy=name == "hpa-legacy", **pipeline)
-        from simulator.knative import KnativeAutoscaler
-
-        return KnativeAutoscaler(target, *bounds)
-    except ImportError as error:
-        raise ReplayError(f"--policies: {name} is not available in this build ({error})") from error
+    if name == "predictive":
+        cold_start = float(settings.cold_start_seconds)
+        return PredictiveAutoscaler(scaling, MODELS[forecast_model](), cold_start, **pipeline)
+    if name in ("hpa", "hpa-legacy"):
+        return HpaAutoscaler(target, *bounds, legacy=name == "hpa-legacy", **pipeline)
+    return KnativeAutoscaler(target, *bounds)
 
 
 def _progress_bar(name: str, ticks: int) -> Callable[[int], None] | None:

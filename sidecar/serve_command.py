@@ -10,6 +10,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from sidecar.replay_command import BUNDLED_TRACE
+
 
 def register(subcommands: Any) -> None:
     parser = subcommands.add_parser("serve", help="run the sidecar: control loop, metrics APIs, /metrics")
@@ -17,8 +19,10 @@ def register(subcommands: Any) -> None:
     parser.add_argument(
         "--replay",
         type=Path,
+        nargs="?",
+        const=BUNDLED_TRACE,
         metavar="TRACE",
-        help="serve decisions for a timestamp_s,requests CSV",
+        help="serve decisions for a timestamp_s,requests CSV (no TRACE: the bundled NASA trace)",
     )
     parser.add_argument(
         "--speedup",

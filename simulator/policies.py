@@ -1,11 +1,10 @@
 """The replay's own policies: static-peak and oracle (planned over the whole trace) and predictive
-(the real `autoscaler.decide` ticked like HPA, fed by a forecaster that sees only the past).
+(the real `autoscaler.decide` ticked like HPA, fed by a registered forecaster that sees only the past).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +14,7 @@ from autoscaler.decide import decide
 from autoscaler.decision import DecisionState
 from autoscaler.observations import Observations, Reading
 from autoscaler.policy import ScalingPolicy
-from forecasting import Forecast, LoadSeries
+from forecasting import Forecast
 from forecasting.model import FittedForecaster, Forecaster
 from simulator.replay import Occupancy, ReplaySettings
 from simulator.view import ClusterView
@@ -59,61 +58,6 @@ class Oracle:
         provisioned = maximum_filter1d(need[::-1], size=span, origin=trailing, mode="nearest")[::-1]
         ready = minimum_filter1d(provisioned, size=span, origin=trailing, mode="nearest")
         return Occupancy(self.name, ready, provisioned)
-
-
-@dataclass(frozen=True, slots=True)
-class LastOrYesterdayFit:
-    """Point forecast max(last known step, same step one day earlier); quantile q multiplies it by
-    the q-quantile of actual/point seen over the fitting history `lead_steps` ahead."""
-
-    sorted_ratios: np.ndarray
-
-    def predict(self, history: LoadSeries, horizon_steps: int, quantiles: Sequence[float]) -> Forecast:
-        visible = history.visible()
-        values = visible.values
-        known = values[~np.isnan(values)]
-        last = float(known[-1]) if known.size else 0.0
-        day_steps = round(DAY_SECONDS / visible.step_seconds)
-        future = len(values) + np.arange(horizon_steps)
-        yesterday_index = future - day_steps
-        yesterday = np.full(horizon_steps, np.nan)
-        inside = (yesterday_index >= 0) & (yesterday_index < len(values))
-        yesterday[inside] = values[yesterday_index[inside]]
-        point = np.fmax(yesterday, last)
-        paths = {q: point * self._factor(q) for q in quantiles}
-        return Forecast(visible.end, visible.step_seconds, paths, model="last-or-yesterday")
-
-    def _factor(self, quantile: float) -> float:
-        """Nearest-rank quantile of the sorted ratios: O(1) per tick. Example: 200 ratios, q 0.9
-        -> the 180th smallest."""
-        count = self.sorted_ratios.size
-        if count == 0:
-            return 1.0
-        return float(self.sorted_ratios[min(count - 1, int(np.ceil(quantile * count)) - 1)])
-
-
-@dataclass(frozen=True, slots=True)
-class LastOrYesterday:
-    """The built-in Forecaster the predictive policy uses until the forecasting registry lands."""
-
-    lead_steps: int = 4
-    name: str = "last-or-yesterday"
-
-    def fit(self, history: LoadSeries) -> FittedForecaster:
-        values = history.visible().values
-        day_steps = round(DAY_SECONDS / history.step_seconds)
-        lead = self.lead_steps
-        if len(values) <= lead:
-            return LastOrYesterdayFit(np.array([]))
-        actual = values[lead:]
-        last = values[:-lead]
-        yesterday = np.full(len(actual), np.nan)
-        # actual[i] is step i + lead; the same step a day earlier is index i + lead - day_steps.
-        if len(values) > day_steps >= lead:
-            yesterday[day_steps - lead :] = values[: len(values) - day_steps]
-        point = np.fmax(last, yesterday)
-        usable = ~np.isnan(actual) & (point > 0)
-        return LastOrYesterdayFit(np.sort(actual[usable] / point[usable]))
 
 
 @dataclass

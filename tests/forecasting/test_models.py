@@ -162,3 +162,24 @@ def test_seasonal_change_adds_the_ramp_of_past_periods_to_the_current_level() ->
 )
 def test_lightgbm_trains_only_on_enough_history(history: LoadSeries, expected: str) -> None:
     assert MODELS["lightgbm"]().fit(history).predict(history, 5, QUANTILES).model == expected
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_forecast_carries_a_finite_trailing_error_or_none(name: str) -> None:
+    for history in (daily_cycle(4), with_gaps(daily_cycle(4), 0.5), LoadSeries(0.0, 60.0, np.array([5.0]))):
+        error = MODELS[name]().fit(history).predict(history, 5, QUANTILES).trailing_error
+        assert error is None or (np.isfinite(error) and error >= 0)
+
+
+def test_trailing_error_is_low_on_a_steady_load_and_high_once_it_turns_erratic() -> None:
+    # Two days flat at 100 rps, then the last hour alternating 100 and 300 rps every minute: the
+    # model fitted on the flat part keeps predicting ~100 and its recent error says so.
+    rng = np.random.default_rng(4)
+    flat = 100 + rng.normal(0, 2, 2 * DAY)
+    erratic = np.r_[flat, np.tile([100.0, 300.0], 30)]
+    fitted = MODELS["last_value"]().fit(LoadSeries(0.0, 60.0, flat))
+    steady = fitted.predict(LoadSeries(0.0, 60.0, flat), 5, (0.5,)).trailing_error
+    turned = fitted.predict(LoadSeries(0.0, 60.0, erratic), 5, (0.5,)).trailing_error
+    assert steady is not None and steady < 0.05
+    # Last value is off by 200 rps at every other step against a mean near 200: about 0.5.
+    assert turned is not None and turned > 0.4

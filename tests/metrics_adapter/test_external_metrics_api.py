@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import shutil
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yarl
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,7 +34,14 @@ from metrics_adapter.external_metrics_api import (
     build_server_ssl_context,
 )
 from sidecar.latest_decisions import LatestDecisions
-from tests.metrics_adapter.conftest import NOW, TlsMaterial, client_ssl_context, published, serve
+from tests.metrics_adapter.conftest import (
+    NOW,
+    TlsMaterial,
+    _issue,
+    client_ssl_context,
+    published,
+    serve,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -399,3 +408,100 @@ async def test_unreachable_review_server_is_a_status_500(
                 f"{API_PREFIX}/namespaces/ml/desired_replicas", headers=HPA, labelSelector="workload=llama"
             )
     assert (status, body["kind"], body["reason"]) == (500, "Status", "InternalError")
+
+
+async def test_rogue_certificate_accepted_by_tls_still_cannot_impersonate(
+    tls: TlsMaterial, fixed_clock: Callable[[], float], tmp_path: Path
+) -> None:
+    """In a cluster the serving TLS layer also trusts client-ca-file, so a certificate from another CA
+    completes the handshake; only the requestheader check may then stop X-Remote-User. Here the TLS
+    layer trusts a second CA too, whose client certificate claims the allowed CN, so the 401 can
+    come from the verifier alone."""
+    _, other_ca_cert, other_ca_key = _issue(tmp_path, "client-ca", "cluster-client-ca", None, is_ca=True)
+    impostor, _, _ = _issue(tmp_path, "impostor", "front-proxy-client", (other_ca_cert, other_ca_key))
+    decisions = LatestDecisions()
+    decisions.publish(published("llama", replicas=7))
+    settings_ = ExternalMetricsSettings(
+        max_age_seconds=60.0,
+        clock=fixed_clock,
+        front_proxy=FrontProxyVerifier(tls.front_proxy_ca.cert_bytes, ["front-proxy-client"]),
+    )
+    server_tls = build_server_ssl_context(
+        str(tls.server.cert_file), str(tls.server.key_file), str(tls.front_proxy_ca.cert_file)
+    )
+    server_tls.load_verify_locations(cafile=str(tmp_path / "client-ca.crt"))
+    path = f"{API_PREFIX}/namespaces/ml/desired_replicas"
+    async with (
+        serve(build_external_metrics_app(decisions, settings_), server_tls) as url,
+        aiohttp.ClientSession() as session,
+    ):
+        for client, expected in ((impostor, 401), (tls.front_proxy_client, 200)):
+            async with session.get(
+                url + path,
+                params={"labelSelector": "workload=llama"},
+                headers=MASTER,
+                ssl=client_ssl_context(tls, client),
+            ) as response:
+                # 200 for the genuine front-proxy certificate shows the server is not just refusing all.
+                assert response.status == expected
+
+
+async def test_hpa_raw_query_encoding(running: Running) -> None:
+    """The query exactly as the aggregator re-encodes it (url.Values.Encode: space as '+')."""
+    context = client_ssl_context(running.tls, running.tls.front_proxy_client)
+    running.decisions.publish(published("queue", replicas=9, labels={"env": "a", "queue": "heavy"}))
+    query = "labelSelector=env+in+%28a%2Cb%29%2Cqueue%3Dheavy"
+    raw = f"{running.url}{API_PREFIX}/namespaces/ml/desired_replicas?{query}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(yarl.URL(raw, encoded=True), headers=MASTER, ssl=context) as response,
+    ):
+        assert response.status == 200
+        body = await response.json()
+    assert [item["value"] for item in body["items"]] == ["9"]
+
+
+async def test_nan_forecast_is_never_served(running: Running) -> None:
+    running.decisions.publish(published("broken", replicas=4, forecast_rps=math.nan))
+    status, body, headers = await running.get(
+        f"{API_PREFIX}/namespaces/ml/forecast_requests_per_second",
+        client=running.tls.front_proxy_client.cert_file,
+        headers=MASTER,
+        labelSelector="workload=broken",
+    )
+    assert (status, body["reason"]) == (503, "ServiceUnavailable")
+    assert "Retry-After" not in headers
+    context = client_ssl_context(running.tls)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(running.url + "/keda/v1/namespaces/ml/workloads/broken", headers=HPA, ssl=context) as r,
+    ):
+        text = await r.text()
+
+    # Strict JSON: a bare NaN token would make json.loads(parse_constant=...) raise.
+    def strict(token: str) -> float:
+        raise ValueError(f"non-JSON constant {token}")
+
+    payload = json.loads(text, parse_constant=strict)
+    assert r.status == 200
+    assert payload["desired_replicas"] == 4
+    assert "forecast_requests_per_second" not in payload
+
+
+async def test_front_proxy_extra_headers_reach_the_access_review(running: Running) -> None:
+    headers = {
+        "X-Remote-User": "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
+        "X-Remote-Group": "system:serviceaccounts",
+        "X-Remote-Extra-Scopes%2FKind": "read-only",
+    }
+    status, _, _ = await running.get(
+        f"{API_PREFIX}/namespaces/ml/desired_replicas",
+        client=running.tls.front_proxy_client.cert_file,
+        headers=headers,
+        labelSelector="workload=llama",
+    )
+    assert status == 200
+    [review] = [r for r in running.contract.reviews if "resourceAttributes" in r["spec"]]
+    assert review["spec"]["user"] == headers["X-Remote-User"]
+    assert review["spec"]["groups"] == ["system:serviceaccounts"]
+    assert review["spec"]["extra"] == {"scopes/kind": ["read-only"]}

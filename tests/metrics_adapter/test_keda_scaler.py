@@ -9,11 +9,13 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_tools import protoc
+from prometheus_client.parser import text_string_to_metric_families
 
 from metrics_adapter import externalscaler_pb2 as pb
 from metrics_adapter import externalscaler_pb2_grpc as pb_grpc
 from metrics_adapter.keda_scaler import KedaScalerSettings, build_keda_server
 from sidecar.latest_decisions import LatestDecisions
+from sidecar.telemetry import build_telemetry
 from tests.metrics_adapter.conftest import NOW, TlsMaterial, published
 
 pytestmark = pytest.mark.integration
@@ -111,19 +113,27 @@ async def test_stream_pushes_true_when_forecast_demand_appears(
     stream.cancel()
 
 
-async def test_every_replica_answers_the_same(
-    decisions: LatestDecisions, fixed_clock: Callable[[], float]
-) -> None:
-    servers = [await _start(decisions, fixed_clock) for _ in range(2)]
+async def test_every_replica_answers_the_same(fixed_clock: Callable[[], float]) -> None:
+    """Two replicas, each with its own store holding the same published records (as two sidecars
+    reading the same Prometheus would), answer byte-identically, however often they are asked."""
+    stores = []
+    for _ in range(2):
+        store = LatestDecisions()
+        store.publish(published("llama", replicas=7))
+        stores.append(store)
+    servers = [await _start(store, fixed_clock) for store in stores]
     answers = []
     for _, port in servers:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.ExternalScalerStub(channel)
-            metrics = await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref("llama")))
-            answers.append((metrics.SerializeToString(), (await stub.IsActive(ref("llama"))).result))
+            for _ in range(3):
+                spec = await stub.GetMetricSpec(ref("llama"))
+                metrics = await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref("llama")))
+                active = (await stub.IsActive(ref("llama"))).result
+                answers.append((spec.SerializeToString(), metrics.SerializeToString(), active))
     for server, _ in servers:
         await server.stop(None)
-    assert answers[0] == answers[1]
+    assert len(set(answers)) == 1
 
 
 async def test_tls(decisions: LatestDecisions, fixed_clock: Callable[[], float], tls: TlsMaterial) -> None:
@@ -157,3 +167,32 @@ def test_committed_modules_match_the_proto(tmp_path: Path) -> None:
     assert serialized(generated) == serialized(committed)
     assert pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name == "externalscaler.ExternalScaler"
     assert pb.MetricValue.DESCRIPTOR.fields_by_name["metricValueFloat"].number == 3
+
+
+async def test_unary_calls_are_timed_with_their_status(
+    decisions: LatestDecisions, fixed_clock: Callable[[], float]
+) -> None:
+    telemetry = build_telemetry(decisions, fixed_clock)
+    settings = KedaScalerSettings(max_age_seconds=60.0, clock=fixed_clock)
+    server, port = build_keda_server(decisions, settings, "127.0.0.1:0", None, telemetry.request_seconds)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.ExternalScalerStub(channel)
+            await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref("llama")))
+            await stub.IsActive(ref("llama"))
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref("stale")))
+    finally:
+        await server.stop(None)
+    counts = {
+        (sample.labels["route"], sample.labels["code"]): sample.value
+        for family in text_string_to_metric_families(telemetry.render().decode())
+        for sample in family.samples
+        if sample.name == "autoscaler_adapter_request_seconds_count"
+    }
+    assert counts == {
+        ("/externalscaler.ExternalScaler/GetMetrics", "OK"): 1,
+        ("/externalscaler.ExternalScaler/IsActive", "OK"): 1,
+        ("/externalscaler.ExternalScaler/GetMetrics", "UNAVAILABLE"): 1,
+    }

@@ -26,6 +26,19 @@ from metrics_adapter.selectors import SelectorError, parse_selector
         pytest.param("x=", "x=", id="empty value after equals"),
         pytest.param("x in ()", "x in ()", id="empty set is the empty value"),
         pytest.param("x in (a,,b)", "x in (,a,b)", id="empty entry inside a set"),
+        pytest.param("x in (,a)", "x in (,a)", id="leading empty entry"),
+        pytest.param("x in (a,)", "x in (,a)", id="trailing empty entry"),
+        pytest.param("x in (a,,,)", "x in (,a)", id="odd run of commas before the close"),
+        pytest.param("x in (a,,)", None, id="even run of commas before the close"),
+        pytest.param("x in (,,)", None, id="two commas alone"),
+        pytest.param("x==", "x==", id="empty value after double equals"),
+        pytest.param("x!=", "x!=", id="empty value after not equals"),
+        pytest.param("x>007", "x>007", id="comparison keeps the literal"),
+        pytest.param("x>", None, id="comparison needs a value"),
+        pytest.param("x>" + "9" * 19, None, id="comparison beyond int64"),
+        pytest.param("x=(a)", None, id="set after equals"),
+        pytest.param("!x,y", "!x,y", id="does not exist then exists"),
+        pytest.param("x in (foo,,baz),y,z notin ()", "x in (,baz,foo),y,z notin ()", id="Parse doc example"),
         pytest.param("in in (in)", "in in (in)", id="in as key and value"),
         pytest.param(" x = a , y ", "x=a,y", id="whitespace between tokens"),
         pytest.param("example.com/model=llama-3.1", "example.com/model=llama-3.1", id="prefixed key"),
@@ -78,6 +91,12 @@ def test_error_quotes_the_bad_term() -> None:
         pytest.param("gpus>2", {"gpus": "2"}, False, id="greater than is strict"),
         pytest.param("gpus<2", {"gpus": "x"}, False, id="non-integer label never compares"),
         pytest.param("gpus<2", {}, False, id="comparison needs the key"),
+        pytest.param("gpus>2", {"gpus": "+3"}, True, id="signed label value parses like ParseInt"),
+        pytest.param("gpus<2", {"gpus": "-3"}, True, id="negative label value parses like ParseInt"),
+        pytest.param("gpus>2", {"gpus": " 3"}, False, id="whitespace is not an integer"),
+        pytest.param("gpus>2", {"gpus": "1_000"}, False, id="underscores are not an integer"),
+        pytest.param("gpus>2", {"gpus": "\u0663"}, False, id="non-ASCII digits are not an integer"),
+        pytest.param("gpus>2", {"gpus": "9" * 19}, False, id="beyond int64 is not an integer"),
         pytest.param("a=1,b=2", {"a": "1", "b": "3"}, False, id="all requirements must hold"),
         pytest.param("", {"anything": "x"}, True, id="empty selector matches everything"),
     ],
@@ -113,3 +132,26 @@ def test_random_strings_parse_or_raise_selector_error(text: str) -> None:
 )
 def test_required_value(text: str, expected: str | None) -> None:
     assert parse_selector(text).required_value("workload") == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("k=v\n", id="newline is whitespace, not part of the value"),
+        pytest.param("k\n=v", id="newline after the key"),
+    ],
+)
+def test_trailing_newline_is_whitespace_not_part_of_a_name(text: str) -> None:
+    assert str(parse_selector(text)) == "k=v"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        pytest.param("k\x0b", "v", id="vertical tab in key"),
+        pytest.param("k", "v\x0c", id="form feed in value"),
+    ],
+)
+def test_other_control_characters_are_invalid(key: str, value: str) -> None:
+    with pytest.raises(SelectorError):
+        parse_selector(f"{key}={value}")

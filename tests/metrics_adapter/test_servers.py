@@ -1,8 +1,10 @@
-"""start_adapter_servers: every configured server comes up on loopback, answers, and stops."""
+"""The servers as the sidecar's composition root (sidecar.main.serve) wires them: HTTPS with
+front-proxy client certificates, gRPC over TLS, and /metrics, on loopback with real clients."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import time
 
 import aiohttp
 import grpc
@@ -10,57 +12,69 @@ import pytest
 
 from metrics_adapter import externalscaler_pb2 as pb
 from metrics_adapter import externalscaler_pb2_grpc as pb_grpc
-from metrics_adapter.servers import AdapterConfig, start_adapter_servers
-from sidecar.latest_decisions import LatestDecisions
-from sidecar.telemetry import build_telemetry
+from sidecar.clock import SystemClock
+from sidecar.main import Service, load_core, serve
+from sidecar.settings import Settings
 from tests.metrics_adapter.conftest import TlsMaterial, client_ssl_context, published
 
 pytestmark = pytest.mark.integration
 
+METRIC = "/apis/external.metrics.k8s.io/v1beta1/namespaces/ml/desired_replicas"
+AGGREGATOR = {"X-Remote-User": "system:kube-aggregator", "X-Remote-Group": "system:masters"}
 
-async def test_all_servers_answer_then_stop(tls: TlsMaterial, fixed_clock: Callable[[], float]) -> None:
-    decisions = LatestDecisions()
-    decisions.publish(published("llama", replicas=4))
-    config = AdapterConfig(
-        tls_cert_file=tls.server.cert_file,
-        tls_key_file=tls.server.key_file,
-        host="127.0.0.1",
-        https_port=0,
-        grpc_port=0,
-        metrics_port=0,
-        grpc_tls=True,
-        requestheader_ca_file=tls.front_proxy_ca.cert_file,
-        clock=fixed_clock,
+
+async def test_the_sidecar_serves_every_adapter_over_tls_then_stops(tls: TlsMaterial) -> None:
+    settings = Settings(
+        server={
+            "host": "127.0.0.1",
+            "health_port": 0,
+            "http_port": 0,
+            "grpc_port": 0,
+            "tls_cert_file": str(tls.server.cert_file),
+            "tls_key_file": str(tls.server.key_file),
+            "client_ca_file": str(tls.front_proxy_ca.cert_file),
+            "requestheader_allowed_names": ["front-proxy-client"],
+        },
+        kubernetes={"enabled": False},
     )
-    servers = await start_adapter_servers(decisions, config, build_telemetry(decisions, fixed_clock))
+    stop = asyncio.Event()
+    services: list[Service] = []
+    task = asyncio.create_task(
+        serve(settings, core=load_core(), clock=SystemClock(), stop=stop, started=services.append)
+    )
+    while not services and not task.done():
+        await asyncio.sleep(0.01)
+    assert services, f"serve failed to start: {task.exception()!r}"
+    service = services[0]
+    service.latest.publish(published("llama", replicas=4, published_at=time.time()))
+    https = f"https://{service.addresses['external_metrics']}"
+    health = f"http://{service.addresses['health']}"
     try:
-        assert servers.https_port and servers.grpc_port and servers.metrics_port
-        context = client_ssl_context(tls, tls.front_proxy_client)
         async with aiohttp.ClientSession() as session:
-            async with session.get(
-                f"https://127.0.0.1:{servers.https_port}/apis/external.metrics.k8s.io/v1beta1/namespaces/ml/desired_replicas",
-                headers={"X-Remote-User": "system:kube-aggregator", "X-Remote-Group": "system:masters"},
-                ssl=context,
-            ) as response:
+            proxy = client_ssl_context(tls, tls.front_proxy_client)
+            async with session.get(https + METRIC, headers=AGGREGATOR, ssl=proxy) as response:
                 assert response.status == 200
                 assert (await response.json())["items"][0]["value"] == "4"
-            # Without the front-proxy certificate the same headers are not trusted.
-            async with session.get(
-                f"https://127.0.0.1:{servers.https_port}/apis/external.metrics.k8s.io/v1beta1/namespaces/ml/desired_replicas",
-                headers={"X-Remote-User": "system:kube-aggregator", "X-Remote-Group": "system:masters"},
-                ssl=client_ssl_context(tls),
-            ) as response:
+            # The same headers from a client without the front-proxy certificate are not trusted.
+            plain = client_ssl_context(tls)
+            async with session.get(https + METRIC, headers=AGGREGATOR, ssl=plain) as response:
                 assert response.status == 401
-            async with session.get(f"http://127.0.0.1:{servers.metrics_port}/metrics") as response:
-                assert "autoscaler_desired_replicas" in await response.text()
         credentials = grpc.ssl_channel_credentials(root_certificates=tls.serving_ca.cert_bytes)
-        async with grpc.aio.secure_channel(f"localhost:{servers.grpc_port}", credentials) as channel:
+        port = service.addresses["keda_grpc"].rsplit(":", 1)[1]
+        async with grpc.aio.secure_channel(f"localhost:{port}", credentials) as channel:
             reply = await pb_grpc.ExternalScalerStub(channel).GetMetrics(
                 pb.GetMetricsRequest(scaledObjectRef=pb.ScaledObjectRef(name="llama", namespace="ml"))
             )
             assert reply.metricValues[0].metricValue == 4
+        async with aiohttp.ClientSession() as session, session.get(health + "/metrics") as response:
+            text = await response.text()
+        assert 'autoscaler_desired_replicas{namespace="ml",workload="llama"} 4.0' in text
+        # Both servers report into the one request histogram.
+        assert 'route="/externalscaler.ExternalScaler/GetMetrics"' in text
+        assert "/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}" in text
     finally:
-        await servers.stop(0)
+        stop.set()
+        await task
     async with aiohttp.ClientSession() as session:
         with pytest.raises(aiohttp.ClientConnectionError):
-            await session.get(f"http://127.0.0.1:{servers.metrics_port}/metrics")
+            await session.get(health + "/metrics")

@@ -52,3 +52,21 @@ async def test_failing_ticks_are_reported(harness):
 )
 def test_liveness(harness, last_tick, now, ok):
     assert check_live(harness.loop, now, last_tick, started_at=START).ok is ok
+
+
+async def test_one_broken_workload_is_reported_without_taking_the_others_out_of_service():
+    h = Harness(names=("llama", "mistral"))
+    try:
+        h.signals.values = {query("llama"): lambda t: 42.0}  # mistral's query returns nothing
+        await h.loop.tick()
+        health = check_ready(h.loop, h.clock.now())
+        assert health.ok
+        assert health.problems == ("ml/mistral: no load reading yet",)
+        h.signals.values = {}
+        h.clock.advance(61)
+        await h.loop.tick()
+        health = check_ready(h.loop, h.clock.now())
+        assert not health.ok, "no workload left with a fresh signal"
+        assert len(health.problems) == 2
+    finally:
+        h.executor.shutdown()

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from autoscaler.policy import ScalingPolicy
-from forecasting import LoadSeries
+from forecasting import MODELS
 from simulator.metrics_pipeline import TraceMetrics
-from simulator.policies import DAY_SECONDS, LastOrYesterday, Oracle, PredictiveAutoscaler, StaticPeak
+from simulator.policies import Oracle, PredictiveAutoscaler, StaticPeak
 from simulator.replay import ReplaySettings, simulate
 from simulator.report import score
 
@@ -66,44 +66,25 @@ def test_static_peak_is_constant_at_the_peak():
     np.testing.assert_array_equal(occupancy.ready, occupancy.provisioned)
 
 
-def test_last_or_yesterday_takes_the_larger_and_learns_inflation():
-    step = 3600.0
-    day = int(DAY_SECONDS / step)
-    values = np.tile(np.r_[np.full(12, 10.0), np.full(12, 20.0)], 3)  # three days of a square wave
-    history = LoadSeries(0.0, step, values[: 2 * day + 11])  # ends just before the jump to 20
-    fitted = LastOrYesterday(lead_steps=1).fit(history)
-    forecast = fitted.predict(history, 3, (0.5, 0.9))
-    # Step 2*day+11 is 10 now and 10 yesterday; step +12 was 20 yesterday.
-    np.testing.assert_allclose(forecast.path(0.5), [10.0, 20.0, 20.0])
-    assert forecast.start == history.end
-    assert np.all(forecast.path(0.9) >= forecast.path(0.5))
-
-
-def predictive_replicas(demand):
-    pytest.importorskip("autoscaler.decide")
+def predictive_replicas(demand, model):
     policy = ScalingPolicy(replica_capacity_rps=10.0, target_utilization=0.7).validate()
-    predictive = PredictiveAutoscaler(policy, LastOrYesterday(), cold_start_seconds=120.0)
+    predictive = PredictiveAutoscaler(policy, MODELS[model](), cold_start_seconds=120.0)
     cluster = ReplaySettings(replica_capacity_rps=10.0, cold_start_seconds=120)
     occupancy = simulate(predictive, demand, 0.0, TraceMetrics(demand, 0.0), cluster)
+    forecast_at, _ = predictive.forecast_points()
+    assert forecast_at.size > 0, "the forecast took part in the decisions"
     return occupancy.provisioned
 
 
-def test_predictive_does_not_look_ahead():
+@pytest.mark.parametrize("model", ["auto", "lightgbm", "seasonal_change"])
+def test_predictive_does_not_look_ahead(model):
+    # Eight hours, one level per minute: long enough for `auto` to hold out and score candidates.
     rng = np.random.default_rng(7)
-    demand = np.repeat(rng.uniform(5, 80, size=120), 60)  # two hours, one level per minute
-    cut = 3600
+    demand = np.repeat(rng.uniform(5, 80, size=480), 60)
+    cut = 6 * 3600
     changed = demand.copy()
-    changed[cut:] *= 5
-    before, after = predictive_replicas(demand), predictive_replicas(changed)
+    changed[cut:] = rng.permutation(changed[cut:]) * 5  # the future shuffled and scaled
+    before, after = predictive_replicas(demand, model), predictive_replicas(changed, model)
     # Decisions at ticks up to `cut` saw only data up to cut - 15 s: identical until then.
     np.testing.assert_array_equal(before[: cut + 1], after[: cut + 1])
     assert not np.array_equal(before, after)
-
-
-def test_upper_quantile_inflates_by_the_learned_error():
-    # One step ahead, a ramp 10, 20, 30, ... is always under-forecast: actual / last = (n+1)/n.
-    history = LoadSeries(0.0, 60.0, np.arange(1.0, 11.0) * 10)
-    fitted = LastOrYesterday(lead_steps=1).fit(history)
-    forecast = fitted.predict(history, 1, (0.5, 0.99))
-    assert forecast.path(0.5)[0] == pytest.approx(100.0 * 6 / 5)  # median ratio of 2/1..10/9 is 6/5
-    assert forecast.path(0.99)[0] == pytest.approx(200.0)  # the worst ratio seen, 20/10
