@@ -47,21 +47,24 @@ def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_bad_settings_exit_2_naming_the_field(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("edited", "named"),
+    [
+        pytest.param("max_replicas: -4", "workloads[ml/llama].max_replicas=-4", id="a field out of range"),
+        # Model names are checked against the registry at load, not left to fail every tick.
+        pytest.param(
+            "max_replicas: 20\n    forecast: {model: prophet}",
+            "workloads[ml/llama].forecast.model='prophet' is not a known model",
+            id="an unknown forecast model",
+        ),
+    ],
+)
+def test_bad_settings_exit_2_naming_the_field(tmp_path: Path, edited: str, named: str):
     path = tmp_path / "settings.yaml"
-    path.write_text(SETTINGS.replace("max_replicas: 20", "max_replicas: -4"))
+    path.write_text(SETTINGS.replace("max_replicas: 20", edited))
     result = run_cli("serve", "--config", str(path))
     assert result.returncode == 2
-    assert "workloads[ml/llama].max_replicas=-4" in result.stderr
-
-
-def test_unknown_forecast_model_exits_2_at_start(tmp_path: Path):
-    # Model names are checked against the registry at load, not left to fail every tick.
-    path = tmp_path / "settings.yaml"
-    path.write_text(SETTINGS.replace("max_replicas: 20", "max_replicas: 20\n    forecast: {model: prophet}"))
-    result = run_cli("serve", "--config", str(path))
-    assert result.returncode == 2
-    assert "workloads[ml/llama].forecast.model='prophet' is not a known model" in result.stderr
+    assert named in result.stderr
 
 
 def test_no_workloads_exit_2(tmp_path: Path):
