@@ -113,25 +113,27 @@ class FittedPointModel:
         week_steps = max(1, round(WEEK_SECONDS / visible.step_seconds))
         dropped = max(0, len(visible.values) - lookback)
         values = visible.values[dropped - dropped % week_steps :]
-        point = self.point_paths(values, np.array([len(values)]), horizon_steps)[0]
+        # One call serves the forecast (the last origin, now) and forecast trust (the newest
+        # origins whose horizon is already known): the point functions forward-fill the whole
+        # history on every call, which is most of a prediction's cost.
+        scored = calibration_origins(len(values), 1, TRUST_ORIGINS, horizon_steps)
+        points = self.point_paths(values, np.append(scored, len(values)), horizon_steps)
         return Forecast(
             start=visible.end,
             step_seconds=visible.step_seconds,
-            quantiles=self.residuals.paths(point, quantiles),
+            quantiles=self.residuals.paths(points[-1], quantiles),
             model=self.name,
-            trailing_error=self._trailing_error(values, horizon_steps),
+            trailing_error=_trailing_error(values, scored, points[:-1]),
         )
 
-    def _trailing_error(self, values: np.ndarray, horizon_steps: int) -> float | None:
-        """Relative error of the point paths this model would have given at the newest origins
-        whose horizon is already known: what decide() turns into forecast trust. None (trusted)
-        when the history is too short to score."""
-        origins = calibration_origins(len(values), 1, TRUST_ORIGINS, horizon_steps)
-        if len(origins) == 0:
-            return None
-        points = self.point_paths(values, origins, horizon_steps)
-        actual = values[origins[:, None] + np.arange(horizon_steps)[None, :]]
-        return trailing_relative_error(points.ravel(), actual.ravel(), points.size)
+
+def _trailing_error(values: np.ndarray, origins: np.ndarray, points: np.ndarray) -> float | None:
+    """Relative error of the point paths at past `origins` against what happened: what decide()
+    turns into forecast trust. None (trusted) when the history is too short to score."""
+    if len(origins) == 0:
+        return None
+    actual = values[origins[:, None] + np.arange(points.shape[1])[None, :]]
+    return trailing_relative_error(points.ravel(), actual.ravel(), points.size)
 
 
 @dataclass(frozen=True, slots=True)
