@@ -294,10 +294,17 @@ class PrewarmTarget:
     name: str
 
 
+# Written with every raise and removed with the restore, so the owner's own minimum survives a
+# leader change or a crash: the next leader reads it here instead of taking the raised floor for it.
+OWNER_MIN_ANNOTATION = "predictive-autoscaler.io/owner-min-replicas"
+
+
 class Prewarmer:
     """Raises an HPA's minReplicas (or a ScaledObject's minReplicaCount) to the replicas the
     forecast asks for, and puts the owner's value back once the forecast no longer needs more.
-    The owner's value is read before the first raise and remembered; only the leader writes."""
+    The owner's value travels with the raise as an annotation on the object; only the leader
+    writes, and a replica that was not leader forgets what it knew, since another may have
+    written since."""
 
     def __init__(self, api: client.ApiClient, elector: LeaseElector | None) -> None:
         self._hpa = client.AutoscalingV2Api(api)
@@ -305,21 +312,31 @@ class Prewarmer:
         self._elector = elector
         self.original: dict[PrewarmTarget, int] = {}
         self.applied: dict[PrewarmTarget, int] = {}
+        self._settled: set[PrewarmTarget] = set()  # read once, nothing of ours raised there
 
     async def apply(self, target: PrewarmTarget, wanted_min: int | None) -> int | None:
         """Make the floor max(owner's minimum, wanted_min); None wanted restores the owner's.
         Returns the floor written, or None when nothing was written."""
         if self._elector is not None and not self._elector.is_leader:
+            self.original.clear()
+            self.applied.clear()
+            self._settled.clear()
             return None
         try:
             if target not in self.original:
-                if wanted_min is None:
+                if wanted_min is None and target in self._settled:
                     return None
-                self.original[target] = await self._read_min(target)
-            floor = max(self.original[target], wanted_min or 0)
+                owner, current = await self._read_min(target)
+                if wanted_min is None and owner == current:
+                    self._settled.add(target)
+                    return None
+                self.original[target], self.applied[target] = owner, current
+                self._settled.discard(target)
+            owner = self.original[target]
+            floor = max(owner, wanted_min or 0)
             written = None
-            if floor != self.applied.get(target, self.original[target]):
-                await self._write_min(target, floor)
+            if floor != self.applied[target]:
+                await self._write_min(target, floor, None if floor == owner else owner)
                 written = floor
         except (TimeoutError, ApiException, OSError) as error:
             log.warning(
@@ -333,20 +350,31 @@ class Prewarmer:
         if wanted_min is None:
             self.original.pop(target, None)
             self.applied.pop(target, None)
+            self._settled.add(target)
         else:
             self.applied[target] = floor
         return written
 
-    async def _read_min(self, target: PrewarmTarget) -> int:
+    async def _read_min(self, target: PrewarmTarget) -> tuple[int, int]:
+        """(the owner's minimum, the floor now). They differ only while a raise of ours stands."""
         if target.kind == "ScaledObject":
             body = await self._custom.get_namespaced_custom_object(
                 "keda.sh", "v1alpha1", target.namespace, "scaledobjects", target.name
             )
-            return int(body.get("spec", {}).get("minReplicaCount", 0))
-        hpa = await self._hpa.read_namespaced_horizontal_pod_autoscaler(target.name, target.namespace)
-        return int(hpa.spec.min_replicas or 1)
+            current = int(body.get("spec", {}).get("minReplicaCount", 0))
+            annotations = body.get("metadata", {}).get("annotations") or {}
+        else:
+            hpa = await self._hpa.read_namespaced_horizontal_pod_autoscaler(target.name, target.namespace)
+            current = int(hpa.spec.min_replicas or 1)
+            annotations = hpa.metadata.annotations or {}
+        recorded = annotations.get(OWNER_MIN_ANNOTATION)
+        # A missing or unreadable note means nothing of ours stands: the floor now is the owner's.
+        owner = int(recorded) if recorded is not None and recorded.isascii() and recorded.isdigit() else current
+        return owner, current
 
-    async def _write_min(self, target: PrewarmTarget, floor: int) -> None:
+    async def _write_min(self, target: PrewarmTarget, floor: int, owner: int | None) -> None:
+        """Set the floor; `owner` is recorded with a raise, None (restored) removes the record."""
+        note = {OWNER_MIN_ANNOTATION: None if owner is None else str(owner)}
         if target.kind == "ScaledObject":
             await self._custom.patch_namespaced_custom_object(
                 "keda.sh",
@@ -354,14 +382,16 @@ class Prewarmer:
                 target.namespace,
                 "scaledobjects",
                 target.name,
-                {"spec": {"minReplicaCount": floor}},
+                {"metadata": {"annotations": note}, "spec": {"minReplicaCount": floor}},
                 # A dict would otherwise go out as a JSON Patch, which needs a list; custom
                 # resources take no strategic merge either, so say merge patch explicitly.
                 _content_type="application/merge-patch+json",
             )
         else:
             await self._hpa.patch_namespaced_horizontal_pod_autoscaler(
-                target.name, target.namespace, {"spec": {"minReplicas": floor}}
+                target.name,
+                target.namespace,
+                {"metadata": {"annotations": note}, "spec": {"minReplicas": floor}},
             )
 
 

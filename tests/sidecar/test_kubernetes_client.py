@@ -11,6 +11,7 @@ from kubernetes_asyncio import client
 
 from sidecar.control_loop import ReplicaCount
 from sidecar.kubernetes_client import (
+    OWNER_MIN_ANNOTATION,
     ColdStartTracker,
     KubernetesReader,
     LeaseElector,
@@ -185,6 +186,55 @@ async def test_prewarm_raises_and_restores_the_floor(cluster, kind, path_part, f
     assert await prewarmer.apply(target, None) == 2 and floor() == 2, "restored"
     assert prewarmer.original == {} and prewarmer.applied == {}
     assert await prewarmer.apply(target, 1) is None, "a wish at or below the owner's minimum writes nothing"
+
+
+@pytest.mark.parametrize(
+    ("kind", "path_part", "field"),
+    [
+        pytest.param("HorizontalPodAutoscaler", "horizontalpodautoscalers", "minReplicas", id="HPA"),
+        pytest.param("ScaledObject", "scaledobjects", "minReplicaCount", id="ScaledObject"),
+    ],
+)
+async def test_a_new_leader_restores_the_owners_floor_an_old_one_raised(cluster, kind, path_part, field):
+    contract, api = cluster
+    contract.add_hpa("ml", "llama", 2)
+    contract.add_scaled_object("ml", "llama", 2)
+    stored = contract.objects[(path_part, "ml", "llama")]
+    clock = FakeClock()
+    first = LeaseElector(api, clock, "ml", "autoscaler", "a", duration_seconds=15)
+    await first.try_acquire()
+    target = PrewarmTarget("ml", kind, "llama")
+    assert await Prewarmer(api, first).apply(target, 6) == 6
+    assert stored["metadata"]["annotations"] == {OWNER_MIN_ANNOTATION: "2"}
+    # The first leader dies with the floor raised; the next one starts with an empty memory.
+    clock.advance(16)
+    second = LeaseElector(api, clock, "ml", "autoscaler", "b", duration_seconds=15)
+    assert await second.try_acquire()
+    successor = Prewarmer(api, second)
+    assert await successor.apply(target, 6) is None, "the raised floor is already what it wants"
+    assert await successor.apply(target, None) == 2 and stored["spec"][field] == 2, "the owner's, not 6"
+    assert OWNER_MIN_ANNOTATION not in stored["metadata"].get("annotations", {})
+
+
+async def test_a_replica_that_lost_the_lease_forgets_the_floor_it_wrote(cluster):
+    contract, api = cluster
+    contract.add_hpa("ml", "llama", 2)
+    stored = contract.objects[("horizontalpodautoscalers", "ml", "llama")]
+    clock = FakeClock()
+    a = LeaseElector(api, clock, "ml", "autoscaler", "a", duration_seconds=15)
+    b = LeaseElector(api, clock, "ml", "autoscaler", "b", duration_seconds=15)
+    await a.try_acquire()
+    target = PrewarmTarget("ml", "HorizontalPodAutoscaler", "llama")
+    prewarmer_a = Prewarmer(api, a)
+    assert await prewarmer_a.apply(target, 6) == 6
+    await a.release()
+    assert await prewarmer_a.apply(target, 6) is None, "a follower writes nothing"
+    await b.try_acquire()
+    assert await Prewarmer(api, b).apply(target, None) == 2
+    await b.release()
+    await a.try_acquire()
+    # `a` remembered 6 as applied; had it kept that, asking for 6 again would write nothing.
+    assert await prewarmer_a.apply(target, 6) == 6 and stored["spec"]["minReplicas"] == 6
 
 
 async def test_only_the_leader_prewarms(cluster):
