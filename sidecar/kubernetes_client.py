@@ -369,8 +369,9 @@ class Prewarmer:
             annotations = hpa.metadata.annotations or {}
         recorded = annotations.get(OWNER_MIN_ANNOTATION)
         # A missing or unreadable note means nothing of ours stands: the floor now is the owner's.
-        owner = int(recorded) if recorded is not None and recorded.isascii() and recorded.isdigit() else current
-        return owner, current
+        if recorded is None or not (recorded.isascii() and recorded.isdigit()):
+            return current, current
+        return int(recorded), current
 
     async def _write_min(self, target: PrewarmTarget, floor: int, owner: int | None) -> None:
         """Set the floor; `owner` is recorded with a raise, None (restored) removes the record."""
