@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiohttp import web
-from kubernetes_asyncio import client
 
 from sidecar.control_loop import ReplicaCount
 from sidecar.kubernetes_client import (
@@ -19,23 +17,8 @@ from sidecar.kubernetes_client import (
     PrewarmTarget,
     watch_cold_starts,
 )
-from tests.conftest import free_port
 from tests.fakes import FakeClock
-from tests.sidecar.kubernetes_contract import KubernetesContract, pod_event
-
-
-@pytest.fixture
-async def cluster():
-    contract = KubernetesContract()
-    runner = web.AppRunner(contract.app())
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    api = client.ApiClient(client.Configuration(host=f"http://127.0.0.1:{port}"))
-    yield contract, api
-    await contract.pod_events.put(None)
-    await api.close()
-    await runner.cleanup()
+from tests.sidecar.kubernetes_contract import pod_event
 
 
 @pytest.mark.parametrize(

@@ -292,9 +292,7 @@ async def test_pod_watchers_follow_the_configured_workloads(tmp_path: Path):
         await runner.cleanup()
 
 
-async def test_prewarm_follows_forecast_decisions_only():
-    from kubernetes_asyncio import client as kube
-
+async def test_prewarm_follows_forecast_decisions_only(cluster):
     from autoscaler.decision import Decision, Reason
     from autoscaler.observations import Observations
     from sidecar.kubernetes_client import LeaseElector, Prewarmer
@@ -302,13 +300,8 @@ async def test_prewarm_follows_forecast_decisions_only():
     from sidecar.main import _prewarm, _restore_prewarm
     from sidecar.settings import parse_settings
 
-    contract = KubernetesContract()
+    contract, api = cluster
     contract.add_hpa("ml", "llama", 2)
-    runner = web.AppRunner(contract.app())
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    api = kube.ApiClient(kube.Configuration(host=f"http://127.0.0.1:{port}"))
     settings = parse_settings(
         SETTINGS.replace("max_replicas: 20", "max_replicas: 20\n    prewarm: {name: llama}")
     )
@@ -335,54 +328,39 @@ async def test_prewarm_follows_forecast_decisions_only():
         )
         await _prewarm(prewarmer, loop)
 
-    try:
-        await decide(7, Reason.FORECAST)
-        assert floor() == 7, "the forecast raises the HPA floor ahead of the load"
-        await decide(9, Reason.LOAD)
-        assert floor() == 2, "once load itself asks, the owner's floor is back"
-        await decide(6, Reason.FORECAST)
-        await _restore_prewarm(prewarmer)
-        assert floor() == 2, "draining hands the floor back"
-    finally:
-        await api.close()
-        await runner.cleanup()
+    await decide(7, Reason.FORECAST)
+    assert floor() == 7, "the forecast raises the HPA floor ahead of the load"
+    await decide(9, Reason.LOAD)
+    assert floor() == 2, "once load itself asks, the owner's floor is back"
+    await decide(6, Reason.FORECAST)
+    await _restore_prewarm(prewarmer)
+    assert floor() == 2, "draining hands the floor back"
 
 
-async def test_drain_restores_the_floor_before_releasing_the_lease():
+async def test_drain_restores_the_floor_before_releasing_the_lease(cluster):
     """serve()'s drain order: the elector stops renewing with stop, the floor is restored while
     the Lease is still ours, and only then is the Lease released (in the other order the
     restore is a follower's write, skipped, and the raised floor outlives the sidecar)."""
-    from kubernetes_asyncio import client as kube
-
     from sidecar.kubernetes_client import LeaseElector, Prewarmer, PrewarmTarget
     from sidecar.main import _hand_back
 
-    contract = KubernetesContract()
+    contract, api = cluster
     contract.add_hpa("ml", "llama", 2)
-    runner = web.AppRunner(contract.app())
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    api = kube.ApiClient(kube.Configuration(host=f"http://127.0.0.1:{port}"))
     clock = FakeClock()
     elector = LeaseElector(api, clock, "ml", "autoscaler", "me", 15)
     successor = LeaseElector(api, clock, "ml", "autoscaler", "next", 15)
     prewarmer = Prewarmer(api, elector)
     stop = asyncio.Event()
-    try:
-        running = asyncio.create_task(elector.run(stop, release_on_stop=False))
-        while not elector.is_leader:
-            await asyncio.sleep(0.01)
-        assert await prewarmer.apply(PrewarmTarget("ml", "HorizontalPodAutoscaler", "llama"), 7) == 7
-        stop.set()
-        await asyncio.wait_for(running, 5)
-        assert elector.is_leader, "still ours after stop, so the restore below is allowed"
-        await _hand_back(prewarmer, elector)
-        assert contract.objects[("horizontalpodautoscalers", "ml", "llama")]["spec"]["minReplicas"] == 2
-        assert await successor.try_acquire() is True, "released after the restore"
-    finally:
-        await api.close()
-        await runner.cleanup()
+    running = asyncio.create_task(elector.run(stop, release_on_stop=False))
+    while not elector.is_leader:
+        await asyncio.sleep(0.01)
+    assert await prewarmer.apply(PrewarmTarget("ml", "HorizontalPodAutoscaler", "llama"), 7) == 7
+    stop.set()
+    await asyncio.wait_for(running, 5)
+    assert elector.is_leader, "still ours after stop, so the restore below is allowed"
+    await _hand_back(prewarmer, elector)
+    assert contract.objects[("horizontalpodautoscalers", "ml", "llama")]["spec"]["minReplicas"] == 2
+    assert await successor.try_acquire() is True, "released after the restore"
 
 
 def self_signed_for_loopback(directory: Path) -> tuple[Path, Path]:
