@@ -13,7 +13,7 @@ import pytest
 from autoscaler.decision import Reason
 from autoscaler.observations import Reading
 from forecasting.series import LoadSeries
-from sidecar.control_loop import ControlLoop, LoopPorts, append_reading
+from sidecar.control_loop import ControlLoop, LoopPorts, append_reading, build_runtime
 from sidecar.latest_decisions import LatestDecisions
 from sidecar.settings import LoopSettings, QuerySettings, WorkloadSettings
 from tests.fakes import FakeClock, FlatForecaster, ScriptedSignals, proportional_decide
@@ -155,7 +155,7 @@ async def test_refit_runs_in_the_executor_and_is_used_on_a_later_tick(harness):
         harness.clock.advance(15)
         await harness.loop.tick()
     assert runtime.refit is None and harness.forecaster.fits == 1
-    harness.clock.advance(3600)
+    harness.clock.advance(1.1 * 3600)  # the interval, spread by up to 10 % per workload
     await harness.loop.tick()
     assert runtime.refit is not None
     await runtime.refit
@@ -238,3 +238,18 @@ async def test_reconfigure_keeps_unchanged_state_and_unpublishes_removed(harness
     await harness.loop.tick()
     assert harness.replicas("llama") == 3
     assert math.isclose(harness.loop.settings.tick_seconds, 15)
+
+
+LOAD = QuerySettings(load='rate(requests_total{workload="$workload"}[1m])')
+
+
+def test_refit_intervals_spread_within_ten_percent_and_stay_put(harness):
+    intervals = [
+        build_runtime(WorkloadSettings(name=f"w{i}", namespace="ml", queries=LOAD, replica_capacity_rps=10.0))
+        .refit_interval_seconds(harness.loop.settings)
+        for i in range(200)
+    ]
+    assert all(3240 <= interval <= 3960 for interval in intervals)
+    assert max(intervals) - min(intervals) > 600, "spread over most of the band"
+    same = WorkloadSettings(name="w7", namespace="ml", queries=LOAD, replica_capacity_rps=10.0)
+    assert build_runtime(same).refit_interval_seconds(harness.loop.settings) == intervals[7], "stable"
