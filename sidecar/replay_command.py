@@ -60,7 +60,8 @@ def register(subcommands: Any) -> None:
     parser.add_argument(
         "--forecast-model",
         default=DEFAULT_FORECAST_MODEL,
-        help=f"predictive's forecaster, from {', '.join(MODELS)} (default {DEFAULT_FORECAST_MODEL})",
+        choices=list(MODELS),
+        help=f"predictive's forecaster (default {DEFAULT_FORECAST_MODEL})",
     )
     parser.add_argument(
         "--forecast-quantile",
@@ -104,8 +105,6 @@ def _replay(args: argparse.Namespace) -> int:
         scrape_delay_seconds=args.scrape_delay_seconds,
         rate_window_seconds=args.rate_window_seconds,
     )
-    if args.forecast_model not in MODELS:
-        raise ReplayError(f"--forecast-model={args.forecast_model!r}: choose from {', '.join(MODELS)}")
     # validates capacity, utilization, bounds and the quantile
     scaling = scaling_policy(settings, forecast_quantile=args.forecast_quantile)
     policies = [build_policy(name, settings, scaling, args.forecast_model) for name in names]

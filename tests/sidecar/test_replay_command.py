@@ -92,3 +92,24 @@ def test_default_replays_the_bundled_trace(capsys):
     assert BUNDLED_TRACE.is_file()
     assert main(["replay", "--policies", FAST]) == 0
     assert BUNDLED_TRACE.name in capsys.readouterr().out
+
+
+def test_forecast_quantile_trades_replica_hours_for_misses(tmp_path):
+    # Six hours of noisy per-minute load: a higher forecast quantile provisions more.
+    rows = [f"{60 * i},{600 + (i * 7919) % 400}" for i in range(360)]
+    trace = tmp_path / "noisy.csv"
+    trace.write_text("timestamp_s,requests\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    hours = {}
+    for quantile in ("0.5", "0.99"):
+        out = tmp_path / f"q{quantile}.json"
+        args = ["replay", "--trace", str(trace), "--policies", "predictive", "--quiet", "--json", str(out)]
+        assert main([*args, "--forecast-model", "ewma", "--forecast-quantile", quantile]) == 0
+        hours[quantile] = json.loads(out.read_text())["policies"]["predictive"]["replica_hours"]
+    assert hours["0.99"] > hours["0.5"]
+
+
+def test_unknown_forecast_model_is_a_usage_error(trace, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["replay", "--trace", str(trace), "--forecast-model", "prophet"])
+    assert stopped.value.code == 2
+    assert "--forecast-model: invalid choice: 'prophet'" in capsys.readouterr().err
