@@ -72,7 +72,7 @@ class ResidualQuantiles:
             if len(errors) and not np.all(np.isnan(errors)):
                 offsets = np.nan_to_num(np.nanquantile(errors, ordered, axis=0))
             else:
-                offsets = np.zeros((len(ordered), max(1, errors.shape[1] if errors.ndim == 2 else 1)))
+                offsets = np.zeros((len(ordered), max(1, errors.shape[1])))
             self._offsets[ordered] = offsets
         return offsets
 
@@ -92,8 +92,12 @@ def relative_errors(
     if len(origins) == 0:
         return np.empty((0, horizon))
     points = point_paths(values, origins, horizon)
-    actual = values[origins[:, None] + np.arange(horizon)[None, :]]
-    return (actual - points) / np.maximum(points, floor)
+    return (_actuals(values, origins, horizon) - points) / np.maximum(points, floor)
+
+
+def _actuals(values: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
+    """What happened over `horizon` steps from each origin: one row per origin."""
+    return values[origins[:, None] + np.arange(horizon)[None, :]]
 
 
 def scale_floor(values: np.ndarray) -> float:
@@ -132,7 +136,7 @@ def _trailing_error(values: np.ndarray, origins: np.ndarray, points: np.ndarray)
     turns into forecast trust. None (trusted) when the history is too short to score."""
     if len(origins) == 0:
         return None
-    actual = values[origins[:, None] + np.arange(points.shape[1])[None, :]]
+    actual = _actuals(values, origins, points.shape[1])
     return trailing_relative_error(points.ravel(), actual.ravel(), points.size)
 
 
