@@ -6,8 +6,11 @@ Order of operations (DESIGN.md, "The decision"):
 2. without a live load signal nothing may scale down: the count is held (HELD_STALE);
 3. a load far above ready capacity is a panic (Knative's): jump at once past windows and rate
    limits, and hold the panic's peak until the load has been quiet for the scale-down window;
-4. otherwise HPA's behavior applies unchanged (stabilization windows, Pods/Percent policies,
-   min/max), through the same functions the faithful HPA simulator uses.
+4. otherwise HPA's behavior applies (stabilization windows, Pods/Percent policies, min/max),
+   through the same functions the faithful HPA simulator uses; while a trusted forecast is in
+   use, its floor rather than HPA's 5-minute window of past asks guards the scale-down (see
+   `ScalingPolicy`): the window only ever held capacity in case the load came back, which is
+   what the forecast answers with evidence.
 The reason is the constraint that bound the published count.
 """
 
@@ -69,14 +72,14 @@ def decide(
     if current is None:
         return _hold_unknown_scale(now, asked, ahead, policy, state)
 
-    wanted = _blend(asked, current)
+    wanted = _hold_forecast_floor(_blend(asked, current), current, ahead)
     state = _track_panic(now, asked.get("load"), observations, policy, state)
     if state.last_panic_at is not None:
         replicas, reason = _panic(wanted, current, policy, state)
         # The raw ask, as HPA stores it: once the panic ends, the down window judges quiet asks.
         recommendations = (*state.recommendations, Recommendation(now, wanted.replicas))
     else:
-        replicas, reason, recommendations = _behave(now, wanted, current, policy, state)
+        replicas, reason, recommendations = _behave(now, wanted, current, policy, state, ahead)
     events = record_scale_event(
         now, current, replicas, state.scale_events, policy.scale_up, policy.scale_down
     )
@@ -102,6 +105,15 @@ def _blend(asked: dict[str, int], current: int) -> _Wanted:
     if "load" not in asked and wanted.replicas <= current:
         return _Wanted(current, Reason.HELD_STALE)
     return wanted
+
+
+def _hold_forecast_floor(wanted: _Wanted, current: int, ahead: Prewarm | None) -> _Wanted:
+    """Keep the replicas the forecast's floor quantile needs; the floor holds, never adds: with
+    10 replicas, a floor of 8 and an ask of 6, the ask becomes 8; with a floor of 12, it stays."""
+    if ahead is None or ahead.floor_replicas is None:
+        return wanted
+    held = min(current, ahead.floor_replicas)
+    return _Wanted(held, Reason.FORECAST) if held > wanted.replicas else wanted
 
 
 def _track_panic(
@@ -137,12 +149,25 @@ def _panic(wanted: _Wanted, current: int, policy: ScalingPolicy, state: Decision
 
 
 def _behave(
-    now: float, wanted: _Wanted, current: int, policy: ScalingPolicy, state: DecisionState
+    now: float,
+    wanted: _Wanted,
+    current: int,
+    policy: ScalingPolicy,
+    state: DecisionState,
+    ahead: Prewarm | None,
 ) -> tuple[int, Reason, tuple[Recommendation, ...]]:
     """HPA's normalizeDesiredReplicasWithBehaviors: windows, then rate limits and min/max."""
     stabilized, recommendations = stabilize(
         now, wanted.replicas, current, state.recommendations, policy.scale_up, policy.scale_down
     )
+    if ahead is not None:
+        # The history stays pruned to HPA's window, so that it is whole again the moment the
+        # forecast goes away.
+        window = scale_down_window(ahead.trust, policy)
+        scale_down = replace(policy.scale_down, stabilization_window_seconds=window)
+        stabilized, _ = stabilize(
+            now, wanted.replicas, current, state.recommendations, policy.scale_up, scale_down
+        )
     limited, limit = rate_limit(
         now,
         stabilized,
@@ -163,6 +188,13 @@ def _behave(
     if stabilized != wanted.replicas:
         return limited, Reason.STABILIZED, recommendations
     return limited, wanted.reason, recommendations
+
+
+def scale_down_window(trust: float, policy: ScalingPolicy) -> float:
+    """The scale-down window while a forecast with this trust is in use: the forecast's window at
+    full trust, HPA's at none, linear between. Defaults, trust 0.5: (0 + 300) / 2 = 150 s."""
+    reactive = policy.scale_down.stabilization_window_seconds
+    return trust * policy.forecast_scale_down_window_seconds + (1 - trust) * reactive
 
 
 def _hold_unknown_scale(

@@ -70,6 +70,13 @@ class ScalingPolicy:
     enough replicas to run each at `target_utilization` of that. Optional thresholds turn the
     latency, queue and GPU signals on. The forecast is read at `forecast_quantile` over
     [now, now + cold start + `decision_delay_seconds`] and inflated by `forecast_headroom`.
+
+    While a forecast is in use, the forecast, not a window of past asks, says how far down is
+    safe: no scale-down below what its `forecast_floor_quantile` needs over the same span (the
+    floor holds replicas, it never adds them), and the scale-down stabilization window becomes
+    `forecast_scale_down_window_seconds` (default 0) at full forecast trust, sliding back to
+    `scale_down`'s own window as trust falls to none. Without a forecast, `scale_down` applies
+    unchanged, as in HPA.
     """
 
     replica_capacity_rps: float
@@ -82,17 +89,25 @@ class ScalingPolicy:
     tolerance: float = 0.1
     panic_threshold: float = 2.0
     stale_after_seconds: float = 90.0
-    forecast_quantile: float = 0.9
+    forecast_quantile: float = 0.5
+    forecast_floor_quantile: float = 0.84
     forecast_headroom: float = 0.0
     max_forecast_error: float = 0.5
     default_cold_start_seconds: float = 120.0
     decision_delay_seconds: float = 30.0
+    forecast_scale_down_window_seconds: float = 0.0
     scale_up: ScalingRules = field(default_factory=default_scale_up)
     scale_down: ScalingRules = field(default_factory=default_scale_down)
 
     @property
     def target_rps_per_replica(self) -> float:
         return self.replica_capacity_rps * self.target_utilization
+
+    @property
+    def forecast_quantiles(self) -> tuple[float, ...]:
+        """The quantile paths decide() reads, plus the median and p90 that the dashboard and the
+        forecast-error alert plot whatever the policy reads."""
+        return tuple(sorted({0.5, 0.9, self.forecast_quantile, self.forecast_floor_quantile}))
 
     def validate(self) -> ScalingPolicy:
         """Return self, or raise PolicyError naming the first bad field, its value and the range."""
@@ -113,7 +128,8 @@ class ScalingPolicy:
         _check(0 <= self.tolerance < 1, "tolerance", self.tolerance, "[0, 1)")
         _check(self.panic_threshold > 1, "panic_threshold", self.panic_threshold, "> 1")
         _check(self.stale_after_seconds > 0, "stale_after_seconds", self.stale_after_seconds, "> 0")
-        _check(0 < self.forecast_quantile < 1, "forecast_quantile", self.forecast_quantile, "(0, 1)")
+        for name in ("forecast_quantile", "forecast_floor_quantile"):
+            _check(0 < getattr(self, name) < 1, name, getattr(self, name), "(0, 1)")
         _check(0 <= self.forecast_headroom <= 10, "forecast_headroom", self.forecast_headroom, "[0, 10]")
         _check(self.max_forecast_error > 0, "max_forecast_error", self.max_forecast_error, "> 0")
         _check(
@@ -127,6 +143,12 @@ class ScalingPolicy:
             "decision_delay_seconds",
             self.decision_delay_seconds,
             "[0, 600]",
+        )
+        _check(
+            0 <= self.forecast_scale_down_window_seconds <= 3600,
+            "forecast_scale_down_window_seconds",
+            self.forecast_scale_down_window_seconds,
+            "[0, 3600]",
         )
         for direction, rules in (("scale_up", self.scale_up), ("scale_down", self.scale_down)):
             _check(

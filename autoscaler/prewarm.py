@@ -19,12 +19,14 @@ from forecasting.forecast import Forecast
 
 @dataclass(frozen=True, slots=True)
 class Prewarm:
-    """`rps` is the rate provisioned for (after trust and headroom); `replicas` what it needs."""
+    """`rps` is the rate provisioned for (after trust and headroom); `replicas` what it needs;
+    `floor_replicas` what the floor quantile needs (None when that path is unusable)."""
 
     replicas: int
     rps: float
     trust: float
     lead_seconds: float
+    floor_replicas: int | None = None
 
 
 def lead_seconds(observations: Observations, policy: ScalingPolicy) -> float:
@@ -65,8 +67,17 @@ def prewarm(
         return None
     trust = forecast_trust(forecast.trailing_error, policy.max_forecast_error)
     load = usable_value(observations.load, now, policy.stale_after_seconds)
+    rps = _provisioned_rps(peak, trust, load, policy)
+    floor_peak = forecast.peak(now, now + lead, policy.forecast_floor_quantile)
+    floor_replicas = None
+    if floor_peak is not None and math.isfinite(floor_peak) and floor_peak >= 0:
+        floor_rps = _provisioned_rps(floor_peak, trust, load, policy)
+        floor_replicas = replicas_for_total(floor_rps, policy.target_rps_per_replica)
+    return Prewarm(replicas_for_total(rps, policy.target_rps_per_replica), rps, trust, lead, floor_replicas)
+
+
+def _provisioned_rps(peak: float, trust: float, load: float | None, policy: ScalingPolicy) -> float:
     # Distrust pulls the forecast towards what is measured now, not towards zero: at trust 0.5, a
     # load of 100 rps and a forecast of 200 rps provision for 150 rps.
     trusted = trust * peak if load is None else load + trust * (peak - load)
-    rps = max(0.0, trusted) * (1 + policy.forecast_headroom)
-    return Prewarm(replicas_for_total(rps, policy.target_rps_per_replica), rps, trust, lead)
+    return max(0.0, trusted) * (1 + policy.forecast_headroom)

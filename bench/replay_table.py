@@ -1,7 +1,7 @@
 """Must-show table: every policy on three real traces, cost relative to the oracle.
 
 Usage: .venv/bin/python bench/replay_table.py [--cold-start-seconds 300] [--policies ...]
-    [--forecast-model auto] [--forecast-quantile 0.9]
+    [--forecast-model M] [--forecast-quantile Q] [--forecast-floor-quantile Q]
 Rows are traces; for each policy the columns are its violation_ratio and its replica_hours
 divided by the oracle's. Skips (exit 0) when ../shared/data is absent.
 """
@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from sidecar.replay_command import (
+    DEFAULT_FLOOR_QUANTILE,
     DEFAULT_FORECAST_MODEL,
     DEFAULT_FORECAST_QUANTILE,
     POLICIES,
@@ -41,6 +42,8 @@ def main() -> int:
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--forecast-model", default=DEFAULT_FORECAST_MODEL)
     parser.add_argument("--forecast-quantile", type=float, default=DEFAULT_FORECAST_QUANTILE)
+    parser.add_argument("--forecast-floor-quantile", type=float, default=DEFAULT_FLOOR_QUANTILE)
+    parser.add_argument("--traces", help="comma-separated paths under ../shared/data (default: all four)")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"skipped: {DATA} is absent")
@@ -49,12 +52,12 @@ def main() -> int:
     rows = []
     timings = []
     available: list[str] = []
-    for relative in TRACES:
+    for relative in args.traces.split(",") if args.traces else TRACES:
         trace = read_trace(DATA / relative)
         settings = ReplaySettings(
             replica_capacity_rps=default_capacity_rps(trace), cold_start_seconds=args.cold_start_seconds
         )
-        scaling = scaling_policy(settings, args.forecast_quantile)
+        scaling = scaling_policy(settings, args.forecast_quantile, args.forecast_floor_quantile)
         policies = [build_policy(name, settings, scaling, args.forecast_model) for name in names]
         demand = trace.demand_per_second()
         began = time.perf_counter()
@@ -72,12 +75,13 @@ def main() -> int:
         oracle = figures["oracle"].replica_hours if "oracle" in figures else None
         cells = []
         for name in available:
-            cost = f"{figures[name].replica_hours / oracle:.2f}" if oracle else "-"
+            cost = f"{figures[name].replica_hours / oracle:.3f}" if oracle else "-"
             cells += [f"{figures[name].violation_ratio:.4f}", cost]
         rows.append(f"| {relative} | " + " | ".join(cells) + " |")
     print(
         f"cold start {args.cold_start_seconds} s, capacity p99/20, target utilization 0.7, "
-        f"predictive: {args.forecast_model} at q{args.forecast_quantile}\n"
+        f"predictive: {args.forecast_model} at q{args.forecast_quantile}, "
+        f"floor q{args.forecast_floor_quantile}\n"
     )
     header = " | ".join(f"{n} violation | {n} cost/oracle" for n in available)
     print(f"| trace | {header} |")

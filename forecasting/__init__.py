@@ -3,12 +3,13 @@
 from forecasting.backtest import BacktestResult, LeadScore, backtest
 from forecasting.forecast import Forecast
 from forecasting.model import FittedForecaster, Forecaster
-from forecasting.registry import MODELS
+from forecasting.registry import DEFAULT_MODEL, MODELS
 from forecasting.scores import pinball_loss, trailing_relative_error
 from forecasting.selection import SelectBest
 from forecasting.series import LoadSeries
 
 __all__ = [
+    "DEFAULT_MODEL",
     "MODELS",
     "BacktestResult",
     "FittedForecaster",

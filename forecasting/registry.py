@@ -9,6 +9,7 @@ from forecasting import point_paths
 from forecasting.gradient_boosting import GradientBoosting
 from forecasting.model import Forecaster
 from forecasting.point_models import PointModel, PointPaths
+from forecasting.recent_distribution import RecentQuantiles
 from forecasting.seasonal_shape import SeasonalShapeModel, holt_winters_seasonal, mstl_seasonal
 from forecasting.selection import Candidate, SelectBest
 from forecasting.series import LoadSeries
@@ -97,6 +98,10 @@ def auto() -> SelectBest:
     return SelectBest(candidates())
 
 
+def recent_quantiles() -> RecentQuantiles:
+    return RecentQuantiles()
+
+
 MODELS: dict[str, Callable[[], Forecaster]] = {
     "last_value": last_value,
     "ewma": ewma,
@@ -107,4 +112,11 @@ MODELS: dict[str, Callable[[], Forecaster]] = {
     "mstl": mstl,
     "lightgbm": lightgbm,
     "auto": auto,
+    "recent_quantiles": recent_quantiles,
 }
+
+# What the sidecar and the replay forecast with unless told otherwise. Not `auto`: `auto` has the
+# best pinball loss per step (bench/backtest_table.py), but replica counts need the spread of the
+# load over the next minutes, and on the replay traces recent_quantiles sized them for fewer
+# misses and fewer replica-hours than HPA where auto's paths did not (README, "Replay").
+DEFAULT_MODEL = "recent_quantiles"

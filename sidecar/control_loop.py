@@ -389,7 +389,7 @@ def _fit_and_predict_once(
     first prediction fills its caches (residual quantiles), which for 1,000 models refitted
     together took a whole second off the event loop."""
     fitted = model.fit(history)
-    fitted.predict(history, horizon_steps, (policy.forecast_quantile, 0.5))
+    fitted.predict(history, horizon_steps, policy.forecast_quantiles)
     return fitted
 
 
@@ -404,7 +404,7 @@ def _predict(runtime: WorkloadRuntime, settings: LoopSettings) -> Forecast | Non
         return None
     horizon_steps = _horizon_steps(runtime.history, settings)
     try:
-        return runtime.fitted.predict(runtime.history, horizon_steps, (runtime.policy.forecast_quantile, 0.5))
+        return runtime.fitted.predict(runtime.history, horizon_steps, runtime.policy.forecast_quantiles)
     except Exception:  # a model bug degrades to reactive scaling, it does not stop the workload
         runtime.logger.exception("predict failed; deciding without a forecast")
         return None

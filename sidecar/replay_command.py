@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from autoscaler.policy import PolicyError, ScalingPolicy
-from forecasting import MODELS
+from forecasting import DEFAULT_MODEL, MODELS
 from simulator.hpa import HpaAutoscaler
 from simulator.knative import KnativeAutoscaler
 from simulator.metrics_pipeline import TraceMetrics
@@ -34,9 +34,10 @@ KNOWN_POLICIES = (*POLICIES, "hpa-legacy")
 # about 20 / 0.7 = 29 replicas at the default utilization.
 CAPACITY_SHARE_OF_P99 = 1 / 20
 PROGRESS_MIN_TICKS = 20_000
-DEFAULT_FORECAST_MODEL = "auto"
+DEFAULT_FORECAST_MODEL = DEFAULT_MODEL
 # The policy's own default (slots dataclasses keep no class-level defaults to read it from).
 DEFAULT_FORECAST_QUANTILE = ScalingPolicy(replica_capacity_rps=1.0).forecast_quantile
+DEFAULT_FLOOR_QUANTILE = ScalingPolicy(replica_capacity_rps=1.0).forecast_floor_quantile
 
 
 class ReplayError(Exception):
@@ -68,6 +69,12 @@ def register(subcommands: Any) -> None:
         type=float,
         default=DEFAULT_FORECAST_QUANTILE,
         help=f"predictive provisions for this forecast quantile (default {DEFAULT_FORECAST_QUANTILE})",
+    )
+    parser.add_argument(
+        "--forecast-floor-quantile",
+        type=float,
+        default=DEFAULT_FLOOR_QUANTILE,
+        help=f"predictive scales down no lower than this quantile needs (default {DEFAULT_FLOOR_QUANTILE})",
     )
     parser.add_argument("--json", type=Path, help="write per-policy figures and parameters here")
     parser.add_argument("--timeline", type=Path, help="write the run-length timeline CSV here")
@@ -106,7 +113,7 @@ def _replay(args: argparse.Namespace) -> int:
         rate_window_seconds=args.rate_window_seconds,
     )
     # validates capacity, utilization, bounds and the quantile
-    scaling = scaling_policy(settings, forecast_quantile=args.forecast_quantile)
+    scaling = scaling_policy(settings, args.forecast_quantile, args.forecast_floor_quantile)
     policies = [build_policy(name, settings, scaling, args.forecast_model) for name in names]
     demand = trace.demand_per_second()
     show_progress = not args.quiet and sys.stderr.isatty()
@@ -147,7 +154,9 @@ def default_capacity_rps(trace: Trace) -> float:
 
 
 def scaling_policy(
-    settings: ReplaySettings, forecast_quantile: float = DEFAULT_FORECAST_QUANTILE
+    settings: ReplaySettings,
+    forecast_quantile: float = DEFAULT_FORECAST_QUANTILE,
+    floor_quantile: float = DEFAULT_FLOOR_QUANTILE,
 ) -> ScalingPolicy:
     return ScalingPolicy(
         replica_capacity_rps=settings.replica_capacity_rps,
@@ -155,6 +164,7 @@ def scaling_policy(
         min_replicas=settings.min_replicas,
         max_replicas=settings.max_replicas,
         forecast_quantile=forecast_quantile,
+        forecast_floor_quantile=floor_quantile,
         default_cold_start_seconds=min(float(settings.cold_start_seconds), 3600.0),
     ).validate()
 

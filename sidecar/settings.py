@@ -101,8 +101,11 @@ class QuerySettings(_Strict):
 
 
 class ForecastSettings(_Strict):
-    model: str = Field(default="auto", min_length=1)
-    quantile: float = Field(default=0.9, gt=0, lt=1)
+    # forecasting.DEFAULT_MODEL, spelt out: settings load before the model registry is imported
+    # (see SettingsFile); a test keeps the two equal.
+    model: str = Field(default="recent_quantiles", min_length=1)
+    quantile: float = Field(default=0.5, gt=0, lt=1)
+    floor_quantile: float = Field(default=0.84, gt=0, lt=1)
     headroom: float = Field(default=0.0, ge=0, le=10)
 
 
@@ -170,6 +173,7 @@ class WorkloadSettings(_Strict):
             gpu_utilization_target=self.gpu_utilization_target,
             stale_after_seconds=self.stale_after_seconds,
             forecast_quantile=self.forecast.quantile,
+            forecast_floor_quantile=self.forecast.floor_quantile,
             forecast_headroom=self.forecast.headroom,
             default_cold_start_seconds=self.default_cold_start_seconds,
             scale_up=behavior.scale_up.to_rules() if behavior.scale_up else default_scale_up(),

@@ -133,6 +133,6 @@ class PredictiveAutoscaler:
             + self.tick_seconds
         )
         horizon = math.ceil(lead_seconds / self.history_step_seconds) + 1
-        self._forecast = self._fitted.predict(recent, horizon, (0.5, self.policy.forecast_quantile))
+        self._forecast = self._fitted.predict(recent, horizon, self.policy.forecast_quantiles)
         self._forecast_step = visible_steps
         return self._forecast

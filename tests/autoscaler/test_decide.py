@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.decide import decide
+from autoscaler.decide import decide, scale_down_window
 from autoscaler.decision import DecisionState, Reason, Recommendation, ScaleEvent
 from autoscaler.observations import Observations, Reading
 from autoscaler.policy import RatePolicy, RatePolicyType, ScalingPolicy, ScalingRules, SelectPolicy
@@ -438,3 +438,64 @@ def test_decide_is_deterministic(
     first = decide(NOW, *inputs)
     second = decide(NOW, *inputs)
     assert first == second
+
+
+def _banded(median: float, upper: float, error: float | None = None) -> Forecast:
+    """Median and p90 paths; the default policy pre-warms on the median and holds on the p90
+    (its floor quantile 0.84 reads the nearest higher path)."""
+    paths = {0.5: np.full(20, median), 0.9: np.full(20, upper)}
+    return Forecast(start=NOW, step_seconds=15.0, quantiles=paths, trailing_error=error)
+
+
+@pytest.mark.parametrize(
+    ("current", "load", "forecast", "expected"),
+    [
+        pytest.param(10, 30.0, _banded(20.0, 80.0), (8, Reason.FORECAST), id="the floor holds 8 of 10"),
+        pytest.param(10, 30.0, _banded(20.0, 20.0), (3, Reason.LOAD), id="a floor below the load lets go"),
+        pytest.param(4, 30.0, _banded(20.0, 80.0), (4, Reason.FORECAST), id="the floor never adds replicas"),
+        pytest.param(4, 30.0, _banded(60.0, 80.0), (6, Reason.FORECAST), id="the median pre-warms above it"),
+        pytest.param(
+            10,
+            30.0,
+            _banded(20.0, 80.0, error=0.375),
+            (6, Reason.FORECAST),
+            id="half trust: 30 + (80 - 30) / 2",
+        ),
+        pytest.param(10, 30.0, _banded(20.0, 80.0, error=0.6), (3, Reason.LOAD), id="no trust, no hold"),
+    ],
+)
+def test_forecast_floor(current: int, load: float, forecast: Forecast, expected: tuple[int, Reason]) -> None:
+    decision, _ = decide(NOW, _obs(load, current=current), forecast, CALM, DecisionState())
+    assert (decision.replicas, decision.reason) == expected
+
+
+@pytest.mark.parametrize(
+    ("error", "asked_ago", "expected"),
+    [
+        pytest.param(None, 100.0, (3, Reason.LOAD), id="full trust: no window, the floor decides"),
+        pytest.param(0.375, 100.0, (10, Reason.STABILIZED), id="half trust: a 150 s window holds"),
+        pytest.param(0.375, 200.0, (3, Reason.LOAD), id="half trust: released after 150 s"),
+        pytest.param(0.6, 200.0, (10, Reason.STABILIZED), id="no trust: HPA's 300 s window"),
+    ],
+)
+def test_a_trusted_forecast_replaces_the_scale_down_window(
+    error: float | None, asked_ago: float, expected: tuple[int, Reason]
+) -> None:
+    state = DecisionState(recommendations=(Recommendation(NOW - asked_ago, 10),))
+    decision, _ = decide(NOW, _obs(30.0, current=10), _banded(20.0, 20.0, error), CALM, state)
+    assert (decision.replicas, decision.reason) == expected
+
+
+def test_hpa_window_is_whole_again_when_the_forecast_goes_away() -> None:
+    state = DecisionState(recommendations=(Recommendation(NOW - 200, 10),))
+    decision, state = decide(NOW, _obs(30.0, current=10), _banded(20.0, 20.0), CALM, state)
+    assert decision.replicas == 3
+    # The scale target has not applied the 3 yet; the ask of 10 from 215 s ago is still inside
+    # HPA's 300 s window, so without the forecast it holds again.
+    decision, _ = decide(NOW + 15, _obs(30.0, current=10, now=NOW + 15), None, CALM, state)
+    assert (decision.replicas, decision.reason) == (10, Reason.STABILIZED)
+
+
+@pytest.mark.parametrize(("trust", "window"), [(1.0, 0.0), (0.5, 150.0), (0.0, 300.0)])
+def test_scale_down_window_slides_with_trust(trust: float, window: float) -> None:
+    assert scale_down_window(trust, BASE) == pytest.approx(window)

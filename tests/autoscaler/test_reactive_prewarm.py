@@ -223,17 +223,17 @@ FLAT_40 = [40.0] * 11
             _forecast(FLAT_40, high=2.0),
             POLICY,
             20.0,
-            (8, 80.0),
-            id="the p90 path is read by default",
+            (4, 40.0),
+            id="the median path is read by default",
         ),
         pytest.param(
             _forecast(FLAT_40, high=2.0),
             ScalingPolicy(
-                replica_capacity_rps=10.0, target_utilization=1.0, forecast_quantile=0.5
+                replica_capacity_rps=10.0, target_utilization=1.0, forecast_quantile=0.9
             ).validate(),
             20.0,
-            (4, 40.0),
-            id="a median policy reads the median path",
+            (8, 80.0),
+            id="a p90 policy reads the p90 path",
         ),
         pytest.param(
             _forecast(FLAT_40, high=2.0),

@@ -245,8 +245,9 @@ LOAD = QuerySettings(load='rate(requests_total{workload="$workload"}[1m])')
 
 def test_refit_intervals_spread_within_ten_percent_and_stay_put(harness):
     intervals = [
-        build_runtime(WorkloadSettings(name=f"w{i}", namespace="ml", queries=LOAD, replica_capacity_rps=10.0))
-        .refit_interval_seconds(harness.loop.settings)
+        build_runtime(
+            WorkloadSettings(name=f"w{i}", namespace="ml", queries=LOAD, replica_capacity_rps=10.0)
+        ).refit_interval_seconds(harness.loop.settings)
         for i in range(200)
     ]
     assert all(3240 <= interval <= 3960 for interval in intervals)

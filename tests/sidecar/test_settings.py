@@ -128,7 +128,7 @@ def test_duplicate_workload_is_rejected():
 
 
 def test_unknown_forecast_model_is_rejected():
-    with pytest.raises(SettingsError, match=r"forecast\.model='auto' is not a known model"):
+    with pytest.raises(SettingsError, match=r"forecast\.model='recent_quantiles' is not a known model"):
         parse_settings(GOOD, known_models={"seasonal_naive"})
 
 
@@ -158,3 +158,17 @@ def test_reload_accepts_good_change_and_rejects_bad_one(tmp_path: Path):
 def test_tls_certificate_without_key_is_rejected():
     with pytest.raises(SettingsError, match="tls_cert_file and tls_key_file must be set together"):
         parse_settings(GOOD + "server: {tls_cert_file: /tls/tls.crt}\n")
+
+
+def test_forecast_defaults_are_the_registry_and_policy_defaults() -> None:
+    from autoscaler.policy import ScalingPolicy
+    from forecasting import DEFAULT_MODEL
+    from sidecar.settings import ForecastSettings
+
+    policy = ScalingPolicy(replica_capacity_rps=1.0)
+    defaults = ForecastSettings()
+    assert defaults.model == DEFAULT_MODEL
+    assert (defaults.quantile, defaults.floor_quantile) == (
+        policy.forecast_quantile,
+        policy.forecast_floor_quantile,
+    )

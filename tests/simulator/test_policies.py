@@ -76,7 +76,7 @@ def predictive_replicas(demand, model):
     return occupancy.provisioned
 
 
-@pytest.mark.parametrize("model", ["auto", "lightgbm", "seasonal_change"])
+@pytest.mark.parametrize("model", ["recent_quantiles", "auto", "lightgbm", "seasonal_change"])
 def test_predictive_does_not_look_ahead(model):
     # Eight hours, one level per minute: long enough for `auto` to hold out and score candidates.
     rng = np.random.default_rng(7)
