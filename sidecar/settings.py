@@ -106,6 +106,8 @@ class ForecastSettings(_Strict):
     model: str = Field(default="recent_quantiles", min_length=1)
     quantile: float = Field(default=0.5, gt=0, lt=1)
     floor_quantile: float = Field(default=0.84, gt=0, lt=1)
+    # The scale-down window while a trusted forecast is in use (ScalingPolicy); 300 keeps HPA's.
+    scale_down_window_seconds: float = Field(default=0.0, ge=0, le=3600)
     headroom: float = Field(default=0.0, ge=0, le=10)
 
 
@@ -174,6 +176,7 @@ class WorkloadSettings(_Strict):
             stale_after_seconds=self.stale_after_seconds,
             forecast_quantile=self.forecast.quantile,
             forecast_floor_quantile=self.forecast.floor_quantile,
+            forecast_scale_down_window_seconds=self.forecast.scale_down_window_seconds,
             forecast_headroom=self.forecast.headroom,
             default_cold_start_seconds=self.default_cold_start_seconds,
             scale_up=behavior.scale_up.to_rules() if behavior.scale_up else default_scale_up(),

@@ -101,6 +101,12 @@ def test_bad_environment_value_is_named(monkeypatch):
             r"select_policy='Median': Input should be 'Max', 'Min' or 'Disabled'",
             id="select policy outside the HPA enum",
         ),
+        pytest.param(
+            "min_replicas: 2",
+            "min_replicas: 2\n    forecast: {floor_quantile: 1.5}",
+            r"workloads\[ml/llama\]\.forecast\.floor_quantile=1\.5: Input should be less than 1",
+            id="floor quantile outside (0, 1)",
+        ),
         pytest.param("tick_seconds: 5", "tick_seconds: [5", r"not valid YAML", id="broken YAML"),
         pytest.param(
             '"$namespace"',
@@ -168,7 +174,6 @@ def test_forecast_defaults_are_the_registry_and_policy_defaults() -> None:
     policy = ScalingPolicy(replica_capacity_rps=1.0)
     defaults = ForecastSettings()
     assert defaults.model == DEFAULT_MODEL
-    assert (defaults.quantile, defaults.floor_quantile) == (
-        policy.forecast_quantile,
-        policy.forecast_floor_quantile,
-    )
+    assert defaults.quantile == policy.forecast_quantile
+    assert defaults.floor_quantile == policy.forecast_floor_quantile
+    assert defaults.scale_down_window_seconds == policy.forecast_scale_down_window_seconds
