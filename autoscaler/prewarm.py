@@ -62,18 +62,23 @@ def prewarm(
     if forecast is None:
         return None
     lead = lead_seconds(observations, policy)
-    peak = forecast.peak(now, now + lead, policy.forecast_quantile)
-    if peak is None or not math.isfinite(peak) or peak < 0:
+    peak = _usable_peak(forecast, now, lead, policy.forecast_quantile)
+    if peak is None:
         return None
     trust = forecast_trust(forecast.trailing_error, policy.max_forecast_error)
     load = usable_value(observations.load, now, policy.stale_after_seconds)
     rps = _provisioned_rps(peak, trust, load, policy)
-    floor_peak = forecast.peak(now, now + lead, policy.forecast_floor_quantile)
+    floor_peak = _usable_peak(forecast, now, lead, policy.forecast_floor_quantile)
     floor_replicas = None
-    if floor_peak is not None and math.isfinite(floor_peak) and floor_peak >= 0:
+    if floor_peak is not None:
         floor_rps = _provisioned_rps(floor_peak, trust, load, policy)
         floor_replicas = replicas_for_total(floor_rps, policy.target_rps_per_replica)
     return Prewarm(replicas_for_total(rps, policy.target_rps_per_replica), rps, trust, lead, floor_replicas)
+
+
+def _usable_peak(forecast: Forecast, now: float, lead: float, quantile: float) -> float | None:
+    peak = forecast.peak(now, now + lead, quantile)
+    return peak if peak is not None and math.isfinite(peak) and peak >= 0 else None
 
 
 def _provisioned_rps(peak: float, trust: float, load: float | None, policy: ScalingPolicy) -> float:

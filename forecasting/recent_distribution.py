@@ -5,10 +5,11 @@ A point model plus residual quantiles answers "where will the load be in 5 minut
 off might I be"; on bursty minute-level traffic (NASA) both halves are noisy, and a point path
 follows a sudden collapse down within minutes. What a replica count needs is the spread of the
 load over the next few minutes, and the last hour's own values are a direct sample of it: an
-hour's 85th percentile ignores one dip or one burst, yet moves within the hour when the level
-really changes. The daily shift corrects the sample for the part of the change that repeats: if
-on past days the 10 minutes after this clock time carried 20 % more than the hour before it, the
-hour's quantiles are raised by 20 % (the shift is bounded to +-30 %, so one odd day cannot swing it).
+hour's upper quantiles ignore one dip or one burst, yet move within the hour when the level really
+changes (decide() holds replicas at the 0.84 quantile by default). The daily shift corrects the
+sample for the part of the change that repeats: if on past days the 10 minutes after this clock
+time carried 20 % more than the hour before it, the hour's quantiles are raised by 20 % (the shift
+is bounded to +-30 %, so one odd day cannot swing it).
 
 Example: last hour's values 40..100 rps, evenly spread; on the last 7 days the next 10 minutes
 averaged 10 % above the preceding hour -> the 0.5 path is 70 * 1.1 = 77 rps, flat over the horizon.
