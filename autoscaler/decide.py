@@ -225,4 +225,5 @@ def _decision(
         forecast_rps=None if ahead is None else ahead.rps,
         lead_seconds=0.0 if ahead is None else ahead.lead_seconds,
         forecast_trust=0.0 if ahead is None else ahead.trust,
+        forecast_floor_replicas=None if ahead is None else ahead.floor_replicas,
     )

@@ -60,6 +60,9 @@ class Decision:
     `recommendations` holds what each live signal asked for (keys: load, latency, queue, gpu,
     forecast), so a dashboard can show the runner-up. `forecast_rps` is the forecast peak used
     (after trust and headroom), `lead_seconds` the look-ahead, `forecast_trust` in [0, 1].
+    `forecast_floor_replicas` is what the forecast's floor quantile needs: no scale-down went below
+    the smaller of it and the current count (None without a usable floor). It holds rather than
+    asks, so it is not among `recommendations`.
     """
 
     at: float
@@ -69,3 +72,4 @@ class Decision:
     forecast_rps: float | None = None
     lead_seconds: float = 0.0
     forecast_trust: float = 0.0
+    forecast_floor_replicas: int | None = None

@@ -89,6 +89,12 @@ class DecisionCollector(Collector):
             "How far ahead the newest decision looked into its forecast (absent when none was used).",
             labels=labels,
         )
+        floor = GaugeMetricFamily(
+            "autoscaler_forecast_floor_replicas",
+            "Replicas the forecast's floor quantile holds: no scale-down below the smaller of this and"
+            " the current count (absent when no forecast floor was usable).",
+            labels=labels,
+        )
         for item in self._source.all():
             workload = [item.namespace, item.workload]
             decision = item.decision
@@ -118,6 +124,8 @@ class DecisionCollector(Collector):
             if decision.forecast_rps is not None:
                 _add_if_finite(trust, workload, decision.forecast_trust)
                 _add_if_finite(lead, workload, decision.lead_seconds)
+            if decision.forecast_floor_replicas is not None:
+                floor.add_metric(workload, decision.forecast_floor_replicas)
         yield from (
             desired,
             reason,
@@ -129,6 +137,7 @@ class DecisionCollector(Collector):
             recommended,
             trust,
             lead,
+            floor,
         )
 
 

@@ -470,6 +470,19 @@ def test_forecast_floor(current: int, load: float, forecast: Forecast, expected:
 
 
 @pytest.mark.parametrize(
+    ("forecast", "floor"),
+    [
+        pytest.param(_banded(20.0, 80.0), 8, id="the floor it held is reported"),
+        pytest.param(_banded(20.0, 20.0), 2, id="a floor below the load is reported too"),
+        pytest.param(None, None, id="no forecast, no floor"),
+    ],
+)
+def test_decision_reports_the_forecast_floor(forecast: Forecast | None, floor: int | None) -> None:
+    decision, _ = decide(NOW, _obs(30.0, current=10), forecast, CALM, DecisionState())
+    assert decision.forecast_floor_replicas == floor
+
+
+@pytest.mark.parametrize(
     ("error", "asked_ago", "expected"),
     [
         pytest.param(None, 100.0, (3, Reason.LOAD), id="full trust: no window, the floor decides"),

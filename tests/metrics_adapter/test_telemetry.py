@@ -47,6 +47,7 @@ def _with_forecast_and_signals() -> PublishedDecision:
         forecast_rps=130.0,
         lead_seconds=45.0,
         forecast_trust=0.75,
+        forecast_floor_replicas=6,
     )
     return PublishedDecision(
         namespace=base.namespace,
@@ -127,6 +128,7 @@ def test_decision_inputs_are_exported_per_workload_and_per_signal() -> None:
     assert samples[("autoscaler_observed_requests_per_second", workload)] == 95.0
     assert samples[("autoscaler_forecast_trust", workload)] == 0.75
     assert samples[("autoscaler_forecast_lead_seconds", workload)] == 45.0
+    assert samples[("autoscaler_forecast_floor_replicas", workload)] == 6
     recommended = {
         dict(labels)["signal"]: value
         for (name, labels), value in samples.items()
@@ -163,6 +165,7 @@ def _bare(
                 "autoscaler_recommended_replicas",
                 "autoscaler_forecast_trust",
                 "autoscaler_forecast_lead_seconds",
+                "autoscaler_forecast_floor_replicas",
             },
             {"autoscaler_desired_replicas"},
             id="nothing known is exported as absent, never as 0",
