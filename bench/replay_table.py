@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from forecasting import DEFAULT_MODEL
 from sidecar.replay_command import (
     DEFAULT_FLOOR_QUANTILE,
-    DEFAULT_FORECAST_MODEL,
     DEFAULT_FORECAST_QUANTILE,
     POLICIES,
     build_policy,
@@ -40,7 +40,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold-start-seconds", type=int, default=120)
     parser.add_argument("--policies", default=",".join(POLICIES))
-    parser.add_argument("--forecast-model", default=DEFAULT_FORECAST_MODEL)
+    parser.add_argument("--forecast-model", default=DEFAULT_MODEL)
     parser.add_argument("--forecast-quantile", type=float, default=DEFAULT_FORECAST_QUANTILE)
     parser.add_argument("--forecast-floor-quantile", type=float, default=DEFAULT_FLOOR_QUANTILE)
     parser.add_argument("--traces", help="comma-separated paths under ../shared/data (default: all four)")

@@ -98,10 +98,6 @@ def auto() -> SelectBest:
     return SelectBest(candidates())
 
 
-def recent_quantiles() -> RecentQuantiles:
-    return RecentQuantiles()
-
-
 MODELS: dict[str, Callable[[], Forecaster]] = {
     "last_value": last_value,
     "ewma": ewma,
@@ -112,7 +108,7 @@ MODELS: dict[str, Callable[[], Forecaster]] = {
     "mstl": mstl,
     "lightgbm": lightgbm,
     "auto": auto,
-    "recent_quantiles": recent_quantiles,
+    "recent_quantiles": RecentQuantiles,
 }
 
 # What the sidecar and the replay forecast with unless told otherwise. Not `auto`: `auto` has the

@@ -34,7 +34,6 @@ KNOWN_POLICIES = (*POLICIES, "hpa-legacy")
 # about 20 / 0.7 = 29 replicas at the default utilization.
 CAPACITY_SHARE_OF_P99 = 1 / 20
 PROGRESS_MIN_TICKS = 20_000
-DEFAULT_FORECAST_MODEL = DEFAULT_MODEL
 # The policy's own default (slots dataclasses keep no class-level defaults to read it from).
 DEFAULT_FORECAST_QUANTILE = ScalingPolicy(replica_capacity_rps=1.0).forecast_quantile
 DEFAULT_FLOOR_QUANTILE = ScalingPolicy(replica_capacity_rps=1.0).forecast_floor_quantile
@@ -60,9 +59,9 @@ def register(subcommands: Any) -> None:
     parser.add_argument("--rate-window-seconds", type=float, default=60.0)
     parser.add_argument(
         "--forecast-model",
-        default=DEFAULT_FORECAST_MODEL,
+        default=DEFAULT_MODEL,
         choices=list(MODELS),
-        help=f"predictive's forecaster (default {DEFAULT_FORECAST_MODEL})",
+        help=f"predictive's forecaster (default {DEFAULT_MODEL})",
     )
     parser.add_argument(
         "--forecast-quantile",
@@ -170,7 +169,7 @@ def scaling_policy(
 
 
 def build_policy(
-    name: str, settings: ReplaySettings, scaling: ScalingPolicy, forecast_model: str = DEFAULT_FORECAST_MODEL
+    name: str, settings: ReplaySettings, scaling: ScalingPolicy, forecast_model: str = DEFAULT_MODEL
 ) -> SimulatedAutoscaler | PlannedPolicy:
     target = settings.target_rps_per_replica
     bounds = (settings.min_replicas, settings.max_replicas)
