@@ -6,9 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sidecar import backtest_command, replay_command, serve_command
+from sidecar import backtest_command, export_command, replay_command, serve_command
 
-COMMANDS = (backtest_command, replay_command, serve_command)
+COMMANDS = (backtest_command, export_command, replay_command, serve_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

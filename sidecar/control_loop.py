@@ -127,17 +127,21 @@ class WorkloadRuntime:
         return settings.refit_interval_seconds * (0.9 + 0.2 * phase)
 
 
-def build_runtime(settings: WorkloadSettings) -> WorkloadRuntime:
+def workload_queries(settings: WorkloadSettings) -> dict[str, str]:
+    """The workload's PromQL per configured signal, placeholders filled with its escaped values."""
     values = {"namespace": settings.namespace, "workload": settings.name, **settings.labels}
-    queries = {
+    return {
         signal: render_query(template, values)
         for signal in SIGNALS
         if (template := getattr(settings.queries, signal)) is not None
     }
+
+
+def build_runtime(settings: WorkloadSettings) -> WorkloadRuntime:
     return WorkloadRuntime(
         settings=settings,
         policy=settings.to_policy(),
-        queries=queries,
+        queries=workload_queries(settings),
         logger=workload_logger(settings.namespace, settings.name),
     )
 
