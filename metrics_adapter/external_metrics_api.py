@@ -217,7 +217,7 @@ class _Handlers:
         namespace = request.match_info["namespace"]
         metric_name = request.match_info["metric"]
         await self.authorize(request, namespace, metric_name)
-        item, value = self._select(namespace, metric_name, request.query.get("labelSelector", ""))
+        item, quantity = self._select(namespace, metric_name, request.query.get("labelSelector", ""))
         body = {
             "kind": "ExternalMetricValueList",
             "apiVersion": GROUP_VERSION,
@@ -227,7 +227,7 @@ class _Handlers:
                     "metricName": metric_name,
                     "metricLabels": selectable_labels(item),
                     "timestamp": format_timestamp(item.decision.at),
-                    "value": format_quantity(value),
+                    "value": quantity,
                 }
             ],
         }
@@ -264,7 +264,8 @@ class _Handlers:
 
     def _select(
         self, namespace: str, metric_name: str, selector_text: str
-    ) -> tuple[PublishedDecision, float]:
+    ) -> tuple[PublishedDecision, str]:
+        """The one fresh decision the selector names, and its metric as a Quantity string."""
         metric = PUBLISHED_METRICS.get(metric_name)
         if metric is None:
             raise StatusError(
@@ -302,7 +303,14 @@ class _Handlers:
         # NaN/Inf have no Quantity form; a broken forecast is "no value yet" (503), not a 500.
         if value is None or not math.isfinite(value):
             raise StatusError(503, f"no {metric_name} value yet for {item.namespace}/{item.workload}")
-        return item, value
+        try:
+            return item, format_quantity(value)
+        except ValueError:
+            raise StatusError(
+                503,
+                f"{metric_name} for {item.namespace}/{item.workload} is {value:g}, "
+                "beyond the int64 milli-units of a Kubernetes quantity",
+            ) from None
 
 
 def _status_middleware(

@@ -461,6 +461,18 @@ async def test_hpa_raw_query_encoding(running: Running) -> None:
     assert [item["value"] for item in body["items"]] == ["9"]
 
 
+async def test_forecast_beyond_a_quantity_is_unavailable_not_an_internal_error(running: Running) -> None:
+    running.decisions.publish(published("huge", replicas=4, forecast_rps=1e17))
+    status, body, _ = await running.get(
+        f"{API_PREFIX}/namespaces/ml/forecast_requests_per_second",
+        client=running.tls.front_proxy_client.cert_file,
+        headers=MASTER,
+        labelSelector="workload=huge",
+    )
+    assert (status, body["reason"]) == (503, "ServiceUnavailable")
+    assert "ml/huge is 1e+17" in body["message"] and "quantity" in body["message"]
+
+
 async def test_nan_forecast_is_never_served(running: Running) -> None:
     running.decisions.publish(published("broken", replicas=4, forecast_rps=math.nan))
     status, body, headers = await running.get(
