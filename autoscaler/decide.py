@@ -64,6 +64,7 @@ def decide(
     counts, a non-finite or negative `now`).
     """
     _check(now, observations)
+    state = _rewind(now, state)
     asked = reactive_recommendations(now, observations, policy)
     ahead = prewarm(now, observations, forecast, policy)
     if ahead is not None:
@@ -94,6 +95,21 @@ def _check(now: float, observations: Observations) -> None:
         count = getattr(observations, name)
         if count is not None and count < 0:
             raise ValueError(f"observations.{name}={count!r} must be >= 0")
+
+
+def _rewind(now: float, state: DecisionState) -> DecisionState:
+    """After the clock stepped back (an NTP correction), what was stamped later than `now` counts
+    as stamped at `now`: still inside every window, so it keeps holding replicas and limiting
+    rates, but a 0 s scale-up window no longer sees it, so a lower old ask cannot cap a scale-up."""
+    stamps = [r.at for r in state.recommendations] + [e.at for e in state.scale_events]
+    if max(stamps, default=now) <= now and (state.last_panic_at or 0.0) <= now:
+        return state
+    return replace(
+        state,
+        recommendations=tuple(replace(r, at=min(r.at, now)) for r in state.recommendations),
+        scale_events=tuple(replace(e, at=min(e.at, now)) for e in state.scale_events),
+        last_panic_at=None if state.last_panic_at is None else min(state.last_panic_at, now),
+    )
 
 
 def _blend(asked: dict[str, int], current: int) -> _Wanted:

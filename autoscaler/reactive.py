@@ -16,6 +16,7 @@ not configured, so that decide() can tell "needs 0" (scale in, if allowed) from 
 from __future__ import annotations
 
 import math
+import sys
 
 from autoscaler.observations import Observations, Reading
 from autoscaler.policy import ScalingPolicy
@@ -37,7 +38,13 @@ def usable_value(reading: Reading | None, now: float, stale_after_seconds: float
 
 def replicas_for_total(total: float, per_replica: float) -> int:
     """Replicas so that each carries at most `per_replica` of `total`."""
-    return max(0, math.ceil(total / per_replica - _CEIL_SLACK))
+    return max(0, _whole(total / per_replica))
+
+
+def _whole(replicas: float) -> int:
+    """ceil(), where a quotient that overflowed (1e308 s of latency over a 0.5 s target) is more
+    replicas than any max_replicas rather than an OverflowError."""
+    return math.ceil(replicas - _CEIL_SLACK) if math.isfinite(replicas) else sys.maxsize
 
 
 def load_replicas(now: float, observations: Observations, policy: ScalingPolicy) -> int | None:
@@ -90,7 +97,7 @@ def _ratio_replicas(
     ratio = value / target
     if abs(ratio - 1.0) <= policy.tolerance + _CEIL_SLACK:
         return serving
-    return math.ceil(serving * ratio - _CEIL_SLACK)
+    return _whole(serving * ratio)
 
 
 SIGNALS = {

@@ -57,6 +57,9 @@ PARAMETERS = {
     "seed": 1,
 }
 ROUNDS = 30
+# Fewer known targets than this in the training window (a week-long outage inside a longer,
+# half-known history) cannot grow one tree of min_data_in_leaf rows a side: last value instead.
+MIN_TRAINING_TARGETS = 2 * PARAMETERS["min_data_in_leaf"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +132,8 @@ class GradientBoosting:
         values = visible.values
         if len(values) * visible.step_seconds < MIN_TRAINING_SECONDS or np.mean(np.isnan(values)) > 0.5:
             return point_paths.last_value
-        return boosted_paths(values, visible.step_seconds)
+        paths = boosted_paths(values, visible.step_seconds)
+        return point_paths.last_value if paths is None else paths
 
     def fit(self, history: LoadSeries) -> FittedPointModel:
         visible = history.visible()
@@ -138,6 +142,8 @@ class GradientBoosting:
         if len(values) * step < MIN_TRAINING_SECONDS + HOLDOUT_SECONDS or np.mean(np.isnan(values)) > 0.5:
             return _last_value_fallback(visible, self.name)
         paths = boosted_paths(values[:-holdout], step)
+        if paths is None:
+            return _last_value_fallback(visible, self.name)
         horizon = horizon_steps_for(CALIBRATION_HORIZON_SECONDS, step)
         floor = scale_floor(values)
         origins = calibration_origins(len(values), len(values) - holdout, CALIBRATION_ORIGINS, horizon)
@@ -148,19 +154,27 @@ class GradientBoosting:
         )
 
 
-def boosted_paths(values: np.ndarray, step_seconds: float) -> BoostedPaths:
+def boosted_paths(values: np.ndarray, step_seconds: float) -> BoostedPaths | None:
+    """One booster per trained lead; None when a lead has too few known targets to train on."""
     lead_steps = tuple(sorted({horizon_steps_for(lead, step_seconds) for lead in TRAINED_LEADS_SECONDS}))
     # Features are computed once and shared by the boosters of every lead.
     features = Features(values, step_seconds)
-    boosters = tuple(train(features, values, step_seconds, lead) for lead in lead_steps)
-    return BoostedPaths(step_seconds, lead_steps, boosters)
+    boosters = []
+    for lead in lead_steps:
+        booster = train(features, values, step_seconds, lead)
+        if booster is None:
+            return None
+        boosters.append(booster)
+    return BoostedPaths(step_seconds, lead_steps, tuple(boosters))
 
 
-def train(features: Features, values: np.ndarray, step_seconds: float, lead: int) -> lgb.Booster:
+def train(features: Features, values: np.ndarray, step_seconds: float, lead: int) -> lgb.Booster | None:
     first = max(1, len(values) - int(7 * DAY_SECONDS / step_seconds))
     origins = np.unique(np.linspace(first, len(values) - lead, TRAINING_ROWS).astype(int))
     target = features.filled[origins + lead - 1] / features.level(origins) - 1
     known = ~np.isnan(values[origins + lead - 1])
+    if known.sum() < MIN_TRAINING_TARGETS:
+        return None
     data = lgb.Dataset(
         features.rows(origins[known], lead), target[known], params={"verbose": -1, "num_threads": 1}
     )

@@ -116,7 +116,15 @@ class FittedPointModel:
         lookback = int(LOOKBACK_SECONDS / visible.step_seconds) + horizon_steps
         week_steps = max(1, round(WEEK_SECONDS / visible.step_seconds))
         dropped = max(0, len(visible.values) - lookback)
-        values = visible.values[dropped - dropped % week_steps :]
+        first = dropped - dropped % week_steps
+        known = np.flatnonzero(~np.isnan(visible.values))
+        if known.size and known[-1] < first:
+            # Every known value is older than the lookback (a long outage): start at the week
+            # holding the newest one, so the paths carry it on instead of being NaN.
+            first = known[-1] - known[-1] % week_steps
+        values = visible.values[first:]
+        if not len(values):
+            return _unknown(visible, horizon_steps, quantiles, self.name)
         # One call serves the forecast (the last origin, now) and forecast trust (the newest
         # origins whose horizon is already known): the point functions forward-fill the whole
         # history on every call, which is most of a prediction's cost.
@@ -129,6 +137,12 @@ class FittedPointModel:
             model=self.name,
             trailing_error=_trailing_error(values, scored, points[:-1]),
         )
+
+
+def _unknown(visible: LoadSeries, horizon_steps: int, quantiles: Sequence[float], name: str) -> Forecast:
+    """No history at all: NaN paths, which decide() reads as no forecast (missing, never 0)."""
+    paths = {q: np.full(horizon_steps, np.nan) for q in sorted(quantiles)}
+    return Forecast(visible.end, visible.step_seconds, paths, name, trailing_error=None)
 
 
 def _trailing_error(values: np.ndarray, origins: np.ndarray, points: np.ndarray) -> float | None:

@@ -60,4 +60,5 @@ class LoadSeries:
             known = np.sum(~np.isnan(blocks), axis=1)
             means = np.where(known > 0, np.nansum(blocks, axis=1) / np.maximum(known, 1), np.nan)
         end = self.start + usable * self.step_seconds
-        return LoadSeries(self.start, step_seconds, means, min(self.cutoff or end, end))
+        cutoff = end if self.cutoff is None else min(self.cutoff, end)
+        return LoadSeries(self.start, step_seconds, means, cutoff)

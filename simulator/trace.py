@@ -1,7 +1,7 @@
 """Request traces: parse and validate `timestamp_s,requests` files into per-second demand.
 
 A trace row counts the requests that arrived in the step starting at `timestamp_s`. The step is
-fixed per file and detected as the most common gap between rows; a missing row (a gap that is a
+fixed per file and detected from the gaps between rows (`_detect_step`); a missing row (a gap that is a
 whole multiple of the step) is an unknown step, kept as NaN, never as zero.
 """
 
@@ -125,18 +125,24 @@ def _parse_count(text: str, source: str, line: int) -> float:
 
 
 def _detect_step(timestamps: list[int], row_lines: list[int], source: str) -> int:
-    """The most common gap between rows; every other gap must be a whole multiple of it, and a
-    bad gap is reported at the line of the later row."""
+    """The most common gap between rows, when every gap is a whole multiple of it. Otherwise the
+    greatest common divisor of the gaps, if at least half of the steps on that grid have a row:
+    with every other row missing, 120 s gaps can outnumber the 60 s ones, and the step is still
+    60 s. A stray row (125 s in a 60 s file) would make a grid of 5 s steps that is mostly
+    empty; that is reported as an irregular gap at the line of the later row."""
     if len(timestamps) == 1:
         return 1
     gaps = np.diff(np.asarray(timestamps))
-    step = int(Counter(gaps.tolist()).most_common(1)[0][0])
-    irregular = np.flatnonzero(gaps % step != 0)
-    if irregular.size:
-        row = int(irregular[0]) + 1
-        raise TraceError(
-            source,
-            row_lines[row],
-            f"irregular step: {int(gaps[row - 1])} s after the previous row is not a multiple of {step} s",
-        )
-    return step
+    common = int(Counter(gaps.tolist()).most_common(1)[0][0])
+    irregular = np.flatnonzero(gaps % common != 0)
+    if not irregular.size:
+        return common
+    finer = math.gcd(*gaps.tolist())
+    if len(timestamps) >= 0.5 * ((timestamps[-1] - timestamps[0]) // finer + 1):
+        return finer
+    row = int(irregular[0]) + 1
+    raise TraceError(
+        source,
+        row_lines[row],
+        f"irregular step: {int(gaps[row - 1])} s after the previous row is not a multiple of {common} s",
+    )

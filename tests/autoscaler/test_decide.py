@@ -512,3 +512,36 @@ def test_hpa_window_is_whole_again_when_the_forecast_goes_away() -> None:
 @pytest.mark.parametrize(("trust", "window"), [(1.0, 0.0), (0.5, 150.0), (0.0, 300.0)])
 def test_scale_down_window_slides_with_trust(trust: float, window: float) -> None:
     assert scale_down_window(trust, BASE) == pytest.approx(window)
+
+
+def test_a_clock_stepping_back_neither_caps_a_scale_up_nor_opens_the_down_window() -> None:
+    state = DecisionState()
+    decision, state = decide(NOW, _obs(20.0, current=2), None, CALM, state)
+    assert decision.replicas == 2
+    # An NTP correction: the next tick is 5 s earlier. The older, lower ask must not cap it.
+    decision, state = decide(NOW - 5, _obs(30.0, current=2, now=NOW - 5), None, CALM, state)
+    assert (decision.replicas, decision.reason) == (3, Reason.LOAD)
+    # The asks stamped in the "future" still hold replicas through the scale-down window.
+    decision, state = decide(NOW + 10, _obs(10.0, current=3, now=NOW + 10), None, CALM, state)
+    assert (decision.replicas, decision.reason) == (3, Reason.STABILIZED)
+    assert all(r.at <= NOW + 10 for r in state.recommendations)
+
+
+@pytest.mark.parametrize(
+    ("readings", "policy"),
+    [
+        pytest.param({"p99_latency": 1e308}, SIGNALS, id="latency over 0.2 s"),
+        pytest.param(
+            {"queue_depth": 1e308},
+            replace(SIGNALS, queue_depth_target_per_replica=0.5).validate(),
+            id="queue over 0.5 per replica",
+        ),
+    ],
+)
+def test_absurd_but_finite_readings_ask_for_the_most_the_rate_limit_allows(
+    readings: dict[str, float], policy: ScalingPolicy
+) -> None:
+    # 1e308 over a target below 1 overflows to infinity before ceil().
+    decision, _ = decide(NOW, _obs(10.0, current=4, **readings), None, policy, DecisionState())
+    # Scale-up policy: max(4 pods, 100 %) per 15 s from 4 replicas.
+    assert (decision.replicas, decision.reason) == (8, Reason.RATE_LIMITED)

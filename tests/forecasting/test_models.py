@@ -29,12 +29,21 @@ def with_gaps(series: LoadSeries, share: float, seed: int = 2) -> LoadSeries:
     return LoadSeries(series.start, series.step_seconds, values)
 
 
+def with_outage(series: LoadSeries, first_day: float, last_day: float) -> LoadSeries:
+    values = series.values.copy()
+    values[int(first_day * DAY) : int(last_day * DAY)] = np.nan
+    return LoadSeries(series.start, series.step_seconds, values)
+
+
 HISTORIES = [
     pytest.param(daily_cycle(4), id="four days of a daily cycle"),
     pytest.param(LoadSeries(0.0, 60.0, np.linspace(10, 20, 10)), id="ten points of history"),
     pytest.param(with_gaps(daily_cycle(4), 0.5), id="half the steps missing"),
     pytest.param(daily_cycle(9, step_seconds=600.0), id="nine days at ten-minute steps"),
     pytest.param(LoadSeries(0.0, 60.0, np.array([np.nan, np.nan, 5.0])), id="one known value"),
+    # 44 % missing overall, but the whole of LightGBM's week-long training window.
+    pytest.param(with_outage(daily_cycle(16), 7, 14), id="a week-long outage two days back"),
+    pytest.param(with_outage(daily_cycle(16), 7, 16), id="nothing known for the last nine days"),
 ]
 
 
@@ -76,11 +85,21 @@ def test_no_model_reads_past_the_cutoff(name: str) -> None:
         np.testing.assert_array_equal(forecasts[0].quantiles[q], forecasts[1].quantiles[q])
 
 
-def test_no_model_returns_nan_for_a_history_with_no_known_value_only_as_missing() -> None:
-    history = LoadSeries(0.0, 60.0, np.full(5, np.nan))
-    forecast = MODELS["auto"]().fit(history).predict(history, 3, QUANTILES)
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize(
+    "history",
+    [
+        pytest.param(LoadSeries(0.0, 60.0, np.full(5, np.nan)), id="no known value"),
+        pytest.param(LoadSeries(0.0, 60.0, np.empty(0)), id="no step at all"),
+        pytest.param(LoadSeries(0.0, 60.0, np.arange(10.0), cutoff=30.0), id="cutoff inside the first step"),
+    ],
+)
+def test_no_model_returns_nan_for_a_history_with_no_known_value_only_as_missing(
+    name: str, history: LoadSeries
+) -> None:
+    forecast = MODELS[name]().fit(history).predict(history, 3, QUANTILES)
     # Nothing known is reported as missing, never as zero load (which would scale down).
-    assert np.isnan(forecast.path(0.9)).all()
+    assert all(np.isnan(forecast.path(q)).all() for q in QUANTILES)
 
 
 def test_upper_quantile_covers_about_its_share_on_a_stationary_series() -> None:
@@ -158,6 +177,9 @@ def test_seasonal_change_adds_the_ramp_of_past_periods_to_the_current_level() ->
         pytest.param(daily_cycle(5), "lightgbm", id="five days trains the boosters"),
         pytest.param(daily_cycle(1), "lightgbm:last_value", id="one day falls back to last value"),
         pytest.param(with_gaps(daily_cycle(5), 0.6), "lightgbm:last_value", id="mostly gaps falls back"),
+        pytest.param(
+            with_outage(daily_cycle(16), 7, 14), "lightgbm:last_value", id="no known week to train on"
+        ),
     ],
 )
 def test_lightgbm_trains_only_on_enough_history(history: LoadSeries, expected: str) -> None:
@@ -183,3 +205,17 @@ def test_trailing_error_is_low_on_a_steady_load_and_high_once_it_turns_erratic()
     assert steady is not None and steady < 0.05
     # Last value is off by 200 rps at every other step against a mean near 200: about 0.5.
     assert turned is not None and turned > 0.4
+
+
+@pytest.mark.parametrize(
+    ("start", "cutoff", "expected"),
+    [
+        pytest.param(-600.0, 0.0, [1.0] * 5, id="cutoff at time 0"),
+        pytest.param(-600.0, 1e-9, [1.0] * 5, id="cutoff just after 0"),
+        pytest.param(-600.0, None, [1.0] * 5 + [999.0] * 5, id="no cutoff: the whole series"),
+    ],
+)
+def test_resample_keeps_the_cutoff(start: float, cutoff: float | None, expected: list[float]) -> None:
+    # 10 known minutes before time 0, 10 after that a model must not see.
+    series = LoadSeries(start, 60.0, np.array([1.0] * 10 + [999.0] * 10), cutoff)
+    np.testing.assert_array_equal(series.resample(120.0).visible().values, expected)

@@ -38,6 +38,12 @@ def test_parses_rows_gaps_and_step():
             "irregular step: 70 s",
             id="irregular step",
         ),
+        pytest.param(
+            "timestamp_s,requests\n0,1\n60,1\n120,1\n180,1\n185,1\n",
+            6,
+            "5 s after the previous row is not a multiple of 60 s",
+            id="a stray row does not make a 5 s grid",
+        ),
     ],
 )
 def test_bad_input_names_line_and_problem(text, line, problem):
@@ -60,3 +66,17 @@ def test_reads_a_file(tmp_path: Path):
     trace = read_trace(path)
     assert trace.step_seconds == 1
     np.testing.assert_array_equal(trace.demand_per_second(), [5.0, 7.0])
+
+
+@pytest.mark.parametrize(
+    ("timestamps", "known"),
+    [
+        pytest.param([0, 120, 180, 300, 360], [0, 2, 3, 5, 6], id="as many 120 s gaps as 60 s ones"),
+        pytest.param([0, 120, 240, 300, 420, 540], [0, 2, 4, 5, 7, 9], id="more 120 s gaps than 60 s ones"),
+    ],
+)
+def test_missing_rows_outnumbering_present_ones_keep_the_true_step(timestamps: list[int], known: list[int]):
+    text = "timestamp_s,requests\n" + "".join(f"{t},{i + 1}\n" for i, t in enumerate(timestamps))
+    trace = parse_trace(text.splitlines(keepends=True), "gappy.csv")
+    assert trace.step_seconds == 60
+    assert np.flatnonzero(~np.isnan(trace.requests)).tolist() == known
