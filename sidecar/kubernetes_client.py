@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -29,6 +31,9 @@ log = logging.getLogger(__name__)
 
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+# An API server that restarts or a load balancer that resets the connection surfaces as
+# aiohttp's ServerDisconnectedError, which is no OSError: every call treats it like a timeout.
+CONNECTION_FAILURES = (TimeoutError, OSError, aiohttp.ClientError)
 
 
 async def connect(
@@ -82,7 +87,7 @@ class KubernetesReader:
             if kind == "StatefulSet":
                 return await self._apps.read_namespaced_stateful_set(name, namespace)
             return await self._apps.read_namespaced_deployment(name, namespace)
-        except (TimeoutError, ApiException, OSError) as error:
+        except (ApiException, *CONNECTION_FAILURES) as error:
             log.warning("cannot read %s %s/%s: %s", kind, namespace, name, _describe(error))
             return None
 
@@ -161,7 +166,7 @@ async def watch_cold_starts(
                     tracker.record(key, uid, created, ready)
                 if stop.is_set():
                     break
-        except (TimeoutError, ApiException, OSError) as error:
+        except (ApiException, *CONNECTION_FAILURES) as error:
             log.warning("pod watch for %s/%s failed: %s", *key, _describe(error))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), retry_seconds)
@@ -210,7 +215,7 @@ class LeaseElector:
                 log.warning("cannot read lease %s/%s: %s", self.namespace, self.name, _describe(error))
                 return self.is_leader
             return await self._write(now, None)
-        except (TimeoutError, OSError) as error:
+        except CONNECTION_FAILURES as error:
             log.warning("cannot read lease %s/%s: %s", self.namespace, self.name, _describe(error))
             return self.is_leader
         spec = lease.spec or client.V1LeaseSpec()
@@ -228,7 +233,9 @@ class LeaseElector:
         transitions = (lease.spec.lease_transitions or 0) if lease is not None and lease.spec else 0
         spec = client.V1LeaseSpec(
             holder_identity=self.identity,
-            lease_duration_seconds=int(self.duration_seconds),
+            # Rounded up: a truncated duration would let another replica take the Lease while
+            # this one still counts itself leader.
+            lease_duration_seconds=math.ceil(self.duration_seconds),
             acquire_time=lease.spec.acquire_time if ours else stamp,
             renew_time=stamp,
             lease_transitions=transitions if ours or lease is None else transitions + 1,
@@ -251,7 +258,7 @@ class LeaseElector:
                 log.warning("cannot write lease %s/%s: %s", self.namespace, self.name, _describe(error))
             self._renewed_at = None
             return False
-        except (TimeoutError, OSError) as error:
+        except CONNECTION_FAILURES as error:
             log.warning("cannot write lease %s/%s: %s", self.namespace, self.name, _describe(error))
             return self.is_leader
         if not ours:
@@ -276,7 +283,7 @@ class LeaseElector:
         if not self.is_leader:
             return
         self._renewed_at = None
-        with contextlib.suppress(ApiException, OSError, asyncio.TimeoutError):
+        with contextlib.suppress(ApiException, *CONNECTION_FAILURES):
             lease = await self._leases.read_namespaced_lease(self.name, self.namespace)
             if lease.spec is not None and lease.spec.holder_identity == self.identity:
                 lease.spec.holder_identity = None
@@ -338,7 +345,7 @@ class Prewarmer:
             if floor != self.applied[target]:
                 await self._write_min(target, floor, None if floor == owner else owner)
                 written = floor
-        except (TimeoutError, ApiException, OSError) as error:
+        except (ApiException, *CONNECTION_FAILURES) as error:
             log.warning(
                 "pre-warm of %s %s/%s failed: %s",
                 target.kind,

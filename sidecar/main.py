@@ -246,8 +246,12 @@ async def serve(
                     name="pod watchers",
                 )
         if store is not None:
-            store.save(snapshot(loop, clock.now(), tracker.samples_seconds()))
-            log.info("state saved", extra={"path": str(store.path)})
+            # A failed save must not skip the hand-back: raised floors and a held Lease would stay.
+            try:
+                store.save(snapshot(loop, clock.now(), tracker.samples_seconds()))
+                log.info("state saved", extra={"path": str(store.path)})
+            except OSError as error:
+                log.error("cannot save state at shutdown", extra={"error": str(error)})
         await _hand_back(prewarmer, elector)
 
 

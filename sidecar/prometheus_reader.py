@@ -28,6 +28,8 @@ from sidecar.clock import Clock
 
 # Prometheus refuses range queries over 11,000 points per series; stay under it per request.
 MAX_POINTS_PER_REQUEST = 10_000
+# Prometheus stamps an instant result with the evaluation time we send; allow for rounding only.
+FUTURE_TOLERANCE_SECONDS = 1.0
 
 
 class QueryError(Exception):
@@ -78,7 +80,15 @@ class PrometheusReader:
         """The query's single value at `at`, stamped with the time Prometheus evaluated it."""
         try:
             data = await self._get("/api/v1/query", {"query": query, "time": _format_time(at)})
-            return _parse_instant(data)
+            reading = _parse_instant(data)
+            if reading.observed_at > at + FUTURE_TOLERANCE_SECONDS:
+                # Its age would stay 0 for as long as the stamp is ahead: a dead signal would
+                # look live, and the history grid would jump forward to it.
+                raise QueryError(
+                    "future_sample",
+                    f"stamped {reading.observed_at - at:.0f} s after the query time {_format_time(at)}",
+                )
+            return reading
         except QueryError as failure:
             self._record_failure(failure)
             return None
@@ -159,7 +169,7 @@ def _finite(raw: Any) -> float | None:
     """Prometheus sends sample values as strings ("12.5", "NaN", "+Inf")."""
     try:
         value = float(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer beyond float
         return None
     return value if math.isfinite(value) else None
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from string import Template
 from typing import Any, Literal
 
+import pydantic_settings
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -296,10 +297,16 @@ def parse_settings(text: str, known_models: Collection[str] | None = None) -> Se
         raise SettingsError(f"settings are not valid YAML: {error}") from error
     if not isinstance(data, Mapping):
         raise SettingsError(f"settings must be a YAML mapping, got {type(data).__name__}")
+    unnamed = [key for key in data if not isinstance(key, str)]
+    if unnamed:
+        raise SettingsError(f"settings keys must be names, got {unnamed[0]!r}")
     try:
         settings = Settings(**data)
     except ValidationError as error:
         raise SettingsError(_describe(error, data)) from None
+    except pydantic_settings.SettingsError as error:
+        # An environment override that is not valid JSON for a nested field.
+        raise SettingsError(f"invalid environment override: {error}") from None
     for workload in settings.workloads:
         workload.to_policy()
         if known_models is not None and workload.forecast.model not in known_models:

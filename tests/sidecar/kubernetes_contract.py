@@ -50,6 +50,7 @@ class KubernetesContract:
         self.authorizations: list[str | None] = []
         self._version = 0
         self.down = False
+        self.dropping = False  # close every connection unanswered, as a restarting API server does
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._record])
@@ -73,6 +74,8 @@ class KubernetesContract:
         self.authorizations.append(request.headers.get("Authorization"))
         if self.down:
             return status(503, "ServiceUnavailable", "the API server is unavailable")
+        if self.dropping and request.transport is not None:
+            request.transport.close()
         return await handler(request)
 
     def next_version(self) -> str:

@@ -83,6 +83,24 @@ async def test_pod_watch_learns_cold_starts(cluster):
     assert tracker.cold_start_seconds("ml", "other") is None
 
 
+async def test_dropped_connections_are_failures_not_crashes(cluster):
+    contract, api = cluster
+    contract.add_deployment("ml", "llama", 4, 4, {"app": "llama"})
+    elector = LeaseElector(api, FakeClock(), "ml", "autoscaler", "a", duration_seconds=15)
+    contract.dropping = True
+    assert await KubernetesReader(api).read_replicas("ml", "Deployment", "llama") is None
+    assert await elector.try_acquire() is False
+    contract.dropping = False
+    assert await elector.try_acquire() is True
+
+
+async def test_the_lease_never_claims_less_than_the_holder_counts_on(cluster):
+    contract, api = cluster
+    assert await LeaseElector(api, FakeClock(), "ml", "autoscaler", "a", duration_seconds=15.5).try_acquire()
+    lease = contract.objects[("leases", "ml", "autoscaler")]
+    assert lease["spec"]["leaseDurationSeconds"] == 16
+
+
 async def test_two_instances_elect_one_leader(cluster):
     _, api = cluster
     clock = FakeClock()

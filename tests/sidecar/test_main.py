@@ -243,6 +243,31 @@ async def test_sigterm_finishes_the_tick_and_saves_state(tmp_path: Path):
     assert ("replay", "trace") in loaded.state.workloads
 
 
+async def test_an_unwritable_state_file_at_drain_is_logged_and_the_drain_goes_on(tmp_path: Path, caplog):
+    from sidecar.main import build_replay, load_core, run_until_signalled
+    from sidecar.settings import Settings
+
+    trace = tmp_path / "trace.csv"
+    trace.write_text("timestamp_s,requests\n" + "\n".join(f"{t},600" for t in range(0, 86400, 60)) + "\n")
+    (tmp_path / "file").write_text("a file where the state folder should be")
+    base = Settings(
+        server={"host": "127.0.0.1", "health_port": 0, "http_port": 0, "grpc_port": 0},
+        state={"path": str(tmp_path / "file" / "sidecar.state")},
+    )
+    settings, simulation, clock = build_replay(trace, base, speedup=60)
+    services = []
+    task = asyncio.create_task(
+        run_until_signalled(settings, load_core(), clock, simulation=simulation, started=services.append)
+    )
+    while not services or services[0].latest.get("replay", "trace") is None:
+        assert not task.done(), task.exception()
+        await asyncio.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGTERM)
+    # The hand-back (floors, Lease) comes after the save, so the drain must get past it.
+    assert await asyncio.wait_for(task, 10) == 0
+    assert any("cannot save state at shutdown" in r.getMessage() for r in caplog.records)
+
+
 async def test_pod_watchers_follow_the_configured_workloads(tmp_path: Path):
     from kubernetes_asyncio import client as kube
 

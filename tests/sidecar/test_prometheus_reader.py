@@ -157,6 +157,8 @@ def vector(value: object) -> dict:
         pytest.param(200, {"status": "success"}, "bad_response", id="success without data"),
         pytest.param(200, {"status": "success", "data": []}, "bad_response", id="data is not an object"),
         pytest.param(200, vector([1000, "twelve"]), "not_finite", id="value not a number"),
+        pytest.param(200, vector([1000, 10**400]), "not_finite", id="value beyond a float"),
+        pytest.param(200, vector([1000 + 86400, "5"]), "future_sample", id="stamped a day ahead"),
         pytest.param(200, vector([1.0]), "bad_response", id="sample not a pair"),
         pytest.param(200, vector(["x", "1"]), "bad_response", id="sample time not a number"),
         pytest.param(200, {"status": "success", "data": {"resultType": "string", "result": [1, "a"]}},

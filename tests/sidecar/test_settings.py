@@ -62,6 +62,12 @@ def test_bad_environment_value_is_named(monkeypatch):
         parse_settings(GOOD)
 
 
+def test_environment_override_that_is_not_json_is_named(monkeypatch):
+    monkeypatch.setenv("PREDICTIVE_AUTOSCALER_LOOP", "{tick_seconds: 5")
+    with pytest.raises(SettingsError, match=r"invalid environment override: .*\"loop\""):
+        parse_settings(GOOD)
+
+
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
@@ -156,6 +162,10 @@ def test_reload_accepts_good_change_and_rejects_bad_one(tmp_path: Path):
     assert rejected is not None and rejected.settings is None
     assert rejected.error is not None and "loop.tick_seconds=-1" in rejected.error
     assert watched.reload() is None, "a rejected file is reported once, not every poll"
+
+    path.write_text(GOOD + "1: typo\n")
+    unnamed = watched.reload()
+    assert unnamed is not None and unnamed.error == "settings keys must be names, got 1"
 
     path.unlink()
     assert watched.reload() is None, "a file that disappears keeps the running settings"
