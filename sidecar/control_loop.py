@@ -105,6 +105,8 @@ class WorkloadRuntime:
     logger: WorkloadLogger
     history: LoadSeries | None = None
     history_read_at: float | None = None
+    history_read: asyncio.Task[LoadSeries | None] | None = None
+    history_requested_at: float | None = None
     fitted: FittedForecaster | None = None
     fitted_at: float | None = None
     refit: asyncio.Future[FittedForecaster] | None = None
@@ -163,16 +165,23 @@ class ControlLoop:
         self.settings = settings
         self.ports = ports
         self.runtimes: dict[tuple[str, str], WorkloadRuntime] = {}
+        self._ticking = False
+        self._pending: tuple[tuple[WorkloadSettings, ...], LoopSettings] | None = None
         self.reconfigure(workloads, settings)
 
     def reconfigure(self, workloads: Iterable[WorkloadSettings], settings: LoopSettings) -> None:
         """Apply new settings: unchanged workloads keep their history, model and state; changed
         ones keep history and decision state but rebuild queries and policy; removed ones stop
-        being published."""
+        being published. During a tick the change waits for its end: a workload's tick still in
+        flight would otherwise publish a removed workload again, or its state would miss the
+        replacement."""
+        if self._ticking:
+            self._pending = (tuple(workloads), settings)
+            return
         self.settings = settings
         wanted = {(w.namespace, w.name): w for w in workloads}
         for key in [k for k in self.runtimes if k not in wanted]:
-            del self.runtimes[key]
+            _cancel_history_read(self.runtimes.pop(key))
             self.ports.latest.remove(*key)
         for key, workload in wanted.items():
             old = self.runtimes.get(key)
@@ -184,6 +193,10 @@ class ControlLoop:
                 runtime.published = old.published
                 if old.settings.queries.load == workload.queries.load:
                     runtime.history, runtime.history_read_at = old.history, old.history_read_at
+                    runtime.history_read = old.history_read
+                    runtime.history_requested_at = old.history_requested_at
+                else:
+                    _cancel_history_read(old)
                 if old.settings.forecast.model == workload.forecast.model:
                     runtime.fitted, runtime.fitted_at = old.fitted, old.fitted_at
             self.runtimes[key] = runtime
@@ -208,7 +221,14 @@ class ControlLoop:
     async def tick(self) -> TickReport:
         now = self.ports.clock.now()
         runtimes = list(self.runtimes.values())
-        outcomes = await asyncio.gather(*(self._guarded_tick(now, runtime) for runtime in runtimes))
+        self._ticking = True
+        try:
+            outcomes = await asyncio.gather(*(self._guarded_tick(now, runtime) for runtime in runtimes))
+        finally:
+            self._ticking = False
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                self.reconfigure(*pending)
         failed = {r.key: error for r, error in zip(runtimes, outcomes, strict=True) if error is not None}
         return TickReport(
             at=now,
@@ -305,16 +325,36 @@ async def _refresh_history(
     now: float, runtime: WorkloadRuntime, settings: LoopSettings, signals: SignalReader
 ) -> None:
     """Read the full history at start and again before each refit, so gaps filled in
-    Prometheus since (a restarted scrape, a late remote-write) reach the model."""
+    Prometheus since (a restarted scrape, a late remote-write) reach the model.
+
+    The read is a task of its own that a tick waits for at most half the workload timeout: a
+    week of history is several range queries, and a slow Prometheus would otherwise time out
+    every tick before a decision, forever. Past that, the tick decides on what it has and a
+    later tick takes the history (live readings appended meanwhile are in Prometheus too, and
+    come back with the next read)."""
     interval = runtime.refit_interval_seconds(settings)
-    due = runtime.history_read_at is None or now - runtime.history_read_at >= interval
-    if not due:
+    if runtime.history_read is None:
+        due = runtime.history_read_at is None or now - runtime.history_read_at >= interval
+        if not due:
+            return
+        runtime.history_read = asyncio.ensure_future(
+            signals.history(
+                runtime.queries["load"], now - settings.history_seconds, now, settings.history_step_seconds
+            )
+        )
+        runtime.history_requested_at = now
+    read = runtime.history_read
+    done, _ = await asyncio.wait({read}, timeout=settings.workload_timeout_seconds / 2)
+    if not done:
         return
-    history = await signals.history(
-        runtime.queries["load"], now - settings.history_seconds, now, settings.history_step_seconds
-    )
+    runtime.history_read = None
+    history = None
+    if not read.cancelled() and (error := read.exception()) is not None:
+        runtime.logger.warning("history read failed", extra={"error": repr(error)})
+    elif not read.cancelled():
+        history = read.result()
     if history is not None:
-        runtime.history, runtime.history_read_at = history, now
+        runtime.history, runtime.history_read_at = history, runtime.history_requested_at
         return
     # Prometheus down or no data yet: retry in four ticks, not every tick; live readings keep
     # filling the grid meanwhile (an empty one when there was no history at all).
@@ -324,6 +364,11 @@ async def _refresh_history(
         runtime.history = LoadSeries(
             start=math.floor(now / step) * step, step_seconds=step, values=np.empty(0)
         )
+
+
+def _cancel_history_read(runtime: WorkloadRuntime) -> None:
+    if runtime.history_read is not None:
+        runtime.history_read.cancel()
 
 
 def append_reading(history: LoadSeries, reading: Reading, history_seconds: float) -> LoadSeries:

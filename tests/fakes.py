@@ -39,11 +39,12 @@ class FakeClock:
 class ScriptedSignals:
     """A SignalReader whose instant values come from `values[query](now)` (None = missing, an
     exception is raised as is, an awaitable delay in `delays[query]` seconds of loop time).
-    `history_values[query](t)` gives the history at grid time t."""
+    `history_values[query](t)` gives the history at grid time t, after `history_delay` seconds."""
 
     values: dict[str, Callable[[float], float | None]] = field(default_factory=dict)
     history_values: dict[str, Callable[[float], float]] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
+    history_delay: float = 0.0
     instant_calls: int = 0
     history_calls: list[str] = field(default_factory=list)
 
@@ -56,6 +57,8 @@ class ScriptedSignals:
 
     async def history(self, query: str, start: float, end: float, step_seconds: float) -> LoadSeries | None:
         self.history_calls.append(query)
+        if self.history_delay:
+            await asyncio.sleep(self.history_delay)
         source = self.history_values.get(query)
         if source is None:
             return None

@@ -118,6 +118,37 @@ async def test_slow_workload_times_out_alone():
     assert h.latest.get("ml", "llama") is None
 
 
+async def test_a_slow_history_read_delays_the_forecast_not_the_decision():
+    h = Harness(names=("llama",), workload_timeout_seconds=0.2)
+    h.signals.values = {query("llama"): lambda t: 42.0}
+    h.signals.history_values = {query("llama"): lambda t: 40.0}
+    h.signals.history_delay = 0.3  # longer than the whole workload's budget
+    first = await h.loop.tick()
+    runtime = h.loop.runtimes[("ml", "llama")]
+    assert first.failed == {} and h.replicas("llama") == 5, "decided without the history"
+    assert runtime.history is None and runtime.history_read is not None
+    await asyncio.sleep(0.35)
+    h.clock.advance(15)
+    second = await h.loop.tick()
+    h.executor.shutdown()
+    assert second.failed == {}
+    assert runtime.history is not None and np.nanmax(runtime.history.values) == 42.0
+    assert runtime.history_read_at == START, "the read counts from when it was asked for"
+    assert h.signals.history_calls == [query("llama")], "one read, not one per tick"
+
+
+async def test_a_reconfigure_during_a_tick_applies_after_it(harness):
+    harness.signals.values = {query("llama"): lambda t: 42.0, query("mistral"): lambda t: 5.0}
+    harness.signals.delays = {query("llama"): 0.1}
+    tick = asyncio.create_task(harness.loop.tick())
+    await asyncio.sleep(0.02)
+    harness.loop.reconfigure([workload("llama-v2"), workload("mistral")], harness.loop.settings)
+    assert ("ml", "llama") in harness.loop.runtimes, "not while the tick is in flight"
+    await tick
+    assert set(harness.loop.runtimes) == {("ml", "llama-v2"), ("ml", "mistral")}
+    assert harness.latest.get("ml", "llama") is None, "the removed workload is not published again"
+
+
 async def test_missing_load_keeps_the_last_reading_ageing_and_holds(harness):
     harness.signals.values = {query("llama"): lambda t: 42.0}
     await harness.loop.tick()
