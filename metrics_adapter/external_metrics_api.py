@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,8 @@ from sidecar.latest_decisions import PublishedDecision
 
 GROUP_VERSION = f"{EXTERNAL_METRICS_GROUP}/{EXTERNAL_METRICS_VERSION}"
 API_PREFIX = f"/apis/{GROUP_VERSION}"
+# RFC 6750 b64token: what a service-account JWT or any other bearer token is made of.
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # KEDA `metrics-api` trigger, on the same HTTPS port:
 #   url: https://<service>.<namespace>.svc:<port>/keda/v1/namespaces/<ns>/workloads/<workload>
 #   format: json, targetValue: "1", valueLocation: desired_replicas
@@ -167,9 +170,15 @@ class _Handlers:
             user = user_from_headers(request.headers)
             if user is not None:
                 return user
-        authorization = request.headers.get("Authorization", "")
-        if authorization.startswith("Bearer ") and self._settings.reviewer is not None:
-            user = await self._settings.reviewer.review_token(authorization.removeprefix("Bearer ").strip())
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        # The scheme is case-insensitive (RFC 9110), as kube-apiserver reads it.
+        if scheme.lower() == "bearer" and self._settings.reviewer is not None:
+            token = credentials.strip()
+            if not _BEARER_TOKEN.fullmatch(token):
+                # Never sent on: the API server answers an empty token with a 400, and a
+                # refused review is cached only when it comes back as a rejection.
+                raise AuthenticationError("the Authorization header holds no well-formed bearer token")
+            user = await self._settings.reviewer.review_token(token)
             if user is None:
                 raise AuthenticationError("the bearer token was rejected by TokenReview")
             return user
@@ -262,9 +271,7 @@ class _Handlers:
             )
         return item
 
-    def _select(
-        self, namespace: str, metric_name: str, selector_text: str
-    ) -> tuple[PublishedDecision, str]:
+    def _select(self, namespace: str, metric_name: str, selector_text: str) -> tuple[PublishedDecision, str]:
         """The one fresh decision the selector names, and its metric as a Quantity string."""
         metric = PUBLISHED_METRICS.get(metric_name)
         if metric is None:

@@ -118,12 +118,19 @@ class PredictiveExternalScaler(pb_grpc.ExternalScalerServicer):
     async def GetMetrics(  # noqa: N802
         self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMetricsResponse:
+        # KEDA asks for the name GetMetricSpec gave, its "sN-" prefix stripped; any other name
+        # would get the replica count under a label that says it is something else.
+        if request.metricName not in ("", DESIRED_REPLICAS_METRIC):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"unknown metricName {request.metricName!r}; this scaler serves {DESIRED_REPLICAS_METRIC!r}",
+            )
         item = await self._require(request.scaledObjectRef, context)
         replicas = item.decision.replicas
         return pb.GetMetricsResponse(
             metricValues=[
                 pb.MetricValue(
-                    metricName=request.metricName or DESIRED_REPLICAS_METRIC,
+                    metricName=DESIRED_REPLICAS_METRIC,
                     metricValue=replicas,
                     metricValueFloat=float(replicas),
                 )

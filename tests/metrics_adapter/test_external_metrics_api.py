@@ -253,6 +253,34 @@ async def test_reviews_are_cached(running: Running) -> None:
     assert len(running.contract.reviews) == 3
 
 
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        pytest.param("Bearer ", id="empty token"),
+        pytest.param("Bearer \u00a0", id="token of a non-breaking space"),
+        pytest.param("Bearer two words", id="token with a space"),
+    ],
+)
+async def test_a_malformed_bearer_token_is_401_without_a_token_review(
+    running: Running, authorization: str
+) -> None:
+    status, body, _ = await running.get(
+        f"{API_PREFIX}/namespaces/ml/desired_replicas", headers={"Authorization": authorization}
+    )
+    assert (status, body["reason"]) == (401, "Unauthorized")
+    assert "no well-formed bearer token" in body["message"]
+    assert running.contract.reviews == []
+
+
+async def test_the_bearer_scheme_is_case_insensitive(running: Running) -> None:
+    status, _, _ = await running.get(
+        f"{API_PREFIX}/namespaces/ml/desired_replicas",
+        headers={"Authorization": "bearer hpa-token"},
+        labelSelector="workload=llama",
+    )
+    assert status == 200
+
+
 async def test_no_credentials_is_401(running: Running) -> None:
     status, body, _ = await running.get(f"{API_PREFIX}/namespaces/ml/desired_replicas")
     assert (status, body["reason"]) == (401, "Unauthorized")

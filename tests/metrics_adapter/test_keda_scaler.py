@@ -100,6 +100,16 @@ async def test_missing_data_is_an_error(
         await stub.IsActive(ref(scaled_object))
 
 
+@pytest.mark.parametrize("name", ["forecast_requests_per_second", "s0-desired_replicas"])
+async def test_a_metric_this_scaler_does_not_serve_is_invalid(
+    stub: pb_grpc.ExternalScalerStub, name: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref("llama"), metricName=name))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert repr(name) in (error.value.details() or "")
+
+
 async def test_stream_pushes_true_when_forecast_demand_appears(
     stub: pb_grpc.ExternalScalerStub, decisions: LatestDecisions
 ) -> None:
