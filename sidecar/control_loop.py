@@ -348,11 +348,9 @@ async def _refresh_history(
     if not done:
         return
     runtime.history_read = None
-    history = None
-    if not read.cancelled() and (error := read.exception()) is not None:
-        runtime.logger.warning("history read failed", extra={"error": repr(error)})
-    elif not read.cancelled():
-        history = read.result()
+    history = None if read.cancelled() or read.exception() is not None else read.result()
+    if not read.cancelled() and read.exception() is not None:
+        runtime.logger.warning("history read failed", extra={"error": repr(read.exception())})
     if history is not None:
         runtime.history, runtime.history_read_at = history, runtime.history_requested_at
         return
