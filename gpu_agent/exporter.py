@@ -179,13 +179,14 @@ def _device_labels(sample: GpuSample) -> dict[str, str]:
 def _holders(
     sample: GpuSample, pods_by_device: Mapping[str, tuple[PodRef, ...]] | None
 ) -> tuple[PodRef, ...]:
-    """Containers holding the device: by its UUID, or for a whole GPU by its device name (GKE)."""
+    """Containers holding the device: by its UUID, or by GKE's device name (`nvidia0` for a whole
+    GPU, `nvidia1/gi2` for GPU instance 2 of GPU 1)."""
     if pods_by_device is None or sample.uuid is None:
         return ()
-    holders = pods_by_device.get(sample.uuid, ())
-    if not holders and sample.gpu_instance_id is None:
-        holders = pods_by_device.get(f"nvidia{sample.index}", ())
-    return holders
+    name = f"nvidia{sample.index}"
+    if sample.gpu_instance_id is not None:
+        name += f"/gi{sample.gpu_instance_id}"
+    return pods_by_device.get(sample.uuid, ()) or pods_by_device.get(name, ())
 
 
 class GpuCollector:
@@ -242,7 +243,11 @@ class GpuCollector:
         temperature, SM clock) repeat the parent's value on each instance, as DCGM reports them."""
         family = GaugeMetricFamily(name, f"{gauge.documentation} (DCGM exporter unit)")
         parents = {gpu.uuid: gpu for gpu in snapshot.gpus if gpu.gpu_instance_id is None}
-        mig_parents = {gpu.parent_uuid for gpu in snapshot.gpus if gpu.parent_uuid is not None}
+        # A GPU in MIG mode stays out even when none of its instances could be read: its board-wide
+        # totals would otherwise stand in for instances as if it were a whole GPU.
+        mig_parents = {gpu.uuid for gpu in snapshot.gpus if gpu.mig_enabled} | {
+            gpu.parent_uuid for gpu in snapshot.gpus if gpu.parent_uuid is not None
+        }
         for gpu in snapshot.gpus:
             if gpu.uuid is None or gpu.uuid in mig_parents:
                 continue

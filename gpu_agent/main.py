@@ -38,7 +38,14 @@ HEALTHY_MISSED_TICKS = 3
 
 
 class Clock(Protocol):
-    def now(self) -> float: ...
+    def now(self) -> float:
+        """Unix time, for the sample's timestamp."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never steps back, for the cadence and /healthz: an NTP step
+        of the wall clock must neither stall sampling nor keep an old sample looking fresh."""
+        ...
 
     async def sleep(self, seconds: float) -> None: ...
 
@@ -46,6 +53,9 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> float:
         return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -106,6 +116,7 @@ class SamplingLoop:
         self._interval_seconds = interval_seconds
         self._nvml_was_up: bool | None = None
         self._pod_error: str | None = None
+        self._published_at: float | None = None  # on the monotonic clock
 
     async def sample_once(self, now: float) -> AgentSnapshot:
         # NVML calls block for microseconds to milliseconds each; a thread keeps scrapes responsive.
@@ -133,14 +144,15 @@ class SamplingLoop:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            started = self._clock.now()
+            started = self._clock.monotonic()
             try:
-                self._latest.publish(await self.sample_once(started))
+                self._latest.publish(await self.sample_once(self._clock.now()))
+                self._published_at = self._clock.monotonic()
             except Exception:
                 # An unexpected failure skips this tick instead of killing the DaemonSet pod; if it
                 # repeats, /healthz turns 503 after HEALTHY_MISSED_TICKS and the kubelet restarts us.
                 log.exception("sampling tick failed; keeping the previous snapshot")
-            remaining = max(0.0, self._interval_seconds - (self._clock.now() - started))
+            remaining = max(0.0, self._interval_seconds - (self._clock.monotonic() - started))
             sleeping = asyncio.ensure_future(self._clock.sleep(remaining))
             stopping = asyncio.ensure_future(stop.wait())
             await asyncio.wait({sleeping, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -148,11 +160,10 @@ class SamplingLoop:
                 task.cancel()
 
     def is_healthy(self) -> bool:
-        snapshot = self._latest.current
-        if snapshot is None:
+        if self._latest.current is None or self._published_at is None:
             return False
         allowed = HEALTHY_MISSED_TICKS * self._interval_seconds + POD_RESOURCES_TIMEOUT_SECONDS
-        return self._clock.now() - snapshot.sampled_at <= allowed
+        return self._clock.monotonic() - self._published_at <= allowed
 
     def _log_nvml_state(self, up: bool) -> None:
         if up != self._nvml_was_up:

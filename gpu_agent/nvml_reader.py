@@ -8,7 +8,7 @@ and records why in `unavailable`, and never turns into 0; one lost GPU never hid
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import TypeVar
 
@@ -37,7 +37,8 @@ class GpuSample:
     `index` is the physical GPU's NVML index, shared by its MIG instances; `uuid` is the device's
     own UUID (`GPU-…`, or `MIG-…` for an instance), None only when the device cannot be read at
     all. Every measurement is None when NVML could not give it; `unavailable` maps the field name to
-    the NVML error class name (`NotSupported`, `GpuIsLost`, …) that explains why.
+    the NVML error class name (`NotSupported`, `GpuIsLost`, …) that explains why. `mig_enabled`
+    marks a whole GPU in MIG mode, whose instances (not the board) carry its per-instance series.
     """
 
     index: int
@@ -57,6 +58,7 @@ class GpuSample:
     decoder_utilization_percent: int | None = None
     processes: tuple[GpuProcess, ...] | None = None
     unavailable: Mapping[str, str] = field(default_factory=dict)
+    mig_enabled: bool = False
 
 
 class _FieldReader:
@@ -67,7 +69,9 @@ class _FieldReader:
         # The unversioned process query raises NVMLLibraryMismatchError, a plain Exception and not an
         # NVMLError, when the driver predates its _v3 symbol (checked against nvidia-ml-py 13.615).
         mismatch = getattr(nvml, "NVMLLibraryMismatchError", None)
-        self._errors: tuple[type[BaseException], ...] = (nvml.NVMLError,) + (
+        # UnicodeDecodeError: nvidia-ml-py decodes NVML's strings itself, and a bad byte in one
+        # name must cost that field, not the whole sample.
+        self._errors: tuple[type[BaseException], ...] = (nvml.NVMLError, UnicodeDecodeError) + (
             (mismatch,) if isinstance(mismatch, type) else ()
         )
         self.unavailable: dict[str, str] = {}
@@ -122,9 +126,13 @@ def read_gpus(nvml: ModuleType) -> list[GpuSample]:
             samples.append(GpuSample(index=index, uuid=None, unavailable=fields.unavailable))
             continue
         gpu = _read_device(nvml, handle, index, fields, gpu_instance_id=None, parent_uuid=None)
-        samples.append(gpu)
-        if not fields.lost:
-            samples.extend(_read_mig_instances(nvml, handle, gpu))
+        if fields.lost:
+            samples.append(gpu)
+            continue
+        mig = _read_mig_instances(nvml, handle, gpu)
+        problems = {**gpu.unavailable, **mig.unavailable}
+        samples.append(replace(gpu, mig_enabled=mig.enabled, unavailable=problems))
+        samples.extend(mig.instances)
     return samples
 
 
@@ -179,31 +187,52 @@ def _to_process(process: object) -> GpuProcess:
     return GpuProcess(pid=pid, used_memory_bytes=None if used is None else int(used))
 
 
-def _read_mig_instances(nvml: ModuleType, handle: object, gpu: GpuSample) -> list[GpuSample]:
+@dataclass(frozen=True, slots=True)
+class _MigReading:
+    enabled: bool
+    instances: list[GpuSample] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+def _read_mig_instances(nvml: ModuleType, handle: object, gpu: GpuSample) -> _MigReading:
+    """The GPU's MIG instances; what could not be read is reported on the parent GPU (`mig_mode`,
+    `mig_instances`), so that an instance never disappears without a trace."""
     try:
         current_mode, _pending = nvml.nvmlDeviceGetMigMode(handle)
-    except nvml.NVMLError:
-        # NotSupported on pre-Ampere boards, or the GPU is lost: either way no instances to read.
-        return []
+    except nvml.NVMLError as error:
+        # NotSupported on pre-Ampere boards: simply no MIG. Anything else is worth saying.
+        if getattr(error, "value", None) == nvml.NVML_ERROR_NOT_SUPPORTED:
+            return _MigReading(enabled=False)
+        return _MigReading(enabled=False, unavailable={"mig_mode": _error_name(error)})
     if current_mode != _MIG_ENABLED:
-        return []
+        return _MigReading(enabled=False)
+    reading = _MigReading(enabled=True)
     try:
         slots = nvml.nvmlDeviceGetMaxMigDeviceCount(handle)
-    except nvml.NVMLError:
-        return []
-    instances: list[GpuSample] = []
+    except nvml.NVMLError as error:
+        reading.unavailable["mig_instances"] = _error_name(error)
+        return reading
+    empty_slot = {nvml.NVML_ERROR_NOT_FOUND, nvml.NVML_ERROR_INVALID_ARGUMENT}
+    seen: set[int] = set()
     for slot in range(slots):
         try:
             mig_handle = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
-        except nvml.NVMLError:
-            # Empty slots answer NotFound or InvalidArgument; they are not devices.
+        except nvml.NVMLError as error:
+            if getattr(error, "value", None) not in empty_slot:
+                reading.unavailable["mig_instances"] = _error_name(error)
             continue
         fields = _FieldReader(nvml)
         instance_id = fields.read("gpu_instance_id", lambda h=mig_handle: nvml.nvmlDeviceGetGpuInstanceId(h))
         if instance_id is None:
             # Without its instance id the sample cannot be told apart from the whole GPU's series.
+            reading.unavailable["mig_instances"] = fields.unavailable.get("gpu_instance_id", "Unknown")
             continue
-        instances.append(
+        if instance_id in seen:
+            # A second compute instance of the same GPU instance: NVML lists each as a device, but
+            # they share the instance's memory and DCGM's labels, so one series stands for both.
+            continue
+        seen.add(instance_id)
+        reading.instances.append(
             _read_device(
                 nvml,
                 mig_handle,
@@ -213,4 +242,4 @@ def _read_mig_instances(nvml: ModuleType, handle: object, gpu: GpuSample) -> lis
                 parent_uuid=gpu.uuid,
             )
         )
-    return instances
+    return reading

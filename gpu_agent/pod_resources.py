@@ -1,8 +1,9 @@
 """Attributes GPUs to pods through the kubelet pod-resources API (`v1.PodResourcesLister/List`).
 
 The kubelet serves it on a node-local Unix socket; the device plugin's device ids are GPU UUIDs
-(`GPU-…`), MIG UUIDs (`MIG-…`) or device names (`nvidia0`), optionally with a time-sharing replica
-suffix (`GPU-…::2`). The result maps each device id, suffix removed, to the containers holding it.
+(`GPU-…`), MIG UUIDs (`MIG-…`) or GKE's device names (`nvidia0`, MIG `nvidia1/gi2`), optionally
+with a time-sharing replica suffix (`GPU-…::2`, GKE `nvidia0/vgpu1`). The result maps each device
+id, suffix removed, to the containers holding it.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from gpu_agent import podresources_pb2, podresources_pb2_grpc
 GPU_RESOURCE_NAME = "nvidia.com/gpu"
 MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
 
-# Time-slicing and MPS sharing advertise one GPU several times as `<id>::<replica>`.
-_REPLICA_SUFFIX = re.compile(r"::\d+$")
+# Time-slicing and MPS sharing advertise one GPU several times as `<id>::<replica>` (GKE:
+# `<id>/vgpu<replica>`).
+_REPLICA_SUFFIX = re.compile(r"(::\d+|/vgpu\d+)$")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -67,7 +69,11 @@ class PodResourcesClient:
 
     async def list_gpu_devices(self) -> Mapping[str, tuple[PodRef, ...]]:
         """Raises PodResourcesError when the socket is absent or the call fails."""
-        if not self._socket_path.is_socket():
+        try:
+            is_socket = self._socket_path.is_socket()
+        except OSError as error:  # a name too long, a directory the agent may not enter
+            raise PodResourcesError(f"pod-resources socket {self._socket_path}: {error.strerror}") from error
+        if not is_socket:
             raise PodResourcesError(f"pod-resources socket {self._socket_path} is missing or not a socket")
         async with grpc.aio.insecure_channel(f"unix:{self._socket_path}") as channel:
             stub = podresources_pb2_grpc.PodResourcesListerStub(channel)

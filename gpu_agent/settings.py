@@ -48,7 +48,8 @@ class SettingsError(ValueError):
 def parse_listen(text: str) -> tuple[str, int]:
     """`HOST:PORT`, `:PORT` (all interfaces) or `[IPv6]:PORT`, with 0 < PORT < 65536."""
     host, separator, port_text = text.rpartition(":")
-    if not separator or not port_text.isdigit():
+    # isdigit() alone accepts digits int() refuses, such as "²".
+    if not separator or not (port_text.isascii() and port_text.isdigit()):
         raise SettingsError(f"expected HOST:PORT, got {text!r}")
     port = int(port_text)
     if not 0 < port < 65536:
@@ -59,6 +60,12 @@ def parse_listen(text: str) -> tuple[str, int]:
             ipaddress.IPv6Address(host)
         except ValueError as error:
             raise SettingsError(f"{host!r} in {text!r} is not an IPv6 address") from error
+    elif host:
+        try:
+            # What the resolver will do with it: an empty or over-long label fails here, not at bind.
+            host.encode("idna")
+        except UnicodeError as error:
+            raise SettingsError(f"{host!r} in {text!r} is not a host name or address") from error
     return host or "0.0.0.0", port
 
 

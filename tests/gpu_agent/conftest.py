@@ -31,7 +31,15 @@ from gpu_agent import podresources_pb2 as pb
 from gpu_agent import podresources_pb2_grpc
 from tests.gpu_agent.fake_nvml_build import SONAME, compile_fake_nvml
 
-FAKE_ENVIRONMENT = ("FAKE_NVML_GPUS", "FAKE_NVML_LOST", "FAKE_NVML_INIT_RESULT", "FAKE_NVML_SHUTDOWN_MARKER")
+FAKE_ENVIRONMENT = (
+    "FAKE_NVML_GPUS",
+    "FAKE_NVML_LOST",
+    "FAKE_NVML_INIT_RESULT",
+    "FAKE_NVML_SHUTDOWN_MARKER",
+    "FAKE_NVML_BAD_NAME",
+    "FAKE_NVML_SECOND_CI",
+    "FAKE_NVML_GI_ID_RESULT",
+)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import aiohttp
 import pytest
@@ -222,6 +223,22 @@ def test_dcgm_attribution(pods_by_device, expected_pods):
         labels.get("pod") for n, labels, _ in samples if n == "DCGM_FI_DEV_GPU_UTIL" and labels["gpu"] == "0"
     ]
     assert pods == expected_pods
+
+
+def test_gke_mig_device_names_attribute_the_instance():
+    samples = _scrape(_snapshot(pods_by_device={"nvidia1/gi1": (VLLM,)}))
+    pods = [
+        labels.get("pod") for n, labels, _ in samples if n == "DCGM_FI_DEV_FB_USED" and labels["gpu"] == "1"
+    ]
+    assert pods == ["vllm-0"]
+
+
+def test_a_mig_gpu_whose_instances_could_not_be_read_is_not_shown_as_a_whole_gpu():
+    parent = replace(MIG_PARENT, mig_enabled=True, unavailable={"mig_instances": "Unknown"})
+    samples = _scrape(_snapshot(gpus=(WHOLE_GPU, parent, LOST)))
+    assert [labels["UUID"] for n, labels, _ in samples if n == "DCGM_FI_DEV_FB_USED"] == [H100]
+    unavailable = [labels["field"] for n, labels, _ in samples if n == "gpu_agent_field_unavailable"]
+    assert "mig_instances" in unavailable
 
 
 def test_nvml_down_exports_only_its_state():

@@ -26,12 +26,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeClock:
-    """Unix time that moves only when the loop sleeps."""
+    """Unix time that moves only when the loop sleeps; `wall_offset` steps the wall clock alone,
+    as NTP does, while the monotonic clock goes on."""
 
     def __init__(self, start_seconds: float) -> None:
         self.now_seconds = start_seconds
+        self.wall_offset = 0.0
 
     def now(self) -> float:
+        return self.now_seconds + self.wall_offset
+
+    def monotonic(self) -> float:
         return self.now_seconds
 
     async def sleep(self, seconds: float) -> None:
@@ -127,6 +132,23 @@ async def test_loop_samples_once_per_interval_on_the_injected_clock(nvml):
     # /healthz fails once the loop has missed HEALTHY_MISSED_TICKS intervals plus the kubelet timeout.
     clock.now_seconds = 1010.0 + HEALTHY_MISSED_TICKS * 5.0 + POD_RESOURCES_TIMEOUT_SECONDS + 0.1
     assert not loop.is_healthy()
+
+
+async def test_a_wall_clock_stepping_back_neither_stalls_sampling_nor_fakes_health(nvml):
+    stop = asyncio.Event()
+    clock = FakeClock(1000.0)
+
+    class SteppingBack(RecordingSnapshot):
+        def publish(self, snapshot: AgentSnapshot) -> None:
+            super().publish(snapshot)
+            clock.wall_offset -= 3600.0  # NTP steps the wall clock back an hour after each tick
+
+    latest = SteppingBack(stop, limit=3)
+    loop = _loop(nvml, clock=clock, latest=latest, interval_seconds=5.0)
+    await asyncio.wait_for(loop.run(stop), timeout=10)
+    assert clock.monotonic() <= 1015.0, "ticks 5 s apart, not an hour's sleep after each"
+    clock.now_seconds += HEALTHY_MISSED_TICKS * 5.0 + POD_RESOURCES_TIMEOUT_SECONDS + 0.1
+    assert not loop.is_healthy(), "an old sample is old whatever the wall clock says"
 
 
 def test_session_shutdown_calls_nvml_shutdown_once(nvml, monkeypatch, tmp_path):

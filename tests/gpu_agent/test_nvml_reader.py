@@ -122,6 +122,11 @@ def test_read_gpus_fields(nvml, monkeypatch, environment, index, gpu_instance_id
             [(0, None), (1, None), (2, None)],
             id="lost MIG parent lists no instances",
         ),
+        pytest.param(
+            {"FAKE_NVML_SECOND_CI": "1"},
+            [(0, None), (1, None), (1, 1), (1, 5), (2, None)],
+            id="a second compute instance of one GPU instance is one device",
+        ),
         pytest.param({"FAKE_NVML_GPUS": "1"}, [(0, None)], id="only enumerated GPUs are read"),
         pytest.param({"FAKE_NVML_GPUS": "0"}, [], id="a node without GPUs reads as empty"),
     ],
@@ -129,6 +134,19 @@ def test_read_gpus_fields(nvml, monkeypatch, environment, index, gpu_instance_id
 def test_read_gpus_devices(nvml, monkeypatch, environment, expected_devices):
     samples = _read(nvml, monkeypatch, environment)
     assert [(s.index, s.gpu_instance_id) for s in samples] == expected_devices
+
+
+def test_a_name_that_is_not_utf8_costs_that_field_only(nvml, monkeypatch):
+    sample = _sample(_read(nvml, monkeypatch, {"FAKE_NVML_BAD_NAME": "1"}), 0)
+    assert sample.model_name is None and sample.unavailable == {"model_name": "UnicodeDecodeError"}
+    assert sample.utilization_percent == 63
+
+
+def test_unreadable_mig_instances_are_reported_on_their_parent(nvml, monkeypatch):
+    samples = _read(nvml, monkeypatch, {"FAKE_NVML_GI_ID_RESULT": "999"})
+    assert [(s.index, s.gpu_instance_id) for s in samples] == [(0, None), (1, None), (2, None)]
+    parent = _sample(samples, 1)
+    assert parent.mig_enabled and parent.unavailable["mig_instances"] == "Unknown"
 
 
 def test_uninitialised_nvml_raises_for_the_caller_to_report_down(nvml):

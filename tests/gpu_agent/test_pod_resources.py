@@ -60,6 +60,11 @@ def _pod(namespace: str, name: str, *containers: tuple[str, list[tuple[str, list
             id="device-name ids are kept as given",
         ),
         pytest.param(
+            [_pod("ml", "gke-1", ("c", [("nvidia.com/gpu", ["nvidia0/vgpu1", "nvidia1/gi2/vgpu0"])]))],
+            {"nvidia0": (PodRef("ml", "gke-1", "c"),), "nvidia1/gi2": (PodRef("ml", "gke-1", "c"),)},
+            id="GKE time-sharing suffixes collapse onto the GPU or its MIG instance",
+        ),
+        pytest.param(
             [_pod("ml", "p", ("c", [("nvidia.com/gpu", [GPU]), ("nvidia.com/gpu", [GPU])]))],
             {GPU: (PodRef("ml", "p", "c"),)},
             id="a device listed twice for one container is one holder",
@@ -97,6 +102,12 @@ async def test_client_gives_up_on_a_stalled_kubelet_at_its_timeout(kubelet, sock
     kubelet.delay_seconds = 1.0
     with pytest.raises(PodResourcesError, match="DEADLINE_EXCEEDED"):
         await PodResourcesClient(socket_path, timeout_seconds=0.1).list_gpu_devices()
+
+
+async def test_a_socket_path_that_cannot_be_checked_is_a_pod_resources_error(tmp_path):
+    too_long = tmp_path / ("x" * 300) / "kubelet.sock"
+    with pytest.raises(PodResourcesError, match="File name too long"):
+        await PodResourcesClient(too_long, timeout_seconds=2.0).list_gpu_devices()
 
 
 async def test_client_names_a_missing_socket(socket_path):

@@ -66,6 +66,8 @@ def test_valid_settings(argv, environ, expected):
         ),
         pytest.param(["--listen", "host:70000"], r"--listen .*port must be 1-65535, got 70000"),
         pytest.param(["--listen", "[nothost]:1"], r"--listen .*'nothost' .* is not an IPv6 address"),
+        pytest.param(["--listen", ":²"], r"--listen .*expected HOST:PORT, got ':²'"),
+        pytest.param(["--listen", "0.0..0:9400"], r"--listen .*'0.0..0' .* is not a host name or address"),
         pytest.param(
             ["--interval-seconds", "soon"], r"--interval-seconds \(env GPU_AGENT_INTERVAL_SECONDS\): .*'soon'"
         ),

@@ -16,6 +16,9 @@
  *   FAKE_NVML_LOST             comma-separated indices whose every query returns GPU_IS_LOST
  *   FAKE_NVML_INIT_RESULT      return code of nvmlInitWithFlags (e.g. 9 = DRIVER_NOT_LOADED)
  *   FAKE_NVML_SHUTDOWN_MARKER  file that nvmlShutdown appends "shutdown\n" to
+ *   FAKE_NVML_BAD_NAME         1 + index of a GPU whose name is not valid UTF-8 (default 0: none)
+ *   FAKE_NVML_SECOND_CI        1: MIG slot 1 holds a second compute instance of GPU instance 5
+ *   FAKE_NVML_GI_ID_RESULT     return code of nvmlDeviceGetGpuInstanceId (default SUCCESS)
  * Built with -DFAKE_NVML_NO_PROCESSES_V3 it lacks the _v3 process symbol, like an older driver.
  */
 #include <stdio.h>
@@ -61,11 +64,13 @@ static fake_device gpus[3] = {
      1, 0, 1, 1, 1, 1, 7, 3, 24 * GIB, 1 * GIB, 0, 35, 2040, 0, 0, 0, {{0}}},
 };
 
-static fake_device migs[2] = {
+static fake_device migs[3] = {
     {1, 1, 1, "MIG-0f0f0f0f-1111-2222-3333-444444444444", "NVIDIA A100-SXM4-40GB MIG 1g.5gb",
      0, 0, 0, 0, 0, 0, 0, 0, 5 * GIB, 3 * GIB, 0, 0, 0, 0, 0,
      1, {{4321, 2 * GIB, 1, 0}}},
     {1, 1, 5, "MIG-5a5a5a5a-6666-7777-8888-999999999999", "NVIDIA A100-SXM4-40GB MIG 3g.20gb",
+     0, 0, 0, 0, 0, 0, 0, 0, 20 * GIB, 12 * GIB, 0, 0, 0, 0, 0, 0, {{0}}},
+    {1, 1, 5, "MIG-c1c1c1c1-6666-7777-8888-999999999999", "NVIDIA A100-SXM4-40GB MIG 1c.3g.20gb",
      0, 0, 0, 0, 0, 0, 0, 0, 20 * GIB, 12 * GIB, 0, 0, 0, 0, 0, 0, {{0}}},
 };
 
@@ -97,7 +102,7 @@ static nvmlReturn_t check(const fake_device *device) {
     if (!initialized) return UNINITIALIZED;
     int known = 0;
     for (int i = 0; i < 3; i++) known |= (device == &gpus[i]);
-    for (int i = 0; i < 2; i++) known |= (device == &migs[i]);
+    for (int i = 0; i < 3; i++) known |= (device == &migs[i]);
     if (!known) return INVALID_ARGUMENT;
     if (is_lost(device->index)) return GPU_IS_LOST;
     return SUCCESS;
@@ -171,7 +176,8 @@ nvmlReturn_t nvmlDeviceGetUUID(fake_device *device, char *uuid, unsigned int len
 
 nvmlReturn_t nvmlDeviceGetName(fake_device *device, char *name, unsigned int length) {
     CHECK(device);
-    snprintf(name, length, "%s", device->name);
+    int bad = !device->is_mig && env_int("FAKE_NVML_BAD_NAME", 0) == (int)device->index + 1;
+    snprintf(name, length, "%s", bad ? "NVIDIA \xff\xfe H100" : device->name);
     return SUCCESS;
 }
 
@@ -259,12 +265,15 @@ nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(fake_device *device, unsigned i
     if (device != &gpus[1] || index >= 7) return INVALID_ARGUMENT;
     if (index == 0) { *mig = &migs[0]; return SUCCESS; }
     if (index == 2) { *mig = &migs[1]; return SUCCESS; }
+    if (index == 1 && env_int("FAKE_NVML_SECOND_CI", 0)) { *mig = &migs[2]; return SUCCESS; }
     return NOT_FOUND;
 }
 
 nvmlReturn_t nvmlDeviceGetGpuInstanceId(fake_device *device, unsigned int *id) {
     CHECK(device);
     if (!device->is_mig) return INVALID_ARGUMENT;
+    nvmlReturn_t result = env_int("FAKE_NVML_GI_ID_RESULT", SUCCESS);
+    if (result != SUCCESS) return result;
     *id = device->gpu_instance_id;
     return SUCCESS;
 }
