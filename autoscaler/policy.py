@@ -6,8 +6,12 @@ user who knows HPA gets no surprise, and the Knative panic threshold of 200 %.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+# The Kubernetes API's replica fields (HPA maxReplicas, Deployment replicas) are int32.
+MAX_REPLICAS = 2**31 - 1
 
 
 class SelectPolicy(StrEnum):
@@ -111,14 +115,15 @@ class ScalingPolicy:
 
     def validate(self) -> ScalingPolicy:
         """Return self, or raise PolicyError naming the first bad field, its value and the range."""
-        _check(self.replica_capacity_rps > 0, "replica_capacity_rps", self.replica_capacity_rps, "> 0")
+        capacity = self.replica_capacity_rps
+        _check(math.isfinite(capacity) and capacity > 0, "replica_capacity_rps", capacity, "finite and > 0")
         _check(0 < self.target_utilization <= 1, "target_utilization", self.target_utilization, "(0, 1]")
         _check(self.min_replicas >= 0, "min_replicas", self.min_replicas, ">= 0")
         _check(
-            self.max_replicas >= max(1, self.min_replicas),
+            max(1, self.min_replicas) <= self.max_replicas <= MAX_REPLICAS,
             "max_replicas",
             self.max_replicas,
-            f">= max(1, min_replicas={self.min_replicas})",
+            f">= max(1, min_replicas={self.min_replicas}) and <= {MAX_REPLICAS}",
         )
         for name in ("p99_latency_target_seconds", "queue_depth_target_per_replica"):
             value = getattr(self, name)

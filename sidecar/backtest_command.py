@@ -41,8 +41,9 @@ def register(subcommands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         models = parse_models(args.models)
-        if args.test_days <= 0 or args.stride_minutes <= 0:
-            raise BacktestError("--test-days and --stride-minutes must be > 0")
+        # Written so that NaN, which fails every comparison, is refused too.
+        if not (0 < args.test_days <= 400 and 0 < args.stride_minutes <= 1440):
+            raise BacktestError("--test-days must be in (0, 400] and --stride-minutes in (0, 1440]")
         series = load_series(args.trace)
     except (BacktestError, TraceError) as error:
         print(f"backtest: {error}", file=sys.stderr)

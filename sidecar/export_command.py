@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import aiohttp
 import numpy as np
+import yarl
 from pydantic import ValidationError
 
 from forecasting.series import LoadSeries
@@ -72,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
             raise ExportError(f"--days={args.days:g}: allowed more than 0, at most {MAX_DAYS:g}")
         if not 1 <= args.step_seconds <= 3600:
             raise ExportError(f"--step-seconds={args.step_seconds}: allowed 1 to 3600")
+        if args.days * 86400 < args.step_seconds:
+            raise ExportError(f"--days={args.days:g} is shorter than one step of {args.step_seconds} s")
         source = resolve_source(args)
         end = time.time()
         series, failures = asyncio.run(fetch(source, end - args.days * 86400, end, args.step_seconds))
@@ -101,8 +104,11 @@ def resolve_source(args: argparse.Namespace) -> Source:
         url = settings.prometheus.url if settings is not None else PrometheusSettings().url
     try:
         url = PrometheusSettings(url=url).url
-    except ValidationError:
+        parsed = yarl.URL(url)  # ValueError on a port out of range or a broken IPv6 host
+    except (ValidationError, ValueError):
         raise ExportError(f"--prometheus={url!r}: expected an http:// or https:// URL") from None
+    if not parsed.host:
+        raise ExportError(f"--prometheus={url!r}: the URL names no host")
     return Source(url, query)
 
 

@@ -34,6 +34,7 @@ KNOWN_POLICIES = (*POLICIES, "hpa-legacy")
 # about 20 / 0.7 = 29 replicas at the default utilization.
 CAPACITY_SHARE_OF_P99 = 1 / 20
 PROGRESS_MIN_TICKS = 20_000
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 # The policy's own default (slots dataclasses keep no class-level defaults to read it from).
 DEFAULT_FORECAST_QUANTILE = ScalingPolicy(replica_capacity_rps=1.0).forecast_quantile
 DEFAULT_FLOOR_QUANTILE = ScalingPolicy(replica_capacity_rps=1.0).forecast_floor_quantile
@@ -99,6 +100,15 @@ def _replay(args: argparse.Namespace) -> int:
         )
     if args.cold_start_seconds < 0:
         raise ReplayError(f"--cold-start-seconds={args.cold_start_seconds}: must be >= 0")
+    # Written so that NaN, which fails every comparison, is refused too.
+    if not 0 <= args.scrape_delay_seconds <= 3600:
+        raise ReplayError(f"--scrape-delay-seconds={args.scrape_delay_seconds:g}: allowed 0 to 3600")
+    if not 0 < args.rate_window_seconds <= 3600:
+        raise ReplayError(
+            f"--rate-window-seconds={args.rate_window_seconds:g}: allowed more than 0, up to 3600"
+        )
+    if args.plot is not None and args.plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise ReplayError(f"--plot={args.plot}: the file name must end in one of {', '.join(PLOT_SUFFIXES)}")
     trace = read_trace(args.trace if args.trace is not None else BUNDLED_TRACE)
     settings = ReplaySettings(
         replica_capacity_rps=(
@@ -125,15 +135,15 @@ def _replay(args: argparse.Namespace) -> int:
         policies,
         _progress_bar if show_progress else None,
     )
-    try:
-        if args.json is not None:
-            write_json(result, args.json)
-        if args.timeline is not None:
-            write_timeline(result, args.timeline)
-        if args.plot is not None:
-            write_plot(result, args.plot)
-    except OSError as error:
-        raise ReplayError(f"{error.filename}: cannot write: {error.strerror}") from error
+    outputs = ((args.json, write_json), (args.timeline, write_timeline), (args.plot, write_plot))
+    for path, write in outputs:
+        if path is None:
+            continue
+        try:
+            write(result, path)
+        except OSError as error:
+            # Named by the flag's path: a full disk reports no file name of its own.
+            raise ReplayError(f"{path}: cannot write: {error.strerror or error}") from error
     if not args.quiet:
         print(
             f"{trace.source}: {len(demand)} s at {trace.step_seconds} s steps, "

@@ -113,6 +113,8 @@ class StateStore:
             document = pickle.loads(payload)
             saved_at = float(document["saved_at"])
             packed: dict[tuple[str, str], bytes] = document["workloads"]
+            if not isinstance(packed, dict):
+                raise TypeError(f"workloads is a {type(packed).__name__}, not a mapping")
             samples = {
                 tuple(k): tuple(map(float, v)) for k, v in document["cold_start_samples_seconds"].items()
             }

@@ -112,7 +112,8 @@ class DecisionCollector(Collector):
                 for quantile in sorted(item.forecast.quantiles):
                     peak = item.forecast.peak(decision.at, until, quantile)
                     if peak is not None and math.isfinite(peak):
-                        forecast.add_metric([*workload, f"{quantile:g}"], peak)
+                        # repr, not :g: 0.9 and 0.9000001 must stay two label values.
+                        forecast.add_metric([*workload, repr(float(quantile))], peak)
             # Missing stays absent, never 0: a 0 would read as "instant cold start" or "no load".
             _add_if_finite(cold_start, workload, item.observations.cold_start_seconds)
             load = item.observations.load

@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 
 HEADER = ("timestamp_s", "requests")
+# A replay holds one value per second of the span: 400 days is 35 million, a few hundred MB.
+MAX_SPAN_SECONDS = 400 * 86_400
+MAX_STEP_SECONDS = 86_400
 
 
 class TraceError(ValueError):
@@ -86,6 +89,12 @@ def parse_trace(lines: Iterable[str], source: str) -> Trace:
         raise TraceError(source, last_line, "no data rows after the header")
     step = _detect_step(timestamps, row_lines, source)
     start = timestamps[0]
+    if step > MAX_STEP_SECONDS:
+        raise TraceError(source, row_lines[1], f"step of {step} s is longer than a day")
+    if timestamps[-1] - start + step > MAX_SPAN_SECONDS:
+        raise TraceError(
+            source, row_lines[-1], f"timestamp {timestamps[-1]} makes the trace span more than 400 days"
+        )
     requests = np.full((timestamps[-1] - start) // step + 1, np.nan)
     requests[(np.asarray(timestamps) - start) // step] = counts
     return Trace(source, start, step, requests)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import aiohttp
 import numpy as np
@@ -218,3 +219,19 @@ def test_a_measured_zero_load_reads_zero() -> None:
         ]
         == 0.0
     )
+
+
+def test_quantiles_that_print_alike_stay_two_series(fixed_clock: Callable[[], float]) -> None:
+    item = _with_forecast_and_signals()
+    path = np.array([100.0, 120.0, 500.0])
+    forecast = Forecast(start=item.decision.at, step_seconds=30.0, quantiles={0.9: path, 0.9000001: path + 1})
+    decisions = LatestDecisions()
+    decisions.publish(replace(item, forecast=forecast))
+    families = text_string_to_metric_families(build_telemetry(decisions, fixed_clock).render().decode())
+    labels = [
+        sample.labels["quantile"]
+        for family in families
+        for sample in family.samples
+        if sample.name == "autoscaler_forecast_requests_per_second"
+    ]
+    assert sorted(labels) == ["0.9", "0.9000001"]

@@ -47,7 +47,9 @@ def test_table_names_every_model(tmp_path: Path, capsys: pytest.CaptureFixture[s
     ("arguments", "message"),
     [
         pytest.param(["--models", "prophet"], "unknown model(s) prophet", id="unknown model"),
-        pytest.param(["--test-days", "0"], "must be > 0", id="empty test span"),
+        pytest.param(["--test-days", "0"], "--test-days must be in (0, 400]", id="empty test span"),
+        pytest.param(["--test-days", "nan"], "--test-days must be in (0, 400]", id="NaN test span"),
+        pytest.param(["--stride-minutes", "inf"], "--stride-minutes in (0, 1440]", id="infinite stride"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(

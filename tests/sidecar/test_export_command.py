@@ -158,6 +158,9 @@ def test_nothing_listening_exits_1_naming_the_connection(capsys: pytest.CaptureF
         pytest.param(["--query", "up", "--step-seconds", "0"], "--step-seconds=0", id="no step"),
         pytest.param(["--query", " "], "--query is empty", id="empty query"),
         pytest.param(["--query", "up", "--prometheus", "ftp://x"], "'ftp://x'", id="not http"),
+        pytest.param(["--query", "up", "--prometheus", "http://127.0.0.1:99999"], ":99999'", id="port range"),
+        pytest.param(["--query", "up", "--prometheus", "http://[::1"], "'http://[::1'", id="broken IPv6"),
+        pytest.param(["--query", "up", "--days", "1e-300"], "shorter than one step", id="span under a step"),
         pytest.param(["--query", "up", "--config", "{missing}"], "cannot read settings file", id="no config"),
     ],
 )

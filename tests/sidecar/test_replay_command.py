@@ -1,6 +1,7 @@
 """`predictive-autoscaler replay` end to end on tiny temporary traces."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -74,12 +75,24 @@ def test_bad_trace_exits_2_with_one_line(tmp_path, capsys, text, message):
         pytest.param(["--target-utilization", "1.5"], "target_utilization=1.5", id="bad utilization"),
         pytest.param(["--cold-start-seconds", "-1"], "--cold-start-seconds=-1", id="negative cold start"),
         pytest.param(["--replica-capacity", "0"], "replica_capacity_rps=0.0", id="zero capacity"),
+        pytest.param(["--replica-capacity", "inf"], "replica_capacity_rps=inf", id="infinite capacity"),
+        pytest.param(["--rate-window-seconds", "nan"], "--rate-window-seconds=nan", id="NaN rate window"),
+        pytest.param(["--rate-window-seconds", "0"], "--rate-window-seconds=0", id="no rate window"),
+        pytest.param(["--scrape-delay-seconds", "-5"], "--scrape-delay-seconds=-5", id="negative delay"),
+        pytest.param(["--max-replicas", "3000000000"], "max_replicas=3000000000", id="beyond int32"),
+        pytest.param(["--plot", "out.xyz"], "--plot=out.xyz: the file name must end in", id="plot format"),
     ],
 )
 def test_bad_options_exit_2(trace, capsys, args, message):
     full = ["replay", "--policies", FAST, "--trace", str(trace), *args]
     assert main(full) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk_names_the_output(trace, capsys):
+    assert main(["replay", "--trace", str(trace), "--policies", FAST, "--json", "/dev/full"]) == 2
+    assert capsys.readouterr().err.strip() == "replay: /dev/full: cannot write: No space left on device"
 
 
 def test_unwritable_output_exits_2(trace, tmp_path, capsys):

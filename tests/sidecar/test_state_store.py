@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 import threading
 from pathlib import Path
 
 import pytest
 
 from autoscaler.decision import DecisionState, Recommendation, ScaleEvent
-from sidecar.state_store import PersistedState, PersistedWorkload, StateStore, restore, snapshot
+from sidecar.state_store import MAGIC, PersistedState, PersistedWorkload, StateStore, restore, snapshot
 from tests.fakes import FlatFit
 from tests.sidecar.test_control_loop import Harness, query
 
@@ -59,6 +61,17 @@ def test_damaged_file_is_detected_not_loaded(tmp_path: Path, damage, problem):
     store.path.write_bytes(damage(store.path.read_bytes()))
     loaded = store.load()
     assert loaded.state is None and loaded.problem is not None and problem in loaded.problem
+
+
+def test_a_checksummed_file_of_another_shape_is_reported_not_raised(tmp_path: Path):
+    payload = pickle.dumps({"saved_at": 1.0, "workloads": [], "cold_start_samples_seconds": {}})
+    path = tmp_path / "sidecar.state"
+    path.write_bytes(MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+    loaded = StateStore(path).load()
+    assert (
+        loaded.state is None
+        and loaded.problem == "unreadable state: TypeError: workloads is a list, not a mapping"
+    )
 
 
 def test_unpicklable_model_is_saved_without_the_model(tmp_path: Path):

@@ -44,6 +44,18 @@ def test_parses_rows_gaps_and_step():
             "5 s after the previous row is not a multiple of 60 s",
             id="a stray row does not make a 5 s grid",
         ),
+        pytest.param(
+            "timestamp_s,requests\n0,5\n1000000000000,6\n",
+            3,
+            "longer than a day",
+            id="a step beyond a day",
+        ),
+        pytest.param(
+            "timestamp_s,requests\n0,5\n60,5\n40000020,6\n",
+            4,
+            "more than 400 days",
+            id="a span beyond 400 days",
+        ),
     ],
 )
 def test_bad_input_names_line_and_problem(text, line, problem):
