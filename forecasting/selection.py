@@ -27,6 +27,7 @@ SCORED_QUANTILES = (0.5, 0.9)
 # Leads a cold start needs covered: scoring only these keeps a model that is good at 30 minutes
 # but worse in the next few minutes from being chosen.
 SCORED_LEAD_SECONDS = 600.0
+MIN_HOLDOUT_ORIGINS = 16
 
 
 class Candidate(Protocol):
@@ -43,12 +44,12 @@ class Candidate(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SelectBest:
-    """Each candidate learns its point path once, on the history before the holdout; it is
-    scored on the newest half of the holdout origins with residual quantiles from the older
-    half, so the score is out of sample. The winner keeps that path (learnt up to ~16 hours
-    before the cutoff at 1-minute steps; it still starts from the newest level) and is
-    recalibrated on the whole history: one fit per candidate, which is what keeps statsmodels
-    affordable here. The first candidate is the fallback (and wins ties): keep last value first."""
+    """Each candidate learns its point path once, on the history before the holdout; every
+    candidate is scored on the same origins, the newest half of the holdout, with residual
+    quantiles from the older half, so the score is out of sample. The winner keeps that path
+    (learnt before the holdout; it still starts from the newest level) and is recalibrated on
+    the whole history: one fit per candidate, which is what keeps statsmodels affordable here.
+    The first candidate is the fallback (and wins ties): keep last value first."""
 
     candidates: Sequence[Candidate]
     name: str = "auto"
@@ -56,14 +57,14 @@ class SelectBest:
     def fit(self, history: LoadSeries) -> FittedPointModel:
         visible = history.visible()
         horizon = horizon_steps_for(SCORED_LEAD_SECONDS, visible.step_seconds)
+        origins = self._holdout(visible, horizon)
         best, best_paths, best_score = self.candidates[0], None, float("inf")
         for index, candidate in enumerate(self.candidates):
-            min_history = max(1, int(candidate.min_history_seconds / visible.step_seconds))
-            origins = calibration_origins(len(visible.values), min_history, 2 * CALIBRATION_ORIGINS, horizon)
-            if len(origins) < 16:
+            if origins is None or not self._can_hold_out(candidate, visible, horizon):
                 # Too short to hold out: only the fallback (first) candidate can win.
                 continue
-            learnt_on = visible.until(visible.start + origins[len(origins) // 2] * visible.step_seconds)
+            # Learnt before the holdout, so neither half of it was seen in training.
+            learnt_on = visible.until(visible.start + origins[0] * visible.step_seconds)
             paths = candidate.paths_for(learnt_on)
             score = holdout_score(paths, visible.values, origins, horizon)
             if score < best_score or (index == 0 and not np.isfinite(best_score)):
@@ -72,6 +73,27 @@ class SelectBest:
             best_paths = best.paths_for(visible)
         residuals = calibrate(visible, best_paths, best.min_history_seconds)
         return FittedPointModel(f"{self.name}:{best.name}", best_paths, residuals)
+
+    def _holdout(self, visible: LoadSeries, horizon: int) -> np.ndarray | None:
+        """One set of origins for every candidate that can hold out, after the longest history
+        any of them needs: scored on different stretches, scores would not compare."""
+        needs = [
+            _min_history_steps(c, visible) for c in self.candidates if self._can_hold_out(c, visible, horizon)
+        ]
+        if not needs:
+            return None
+        return calibration_origins(len(visible.values), max(needs), 2 * CALIBRATION_ORIGINS, horizon)
+
+    @staticmethod
+    def _can_hold_out(candidate: Candidate, visible: LoadSeries, horizon: int) -> bool:
+        own = calibration_origins(
+            len(visible.values), _min_history_steps(candidate, visible), 2 * CALIBRATION_ORIGINS, horizon
+        )
+        return len(own) >= MIN_HOLDOUT_ORIGINS
+
+
+def _min_history_steps(candidate: Candidate, visible: LoadSeries) -> int:
+    return max(1, int(candidate.min_history_seconds / visible.step_seconds))
 
 
 def holdout_score(paths: PointPaths, values: np.ndarray, origins: np.ndarray, horizon: int) -> float:

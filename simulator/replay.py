@@ -44,7 +44,11 @@ class ReplaySettings:
         """ceil(demand / target per replica) within [min, max]; unknown demand needs the minimum."""
         # The 1e-9 keeps float noise from adding a replica: 0.07 rps at 0.1 rps capacity * 0.7 is
         # 1.0000000000000002 replicas by division, and one replica is enough.
-        needed = np.ceil(np.nan_to_num(demand_rps, nan=0.0) / self.target_rps_per_replica - 1e-9)
+        demand = np.nan_to_num(demand_rps, nan=0.0)
+        needed = np.ceil(demand / self.target_rps_per_replica - 1e-9)
+        # The slack must never cost a miss at full capacity: at target 1.0, 3.0000000005 rps at
+        # 1 rps per replica needs 4.
+        needed = np.where(needed * self.replica_capacity_rps < demand, needed + 1, needed)
         return np.clip(needed, self.min_replicas, self.max_replicas).astype(np.int64)
 
 

@@ -60,6 +60,20 @@ def test_oracle_never_violates_and_costs_the_feasible_minimum(seed):
     assert int(occupancy.provisioned.sum()) == feasible_minimum(need, cold_start)
 
 
+@pytest.mark.parametrize(
+    ("demand", "replicas"),
+    [
+        pytest.param(30.000000005, 4, id="a hair above 3 replicas' worth needs 4"),
+        pytest.param(30.0, 3, id="exactly 3 replicas' worth"),
+        pytest.param(29.9999999999, 3, id="a hair below"),
+    ],
+)
+def test_the_oracle_never_misses_by_rounding(demand, replicas):
+    occupancy = Oracle().plan(np.full(5, demand), settings(0))  # target utilization 1.0
+    assert score(np.full(5, demand), occupancy, 10.0).violation_ratio == 0.0
+    assert int(occupancy.ready[0]) == replicas
+
+
 def test_static_peak_is_constant_at_the_peak():
     occupancy = StaticPeak().plan(np.array([1.0, 41.0, np.nan, 3.0]), settings(5))
     np.testing.assert_array_equal(occupancy.provisioned, [5, 5, 5, 5])
