@@ -194,7 +194,10 @@ def build_keda_server(
     `await server.stop(grace_seconds)`.
     """
     server = grpc.aio.server(
-        interceptors=None if request_seconds is None else [_LatencyInterceptor(request_seconds)]
+        interceptors=None if request_seconds is None else [_LatencyInterceptor(request_seconds)],
+        # gRPC shares a port already in use by default: a second sidecar would then answer half
+        # of KEDA's calls from its own decisions. Binding must fail instead.
+        options=[("grpc.so_reuseport", 0)],
     )
     pb_grpc.add_ExternalScalerServicer_to_server(PredictiveExternalScaler(source, settings), server)
     if tls is None:

@@ -191,6 +191,13 @@ class ControlLoop:
             if old is not None:
                 runtime.decision_state = old.decision_state
                 runtime.published = old.published
+                runtime.consecutive_failures, runtime.last_error = old.consecutive_failures, old.last_error
+                # Readings of unchanged queries stay: /readyz would otherwise fail until next tick.
+                runtime.readings = {
+                    signal: reading
+                    for signal, reading in old.readings.items()
+                    if old.queries.get(signal) == runtime.queries.get(signal)
+                }
                 if old.settings.queries.load == workload.queries.load:
                     runtime.history, runtime.history_read_at = old.history, old.history_read_at
                     runtime.history_read = old.history_read
@@ -199,6 +206,7 @@ class ControlLoop:
                     _cancel_history_read(old)
                 if old.settings.forecast.model == workload.forecast.model:
                     runtime.fitted, runtime.fitted_at = old.fitted, old.fitted_at
+                    runtime.refit, runtime.refit_started_at = old.refit, old.refit_started_at
             self.runtimes[key] = runtime
 
     async def run(

@@ -34,6 +34,9 @@ SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # An API server that restarts or a load balancer that resets the connection surfaces as
 # aiohttp's ServerDisconnectedError, which is no OSError: every call treats it like a timeout.
 CONNECTION_FAILURES = (TimeoutError, OSError, aiohttp.ClientError)
+# kubernetes-asyncio waits forever by default: an API server that accepts connections and never
+# answers would hold a tick, or a drain, past the pod's grace period.
+REQUEST_TIMEOUT_SECONDS = 10.0
 
 
 async def connect(
@@ -85,8 +88,12 @@ class KubernetesReader:
     async def _read_target(self, namespace: str, kind: str, name: str) -> Any | None:
         try:
             if kind == "StatefulSet":
-                return await self._apps.read_namespaced_stateful_set(name, namespace)
-            return await self._apps.read_namespaced_deployment(name, namespace)
+                return await self._apps.read_namespaced_stateful_set(
+                    name, namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS
+                )
+            return await self._apps.read_namespaced_deployment(
+                name, namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS
+            )
         except (ApiException, *CONNECTION_FAILURES) as error:
             log.warning("cannot read %s %s/%s: %s", kind, namespace, name, _describe(error))
             return None
@@ -160,6 +167,8 @@ async def watch_cold_starts(
                 namespace,
                 label_selector=label_selector,
                 timeout_seconds=watch_seconds,
+                # The server ends the watch after watch_seconds; a silent one is given up a bit later.
+                _request_timeout=watch_seconds + REQUEST_TIMEOUT_SECONDS,
             ):
                 if event["type"] in ("ADDED", "MODIFIED") and (pair := first_ready_pair(event["object"])):
                     uid, created, ready = pair
@@ -199,6 +208,8 @@ class LeaseElector:
         self._clock = clock
         self.namespace, self.name, self.identity = namespace, name, identity
         self.duration_seconds = duration_seconds
+        # A renewal slower than a third of the Lease is no renewal: give up and try again.
+        self._request_timeout = min(REQUEST_TIMEOUT_SECONDS, duration_seconds / 3)
         self._renewed_at: float | None = None
 
     @property
@@ -209,7 +220,9 @@ class LeaseElector:
         """One attempt to become or stay leader; returns `is_leader` afterwards."""
         now = self._clock.now()
         try:
-            lease = await self._leases.read_namespaced_lease(self.name, self.namespace)
+            lease = await self._leases.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=self._request_timeout
+            )
         except ApiException as error:
             if error.status != 404:
                 log.warning("cannot read lease %s/%s: %s", self.namespace, self.name, _describe(error))
@@ -245,13 +258,18 @@ class LeaseElector:
                 body = client.V1Lease(
                     metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace), spec=spec
                 )
-                await self._leases.create_namespaced_lease(self.namespace, body)
+                await self._leases.create_namespaced_lease(
+                    self.namespace, body, _request_timeout=self._request_timeout
+                )
             else:
                 metadata = client.V1ObjectMeta(
                     name=self.name, namespace=self.namespace, resource_version=lease.metadata.resource_version
                 )
                 await self._leases.replace_namespaced_lease(
-                    self.name, self.namespace, client.V1Lease(metadata=metadata, spec=spec)
+                    self.name,
+                    self.namespace,
+                    client.V1Lease(metadata=metadata, spec=spec),
+                    _request_timeout=self._request_timeout,
                 )
         except ApiException as error:
             if error.status not in (409, 422):
@@ -284,11 +302,15 @@ class LeaseElector:
             return
         self._renewed_at = None
         with contextlib.suppress(ApiException, *CONNECTION_FAILURES):
-            lease = await self._leases.read_namespaced_lease(self.name, self.namespace)
+            lease = await self._leases.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=self._request_timeout
+            )
             if lease.spec is not None and lease.spec.holder_identity == self.identity:
                 lease.spec.holder_identity = None
                 lease.spec.renew_time = None
-                await self._leases.replace_namespaced_lease(self.name, self.namespace, lease)
+                await self._leases.replace_namespaced_lease(
+                    self.name, self.namespace, lease, _request_timeout=self._request_timeout
+                )
 
 
 # --- Direct pre-warm ------------------------------------------------------------------------------
@@ -366,12 +388,19 @@ class Prewarmer:
         """(the owner's minimum, the floor now). They differ only while a raise of ours stands."""
         if target.kind == "ScaledObject":
             body = await self._custom.get_namespaced_custom_object(
-                "keda.sh", "v1alpha1", target.namespace, "scaledobjects", target.name
+                "keda.sh",
+                "v1alpha1",
+                target.namespace,
+                "scaledobjects",
+                target.name,
+                _request_timeout=REQUEST_TIMEOUT_SECONDS,
             )
             current = int(body.get("spec", {}).get("minReplicaCount", 0))
             annotations = body.get("metadata", {}).get("annotations") or {}
         else:
-            hpa = await self._hpa.read_namespaced_horizontal_pod_autoscaler(target.name, target.namespace)
+            hpa = await self._hpa.read_namespaced_horizontal_pod_autoscaler(
+                target.name, target.namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS
+            )
             current = int(hpa.spec.min_replicas or 1)
             annotations = hpa.metadata.annotations or {}
         recorded = annotations.get(OWNER_MIN_ANNOTATION)
@@ -394,12 +423,14 @@ class Prewarmer:
                 # A dict would otherwise go out as a JSON Patch, which needs a list; custom
                 # resources take no strategic merge either, so say merge patch explicitly.
                 _content_type="application/merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT_SECONDS,
             )
         else:
             await self._hpa.patch_namespaced_horizontal_pod_autoscaler(
                 target.name,
                 target.namespace,
                 {"metadata": {"annotations": note}, "spec": {"minReplicas": floor}},
+                _request_timeout=REQUEST_TIMEOUT_SECONDS,
             )
 
 

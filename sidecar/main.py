@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -25,6 +25,7 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 from kubernetes_asyncio import client
+from kubernetes_asyncio.config import ConfigException
 
 from autoscaler.decision import Reason
 from metrics_adapter.authentication import FrontProxyVerifier, KubernetesAccessReviewer
@@ -64,6 +65,8 @@ from sidecar.telemetry import Telemetry, build_metrics_app, build_telemetry
 from simulator.trace import TraceError
 
 log = logging.getLogger(__name__)
+# SIGHUP too: a terminal or supervisor closing must not skip the drain (state, floors, Lease).
+DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 SETTINGS_POLL_SECONDS = 5.0
 WATCHER_SYNC_SECONDS = 30.0
@@ -164,7 +167,8 @@ async def serve(
             )
             signals, query_stats = reader, reader.stats
             if settings.kubernetes.enabled:
-                kube_api = await connect(settings.kubernetes.kubeconfig)
+                with _starting("the Kubernetes client (kubernetes.kubeconfig)"):
+                    kube_api = await connect(settings.kubernetes.kubeconfig)
                 stack.push_async_callback(kube_api.close)
                 replicas = KubernetesReader(kube_api)
 
@@ -191,10 +195,14 @@ async def serve(
         telemetry = build_telemetry(latest, clock.now)
         plain_app = build_metrics_app(telemetry)
         health.add_to(plain_app)
-        service.addresses["health"] = await _start_site(
-            stack, plain_app, settings.server.host, settings.server.health_port
-        )
-        await _start_adapters(stack, service, settings, telemetry, clock, kube_api, simulation is not None)
+        with _starting(f"the health server (server.health_port={settings.server.health_port})"):
+            service.addresses["health"] = await _start_site(
+                stack, plain_app, settings.server.host, settings.server.health_port
+            )
+        with _starting("the metrics adapters (server.http_port, grpc_port and TLS files)"):
+            await _start_adapters(
+                stack, service, settings, telemetry, clock, kube_api, simulation is not None
+            )
 
         elector = prewarmer = None
         if kube_api is not None and any(w.prewarm for w in settings.workloads):
@@ -225,34 +233,53 @@ async def serve(
         if started is not None:
             started(service)
         log.info("serving", extra={"workloads": len(loop.runtimes), **service.addresses})
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(loop.run(stop, after_tick), name="control loop")
-            if settings_file is not None:
-                tasks.create_task(
-                    _watch_settings(settings_file, loop, clock, stop, settings), name="settings watcher"
-                )
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(loop.run(stop, after_tick), name="control loop")
+                if settings_file is not None:
+                    tasks.create_task(
+                        _watch_settings(settings_file, loop, clock, stop, settings), name="settings watcher"
+                    )
+                if store is not None:
+                    interval = settings.state.save_interval_seconds
+                    tasks.create_task(
+                        _save_periodically(store, loop, tracker, clock, interval, stop), name="state saver"
+                    )
+                if elector is not None:
+                    # Released below, after the pre-warm floors are restored: a released Lease makes
+                    # every leader-only write (the restore included) a no-op.
+                    tasks.create_task(elector.run(stop, release_on_stop=False), name="lease elector")
+                if kube_api is not None and isinstance(replicas, KubernetesReader):
+                    tasks.create_task(
+                        _supervise_pod_watchers(kube_api, replicas, loop, tracker, clock, stop),
+                        name="pod watchers",
+                    )
+        finally:
+            # Also when a task failed: saving state and handing back floors and the Lease must not
+            # depend on every task having ended cleanly.
             if store is not None:
-                interval = settings.state.save_interval_seconds
-                tasks.create_task(
-                    _save_periodically(store, loop, tracker, clock, interval, stop), name="state saver"
-                )
-            if elector is not None:
-                # Released below, after the pre-warm floors are restored: a released Lease makes
-                # every leader-only write (the restore included) a no-op.
-                tasks.create_task(elector.run(stop, release_on_stop=False), name="lease elector")
-            if kube_api is not None and isinstance(replicas, KubernetesReader):
-                tasks.create_task(
-                    _supervise_pod_watchers(kube_api, replicas, loop, tracker, clock, stop),
-                    name="pod watchers",
-                )
-        if store is not None:
-            # A failed save must not skip the hand-back: raised floors and a held Lease would stay.
-            try:
-                store.save(snapshot(loop, clock.now(), tracker.samples_seconds()))
-                log.info("state saved", extra={"path": str(store.path)})
-            except OSError as error:
-                log.error("cannot save state at shutdown", extra={"error": str(error)})
-        await _hand_back(prewarmer, elector)
+                try:
+                    store.save(snapshot(loop, clock.now(), tracker.samples_seconds()))
+                    log.info("state saved", extra={"path": str(store.path)})
+                except OSError as error:
+                    log.error("cannot save state at shutdown", extra={"error": str(error)})
+            await _hand_back(prewarmer, elector)
+
+
+class StartupError(Exception):
+    """A port, file or cluster the service needs at start is not usable; the message says which."""
+
+
+@contextlib.contextmanager
+def _starting(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (OSError, ConfigException) as error:  # ssl.SSLError is an OSError
+        named = isinstance(error, OSError) and error.filename
+        detail = f"{error.strerror}: {error.filename}" if named else str(error)
+        raise StartupError(f"cannot start {what}: {detail}") from error
+    except RuntimeError as error:  # grpc's "Failed to bind to address ..."
+        raise StartupError(f"cannot start {what}: {error}") from error
 
 
 async def _start_site(
@@ -282,17 +309,24 @@ async def _start_adapters(
     tls_context = None
     tls_pem = None
     front_proxy = None
-    if server.tls_cert_file and server.tls_key_file:
-        tls_context = build_server_ssl_context(
-            server.tls_cert_file, server.tls_key_file, server.client_ca_file
-        )
-        tls_pem = (Path(server.tls_cert_file).read_bytes(), Path(server.tls_key_file).read_bytes())
-    if server.client_ca_file:
-        # Certificate validity is judged on the wall clock, as the TLS handshake itself does,
-        # even when `clock` is a replay's simulated one.
-        front_proxy = FrontProxyVerifier(
-            Path(server.client_ca_file).read_bytes(), server.requestheader_allowed_names
-        )
+    files = ", ".join(
+        f"server.{name}={getattr(server, name)}"
+        for name in ("tls_cert_file", "tls_key_file", "client_ca_file")
+    )
+    try:
+        if server.tls_cert_file and server.tls_key_file:
+            tls_context = build_server_ssl_context(
+                server.tls_cert_file, server.tls_key_file, server.client_ca_file
+            )
+            tls_pem = (Path(server.tls_cert_file).read_bytes(), Path(server.tls_key_file).read_bytes())
+        if server.client_ca_file:
+            # Certificate validity is judged on the wall clock, as the TLS handshake itself does,
+            # even when `clock` is a replay's simulated one.
+            front_proxy = FrontProxyVerifier(
+                Path(server.client_ca_file).read_bytes(), server.requestheader_allowed_names
+            )
+    except OSError as error:  # ssl names no file when one is missing
+        raise StartupError(f"cannot load the TLS files ({files}): {error.strerror or error}") from error
     external = ExternalMetricsSettings(
         max_age_seconds=server.decision_max_age_seconds,
         clock=clock.now,
@@ -431,13 +465,20 @@ async def _watch_pods(
 async def _prewarm(prewarmer: Prewarmer, loop: ControlLoop) -> None:
     """Raise the floor to the forecast's count while the forecast is what drives the decision
     (load has not arrived yet); hand it back to the owner otherwise."""
+    configured: set[PrewarmTarget] = set()
     for runtime in loop.runtimes.values():
         workload, published = runtime.settings, runtime.published
-        if workload.prewarm is None or published is None:
+        if workload.prewarm is None:
             continue
         target = PrewarmTarget(workload.namespace, workload.prewarm.kind, workload.prewarm.name)
+        configured.add(target)
+        if published is None:
+            continue
         wanted = published.decision.replicas if published.decision.reason is Reason.FORECAST else None
         await prewarmer.apply(target, wanted)
+    # A reload that dropped a workload or its prewarm section hands that target's floor back.
+    for target in [t for t in prewarmer.original if t not in configured]:
+        await prewarmer.apply(target, None)
 
 
 async def _restore_prewarm(prewarmer: Prewarmer) -> None:
@@ -494,7 +535,11 @@ def run(settings_path: Path | None, replay: Path | None = None, speedup: float =
         except SettingsError as error:
             log.error("%s", error)
             return 2
-    return asyncio.run(run_until_signalled(settings, core, clock, settings_file, simulation))
+    try:
+        return asyncio.run(run_until_signalled(settings, core, clock, settings_file, simulation))
+    except StartupError as error:
+        log.error("%s", error)
+        return 2
 
 
 async def run_until_signalled(
@@ -505,10 +550,10 @@ async def run_until_signalled(
     simulation: Simulation | None = None,
     started: Callable[[Service], None] | None = None,
 ) -> int:
-    """Serve until SIGTERM or SIGINT (or the end of a replay); 0 after a clean drain."""
+    """Serve until SIGTERM, SIGINT or SIGHUP (or the end of a replay); 0 after a clean drain."""
     stop = asyncio.Event()
     event_loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in DRAIN_SIGNALS:
         event_loop.add_signal_handler(signum, stop.set)
     try:
         await serve(
@@ -521,7 +566,7 @@ async def run_until_signalled(
             started=started,
         )
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in DRAIN_SIGNALS:
             with contextlib.suppress(Exception):
                 event_loop.remove_signal_handler(signum)
     return 0

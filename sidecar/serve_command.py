@@ -7,6 +7,7 @@ servers over a trace with a simulated cluster and an accelerated clock, no clust
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,8 @@ def register(subcommands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.speedup <= 0:
-        raise SystemExit(f"serve: --speedup={args.speedup} must be > 0")
+    if not (math.isfinite(args.speedup) and args.speedup > 0):
+        raise SystemExit(f"serve: --speedup={args.speedup} must be a finite number > 0")
     from sidecar import main  # the composition root imports every adapter; only `serve` needs them
 
     return main.run(args.config, replay=args.replay, speedup=args.speedup)

@@ -295,6 +295,8 @@ def parse_settings(text: str, known_models: Collection[str] | None = None) -> Se
         data = yaml.safe_load(text) if text.strip() else {}
     except yaml.YAMLError as error:
         raise SettingsError(f"settings are not valid YAML: {error}") from error
+    except RecursionError:
+        raise SettingsError("settings are nested too deeply to be a configuration") from None
     if not isinstance(data, Mapping):
         raise SettingsError(f"settings must be a YAML mapping, got {type(data).__name__}")
     unnamed = [key for key in data if not isinstance(key, str)]

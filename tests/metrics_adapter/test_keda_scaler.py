@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -206,3 +207,17 @@ async def test_unary_calls_are_timed_with_their_status(
         ("/externalscaler.ExternalScaler/IsActive", "OK"): 1,
         ("/externalscaler.ExternalScaler/GetMetrics", "UNAVAILABLE"): 1,
     }
+
+
+async def test_a_port_in_use_is_not_shared(
+    decisions: LatestDecisions, fixed_clock: Callable[[], float]
+) -> None:
+    first, port = await _start(decisions, fixed_clock)
+    try:
+        settings = KedaScalerSettings(max_age_seconds=60.0, clock=fixed_clock)
+        # gRPC reports a port it could not bind as 0 or a RuntimeError, depending on the version.
+        with contextlib.suppress(RuntimeError):
+            _, second = build_keda_server(decisions, settings, f"127.0.0.1:{port}", None)
+            assert second == 0, "a second server must not bind the same port"
+    finally:
+        await first.stop(0)

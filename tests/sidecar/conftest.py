@@ -22,6 +22,7 @@ async def cluster() -> AsyncIterator[tuple[KubernetesContract, client.ApiClient]
     await web.TCPSite(runner, "127.0.0.1", port).start()
     api = client.ApiClient(client.Configuration(host=f"http://127.0.0.1:{port}"))
     yield contract, api
+    contract.answer_again.set()
     await contract.pod_events.put(None)
     await api.close()
     await runner.cleanup()

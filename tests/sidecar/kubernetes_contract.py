@@ -51,6 +51,8 @@ class KubernetesContract:
         self._version = 0
         self.down = False
         self.dropping = False  # close every connection unanswered, as a restarting API server does
+        self.silent = False  # accept requests and answer none until `answer_again` is set
+        self.answer_again = asyncio.Event()
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._record])
@@ -76,6 +78,8 @@ class KubernetesContract:
             return status(503, "ServiceUnavailable", "the API server is unavailable")
         if self.dropping and request.transport is not None:
             request.transport.close()
+        if self.silent:
+            await self.answer_again.wait()
         return await handler(request)
 
     def next_version(self) -> str:

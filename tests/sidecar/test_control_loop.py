@@ -265,6 +265,7 @@ async def test_reconfigure_keeps_unchanged_state_and_unpublishes_removed(harness
     changed = harness.loop.runtimes[("ml", "llama")]
     assert changed is not before and changed.policy.max_replicas == 3
     assert changed.decision_state == before.decision_state and changed.history is before.history
+    assert changed.readings == before.readings, "same queries: the last readings stay (readiness)"
     harness.clock.advance(15)
     await harness.loop.tick()
     assert harness.replicas("llama") == 3

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from sidecar import kubernetes_client
 from sidecar.control_loop import ReplicaCount
 from sidecar.kubernetes_client import (
     OWNER_MIN_ANNOTATION,
@@ -92,6 +93,17 @@ async def test_dropped_connections_are_failures_not_crashes(cluster):
     assert await elector.try_acquire() is False
     contract.dropping = False
     assert await elector.try_acquire() is True
+
+
+async def test_an_api_server_that_never_answers_times_out(cluster, monkeypatch):
+    contract, api = cluster
+    monkeypatch.setattr(kubernetes_client, "REQUEST_TIMEOUT_SECONDS", 0.2)
+    contract.add_deployment("ml", "llama", 4, 4, {"app": "llama"})
+    contract.silent = True
+    reader = KubernetesReader(api)
+    elector = LeaseElector(api, FakeClock(), "ml", "autoscaler", "a", duration_seconds=15)
+    assert await asyncio.wait_for(reader.read_replicas("ml", "Deployment", "llama"), 5) is None
+    assert await asyncio.wait_for(elector.try_acquire(), 5) is False
 
 
 async def test_the_lease_never_claims_less_than_the_holder_counts_on(cluster):

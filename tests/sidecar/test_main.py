@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -65,6 +66,37 @@ def test_bad_settings_exit_2_naming_the_field(tmp_path: Path, edited: str, named
     result = run_cli("serve", "--config", str(path))
     assert result.returncode == 2
     assert named in result.stderr
+
+
+def test_a_port_in_use_or_a_missing_file_at_start_exits_2_naming_it(tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = tmp_path / "busy.yaml"
+        busy.write_text(SETTINGS.replace("health_port: 0", f"health_port: {port}"))
+        result = run_cli("serve", "--config", str(busy))
+    assert result.returncode == 2, result.stderr
+    assert f"cannot start the health server (server.health_port={port})" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    no_tls = tmp_path / "no_tls.yaml"
+    no_tls.write_text(
+        SETTINGS.replace(
+            "grpc_port: 0}", "grpc_port: 0, tls_cert_file: /absent/tls.crt, tls_key_file: /absent/tls.key}"
+        )
+    )
+    result = run_cli("serve", "--config", str(no_tls))
+    assert result.returncode == 2, result.stderr
+    assert "cannot load the TLS files (server.tls_cert_file=/absent/tls.crt" in result.stderr
+
+
+@pytest.mark.parametrize("speedup", ["nan", "inf", "0"])
+def test_a_replay_speedup_that_is_not_a_positive_number_is_refused(speedup: str):
+    result = run_cli("serve", "--replay", "--speedup", speedup)
+    assert (
+        result.returncode != 0 and f"--speedup={float(speedup)} must be a finite number > 0" in result.stderr
+    )
 
 
 def test_no_workloads_exit_2(tmp_path: Path):
@@ -155,7 +187,8 @@ async def test_kubeconfig_file_connects(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_sigterm_drains_and_saves_state(tmp_path: Path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_drains_and_saves_state(tmp_path: Path, signum: signal.Signals):
     state = tmp_path / "sidecar.state"
     path = tmp_path / "settings.yaml"
     # Prometheus is absent on purpose: the loop must still tick (holding) and drain.
@@ -173,7 +206,7 @@ def test_sigterm_drains_and_saves_state(tmp_path: Path):
         env={**os.environ, "PREDICTIVE_AUTOSCALER_LOG_FORMAT": "json"},
     )
     time.sleep(3)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=15)
     assert process.returncode == 0, stderr
     assert state.exists() and '"message": "state saved"' in stderr
@@ -360,6 +393,13 @@ async def test_prewarm_follows_forecast_decisions_only(cluster):
     await decide(6, Reason.FORECAST)
     await _restore_prewarm(prewarmer)
     assert floor() == 2, "draining hands the floor back"
+
+    await decide(7, Reason.FORECAST)
+    assert floor() == 7
+    without_prewarm = parse_settings(SETTINGS)
+    loop.reconfigure(without_prewarm.workloads, without_prewarm.loop)
+    await _prewarm(prewarmer, loop)
+    assert floor() == 2, "a reload that drops the prewarm section hands the floor back"
 
 
 async def test_drain_restores_the_floor_before_releasing_the_lease(cluster):

@@ -187,3 +187,8 @@ def test_forecast_defaults_are_the_registry_and_policy_defaults() -> None:
     assert defaults.quantile == policy.forecast_quantile
     assert defaults.floor_quantile == policy.forecast_floor_quantile
     assert defaults.scale_down_window_seconds == policy.forecast_scale_down_window_seconds
+
+
+def test_settings_nested_too_deeply_are_a_settings_error():
+    with pytest.raises(SettingsError, match="nested too deeply"):
+        parse_settings("workloads: " + "[" * 5000 + "]" * 5000)
