@@ -27,7 +27,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     # Matplotlib writes a font cache; the root filesystem is read-only in the cluster, /tmp is not.
     MPLCONFIGDIR=/tmp/matplotlib \
     HEALTH_URL=http://127.0.0.1:8080/healthz
-RUN groupadd --system --gid 10001 autoscaler \
+# LightGBM's wheel links the system OpenMP runtime, which the slim base leaves out; without it
+# `serve` fails at import. Not pinned: Debian keeps only a release's newest revision in its
+# archive, so an exact pin would break the build at the next point release.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 autoscaler \
     && useradd --system --uid 10001 --gid autoscaler --no-create-home --shell /usr/sbin/nologin autoscaler
 COPY --from=build /opt/venv /opt/venv
 USER 10001:10001

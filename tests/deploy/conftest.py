@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 BASE = DEPLOY / "base"
 EXAMPLES = DEPLOY / "examples"
+EXTERNAL_METRICS = DEPLOY / "external-metrics"
 RULES_FILE = DEPLOY / "prometheus" / "alerts.rules.yaml"
 RULES_TEST_FILE = DEPLOY / "prometheus" / "alerts.test.yaml"
 DASHBOARD_FILE = BASE / "dashboards" / "predictive-autoscaler.json"
@@ -43,5 +44,11 @@ def base_objects() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
+def external_metrics_objects() -> list[dict[str, Any]]:
+    return render(EXTERNAL_METRICS)
+
+
+@pytest.fixture(scope="session")
 def example_objects() -> list[dict[str, Any]]:
-    return render(EXAMPLES)
+    """The HPA and KEDA examples together (each is its own kustomization: one per workload)."""
+    return render(EXAMPLES / "hpa") + render(EXAMPLES / "keda")

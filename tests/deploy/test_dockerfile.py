@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -71,6 +72,21 @@ def test_image_copies_every_installed_package_and_runs_the_console_script():
     (entrypoint,) = (a for n, a in _instructions() if n == "ENTRYPOINT")
     assert entrypoint == '["predictive-autoscaler"]'
     assert "predictive-autoscaler" in pyproject["project"]["scripts"]
+
+
+@pytest.mark.skipif(shutil.which("ldd") is None, reason="needs ldd")
+def test_the_runtime_stage_installs_the_system_libraries_lightgbm_links():
+    import lightgbm
+
+    libraries = list((Path(lightgbm.__file__).parent / "lib").glob("lib_lightgbm*.so"))
+    assert libraries, "the LightGBM wheel ships its shared library"
+    linked = subprocess.run(["ldd", str(libraries[0])], capture_output=True, text=True, check=True).stdout
+    assert "libgomp.so.1" in linked, "if LightGBM stops linking OpenMP, drop libgomp1 from the image"
+    instructions = _instructions()
+    last_from = max(i for i, (name, _) in enumerate(instructions) if name == "FROM")
+    runtime_runs = " ".join(a for n, a in instructions[last_from:] if n == "RUN")
+    # The slim base image has no libgomp1 (Debian priority optional).
+    assert re.search(r"apt-get install [^&]*\blibgomp1\b", runtime_runs), runtime_runs
 
 
 def test_manifests_run_the_image_the_way_it_is_built(base_objects):

@@ -1,6 +1,7 @@
 """The rendered manifests: built-in kinds validate strictly against the Kubernetes OpenAPI schema
-(kubernetes-validate); CRD kinds (ServiceMonitor, PrometheusRule, ScaledObject), whose published
-schemas are not available offline here, are checked for the fields their operators require."""
+(kubernetes-validate); CRD kinds (ServiceMonitor, PrometheusRule, ScaledObject,
+TriggerAuthentication), whose published schemas are not available offline here, are checked for
+the fields their operators require."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ def _is_crd(obj: dict[str, Any]) -> bool:
     return obj["apiVersion"].startswith(CRD_GROUPS)
 
 
-def test_every_builtin_object_validates_strictly(base_objects, example_objects):
-    builtin = [o for o in base_objects + example_objects if not _is_crd(o)]
+def test_every_builtin_object_validates_strictly(external_metrics_objects, example_objects):
+    builtin = [o for o in external_metrics_objects + example_objects if not _is_crd(o)]
     assert len(builtin) >= 20
     for obj in builtin:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
@@ -51,9 +52,14 @@ def test_sidecar_deployment_is_hardened_and_highly_available(base_objects):
     assert pdb["spec"]["minAvailable"] < deployment["spec"]["replicas"]
 
 
-def test_apiservice_points_at_the_sidecar_service_with_a_ca_bundle(base_objects):
-    api = find(base_objects, "APIService", "v1beta1.external.metrics.k8s.io")
-    service = find(base_objects, "Service", api["spec"]["service"]["name"])
+def test_apiservice_points_at_the_sidecar_service_with_a_ca_bundle(base_objects, external_metrics_objects):
+    # A cluster holds one external metrics APIService (KEDA's or prometheus-adapter's may be it):
+    # the base leaves it out, deploy/external-metrics adds it to everything else in the base.
+    assert not [o for o in base_objects if o["kind"] == "APIService"]
+    others = [o for o in external_metrics_objects if o["kind"] != "APIService"]
+    assert sorted(map(str, others)) == sorted(map(str, base_objects))
+    api = find(external_metrics_objects, "APIService", "v1beta1.external.metrics.k8s.io")
+    service = find(external_metrics_objects, "Service", api["spec"]["service"]["name"])
     assert api["spec"]["service"]["namespace"] == service["metadata"]["namespace"]
     assert api["spec"]["service"]["port"] in {p["port"] for p in service["spec"]["ports"]}
     assert api["spec"]["caBundle"]
@@ -118,6 +124,8 @@ def test_service_monitor_selects_a_service_port_that_exists(base_objects, kind, 
     for endpoint in monitor["spec"]["endpoints"]:
         assert endpoint["port"] in port_names
         assert endpoint["path"] == "/metrics"
+        # Our series carry the workload's namespace and pod; the target's must not replace them.
+        assert endpoint["honorLabels"] is True
 
 
 def test_prometheus_rule_has_the_operators_required_fields(base_objects):
@@ -163,4 +171,10 @@ def test_scaled_object_uses_both_triggers_with_fallback(base_objects, example_ob
         assert trigger["metadata"]["workload"] == scaled["metadata"]["name"]
         # KEDA applies fallback only to AverageValue triggers.
         assert trigger["metricType"] == "AverageValue"
+        # The base serves gRPC over TLS (deployment.yaml's serving certificate): KEDA must too,
+        # verifying it with the CA its TriggerAuthentication supplies.
+        assert trigger["metadata"]["enableTLS"] == "true"
+        auth = find(example_objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+        assert auth["metadata"]["namespace"] == scaled["metadata"]["namespace"]
+        assert [ref["parameter"] for ref in auth["spec"]["secretTargetRef"]] == ["caCert"]
     assert types == ["external", "external-push"]
