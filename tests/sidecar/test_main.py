@@ -247,7 +247,7 @@ def test_truncated_state_at_start_is_logged_and_rebuilt(tmp_path: Path, caplog):
 
 
 async def test_sigterm_finishes_the_tick_and_saves_state(tmp_path: Path):
-    from sidecar.main import build_replay, load_core, run_until_signalled
+    from sidecar.main import build_replay
     from sidecar.settings import ForecastSettings, Settings
     from sidecar.state_store import StateStore
 
@@ -262,22 +262,14 @@ async def test_sigterm_finishes_the_tick_and_saves_state(tmp_path: Path):
     workload = settings.workloads[0].model_copy(update={"forecast": ForecastSettings(model="last_value")})
     settings = settings.model_copy(update={"workloads": (workload,)})
 
-    services = []
-    task = asyncio.create_task(
-        run_until_signalled(settings, load_core(), clock, simulation=simulation, started=services.append)
-    )
-    while not services or services[0].latest.get("replay", "trace") is None:
-        assert not task.done(), task.exception()
-        await asyncio.sleep(0.01)
-    os.kill(os.getpid(), signal.SIGTERM)
-    assert await asyncio.wait_for(task, 10) == 0
+    assert await _serve_replay_until_a_decision_then_sigterm(settings, simulation, clock) == 0
     loaded = StateStore(state).load()
     assert loaded.problem is None and loaded.state is not None
     assert ("replay", "trace") in loaded.state.workloads
 
 
 async def test_an_unwritable_state_file_at_drain_is_logged_and_the_drain_goes_on(tmp_path: Path, caplog):
-    from sidecar.main import build_replay, load_core, run_until_signalled
+    from sidecar.main import build_replay
     from sidecar.settings import Settings
 
     trace = tmp_path / "trace.csv"
@@ -288,6 +280,16 @@ async def test_an_unwritable_state_file_at_drain_is_logged_and_the_drain_goes_on
         state={"path": str(tmp_path / "file" / "sidecar.state")},
     )
     settings, simulation, clock = build_replay(trace, base, speedup=60)
+    # The hand-back (floors, Lease) comes after the save, so the drain must get past it.
+    assert await _serve_replay_until_a_decision_then_sigterm(settings, simulation, clock) == 0
+    assert any("cannot save state at shutdown" in r.getMessage() for r in caplog.records)
+
+
+async def _serve_replay_until_a_decision_then_sigterm(settings, simulation, clock) -> int:
+    """serve() in-process over a replay until its first decision is published, then SIGTERM;
+    the exit code of the drain."""
+    from sidecar.main import load_core, run_until_signalled
+
     services = []
     task = asyncio.create_task(
         run_until_signalled(settings, load_core(), clock, simulation=simulation, started=services.append)
@@ -296,9 +298,7 @@ async def test_an_unwritable_state_file_at_drain_is_logged_and_the_drain_goes_on
         assert not task.done(), task.exception()
         await asyncio.sleep(0.01)
     os.kill(os.getpid(), signal.SIGTERM)
-    # The hand-back (floors, Lease) comes after the save, so the drain must get past it.
-    assert await asyncio.wait_for(task, 10) == 0
-    assert any("cannot save state at shutdown" in r.getMessage() for r in caplog.records)
+    return await asyncio.wait_for(task, 10)
 
 
 async def test_pod_watchers_follow_the_configured_workloads(tmp_path: Path):
