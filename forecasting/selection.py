@@ -57,39 +57,32 @@ class SelectBest:
     def fit(self, history: LoadSeries) -> FittedPointModel:
         visible = history.visible()
         horizon = horizon_steps_for(SCORED_LEAD_SECONDS, visible.step_seconds)
-        origins = self._holdout(visible, horizon)
+        needs = [_min_history_steps(candidate, visible) for candidate in self.candidates]
+        # Too short to hold out: only the fallback (first) candidate can win.
+        eligible = [
+            len(calibration_origins(len(visible.values), need, 2 * CALIBRATION_ORIGINS, horizon))
+            >= MIN_HOLDOUT_ORIGINS
+            for need in needs
+        ]
         best, best_paths, best_score = self.candidates[0], None, float("inf")
-        for index, candidate in enumerate(self.candidates):
-            if origins is None or not self._can_hold_out(candidate, visible, horizon):
-                # Too short to hold out: only the fallback (first) candidate can win.
-                continue
+        if any(eligible):
+            # One set of origins, after the longest history any eligible candidate needs: scored
+            # on different stretches, scores would not compare.
+            longest = max(need for need, ok in zip(needs, eligible, strict=True) if ok)
+            origins = calibration_origins(len(visible.values), longest, 2 * CALIBRATION_ORIGINS, horizon)
             # Learnt before the holdout, so neither half of it was seen in training.
             learnt_on = visible.until(visible.start + origins[0] * visible.step_seconds)
-            paths = candidate.paths_for(learnt_on)
-            score = holdout_score(paths, visible.values, origins, horizon)
-            if score < best_score or (index == 0 and not np.isfinite(best_score)):
-                best, best_paths, best_score = candidate, paths, score
+            for index, candidate in enumerate(self.candidates):
+                if not eligible[index]:
+                    continue
+                paths = candidate.paths_for(learnt_on)
+                score = holdout_score(paths, visible.values, origins, horizon)
+                if score < best_score or (index == 0 and not np.isfinite(best_score)):
+                    best, best_paths, best_score = candidate, paths, score
         if best_paths is None:
             best_paths = best.paths_for(visible)
         residuals = calibrate(visible, best_paths, best.min_history_seconds)
         return FittedPointModel(f"{self.name}:{best.name}", best_paths, residuals)
-
-    def _holdout(self, visible: LoadSeries, horizon: int) -> np.ndarray | None:
-        """One set of origins for every candidate that can hold out, after the longest history
-        any of them needs: scored on different stretches, scores would not compare."""
-        needs = [
-            _min_history_steps(c, visible) for c in self.candidates if self._can_hold_out(c, visible, horizon)
-        ]
-        if not needs:
-            return None
-        return calibration_origins(len(visible.values), max(needs), 2 * CALIBRATION_ORIGINS, horizon)
-
-    @staticmethod
-    def _can_hold_out(candidate: Candidate, visible: LoadSeries, horizon: int) -> bool:
-        own = calibration_origins(
-            len(visible.values), _min_history_steps(candidate, visible), 2 * CALIBRATION_ORIGINS, horizon
-        )
-        return len(own) >= MIN_HOLDOUT_ORIGINS
 
 
 def _min_history_steps(candidate: Candidate, visible: LoadSeries) -> int:
