@@ -187,8 +187,10 @@ def _to_process(process: object) -> GpuProcess:
     return GpuProcess(pid=pid, used_memory_bytes=None if used is None else int(used))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _MigReading:
+    """Filled while the slots are read, hence not frozen."""
+
     enabled: bool
     instances: list[GpuSample] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)

@@ -309,10 +309,6 @@ async def _start_adapters(
     tls_context = None
     tls_pem = None
     front_proxy = None
-    files = ", ".join(
-        f"server.{name}={getattr(server, name)}"
-        for name in ("tls_cert_file", "tls_key_file", "client_ca_file")
-    )
     try:
         if server.tls_cert_file and server.tls_key_file:
             tls_context = build_server_ssl_context(
@@ -326,6 +322,10 @@ async def _start_adapters(
                 Path(server.client_ca_file).read_bytes(), server.requestheader_allowed_names
             )
     except OSError as error:  # ssl names no file when one is missing
+        files = ", ".join(
+            f"server.{name}={getattr(server, name)}"
+            for name in ("tls_cert_file", "tls_key_file", "client_ca_file")
+        )
         raise StartupError(f"cannot load the TLS files ({files}): {error.strerror or error}") from error
     external = ExternalMetricsSettings(
         max_age_seconds=server.decision_max_age_seconds,
