@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from autoscaler.decision import Decision, Reason
 from autoscaler.observations import Observations
 from autoscaler.policy import ScalingPolicy
 from autoscaler.reactive import replicas_for_total, usable_value
@@ -86,3 +87,9 @@ def _provisioned_rps(peak: float, trust: float, load: float | None, policy: Scal
     # load of 100 rps and a forecast of 200 rps provision for 150 rps.
     trusted = trust * peak if load is None else load + trust * (peak - load)
     return max(0.0, trusted) * (1 + policy.forecast_headroom)
+
+
+def prewarm_floor(decision: Decision) -> int | None:
+    """The floor direct pre-warm holds: the decision's count while the forecast is what drives it
+    (the load has not arrived yet), None otherwise, which hands the floor back to its owner."""
+    return decision.replicas if decision.reason is Reason.FORECAST else None

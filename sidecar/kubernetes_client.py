@@ -111,17 +111,23 @@ class ColdStartTracker:
     keep: int = 50
     pairs: dict[tuple[str, str], deque[tuple[float, float]]] = field(default_factory=dict)
     _seen: set[str] = field(default_factory=set)
+    # The estimate per workload until its next sample: every tick asks, pods arrive rarely.
+    _estimates: dict[tuple[str, str], float | None] = field(default_factory=dict)
 
     def record(self, key: tuple[str, str], pod_uid: str, created: float, ready: float) -> bool:
         if pod_uid in self._seen or ready < created:
             return False
         self._seen.add(pod_uid)
         self.pairs.setdefault(key, deque(maxlen=self.keep)).append((created, ready))
+        self._estimates.pop(key, None)
         return True
 
     def cold_start_seconds(self, namespace: str, workload: str) -> float | None:
-        pairs = self.pairs.get((namespace, workload))
-        return self.estimate(list(pairs)) if pairs else None
+        key = (namespace, workload)
+        if key not in self._estimates:
+            pairs = self.pairs.get(key)
+            self._estimates[key] = self.estimate(list(pairs)) if pairs else None
+        return self._estimates[key]
 
     def samples_seconds(self) -> dict[tuple[str, str], tuple[float, ...]]:
         return {key: tuple(ready - created for created, ready in pairs) for key, pairs in self.pairs.items()}
@@ -130,6 +136,7 @@ class ColdStartTracker:
         """Reload saved durations as pairs starting at 0 (only the difference is used)."""
         for key, durations in samples.items():
             self.pairs[key] = deque(((0.0, d) for d in durations), maxlen=self.keep)
+            self._estimates.pop(key, None)
 
 
 def first_ready_pair(pod: Any) -> tuple[str, float, float] | None:

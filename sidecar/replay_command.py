@@ -3,6 +3,11 @@
 Without `--trace` it replays the bundled trace (sidecar/traces/: the first 4 days of the public
 NASA Kennedy Space Center HTTP log of July 1995 at 60 s steps, a small trace with a daily cycle)
 and prints the comparison table. Bad input exits 2 with one line: `replay: <file>:<line>: <problem>`.
+
+The predictive policy is the shipped control loop over the simulated cluster, its decision
+reaching the pods through the HPA that deploy/examples/hpa configures (sidecar/replay_simulation).
+`--sweep` runs HPA, Knative and the predictive policy over target utilization at the same replica
+capacity and compares them at equal violation and equal replica-hours (simulator/frontier.py).
 """
 
 from __future__ import annotations
@@ -13,31 +18,42 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from autoscaler.policy import PolicyError, ScalingPolicy
 from forecasting import DEFAULT_MODEL, MODELS
+from sidecar.core import Core, load_core
+from sidecar.replay_simulation import ControlLoopPolicy, LoopOptions
+from sidecar.settings import ForecastSettings
+from simulator.consumer import DEFAULT_TOLERANCE, describe_chain
+from simulator.frontier import SWEEP_TARGETS, sweep_name
 from simulator.hpa import HpaAutoscaler
 from simulator.knative import KnativeAutoscaler
 from simulator.metrics_pipeline import TraceMetrics
-from simulator.policies import Oracle, PredictiveAutoscaler, StaticPeak
-from simulator.replay import PlannedPolicy, ReplaySettings, replay
-from simulator.report import comparison_table, write_json, write_plot, write_timeline
-from simulator.trace import Trace, TraceError, read_trace
+from simulator.policies import Oracle, StaticPeak
+from simulator.replay import ClosedLoopPolicy, PlannedPolicy, ReplaySettings, default_capacity_rps, replay
+from simulator.report import (
+    comparison_table,
+    sweep_table,
+    write_frontier_plot,
+    write_json,
+    write_plot,
+    write_timeline,
+)
+from simulator.trace import TraceError, read_trace
 from simulator.view import SimulatedAutoscaler
 
 BUNDLED_TRACE = Path(__file__).resolve().parent / "traces" / "nasa-http-1995-jul-4d.csv"
 POLICIES = ("hpa", "knative", "predictive", "static-peak", "oracle")
 KNOWN_POLICIES = (*POLICIES, "hpa-legacy")
-# The issue's default capacity: a replica serves 1/20 of the trace's p99 rate, so the p99 needs
-# about 20 / 0.7 = 29 replicas at the default utilization.
-CAPACITY_SHARE_OF_P99 = 1 / 20
+SWEPT_POLICIES = ("hpa", "knative", "predictive")
 PROGRESS_MIN_TICKS = 20_000
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
-# The policy's own default (slots dataclasses keep no class-level defaults to read it from).
-DEFAULT_FORECAST_QUANTILE = ScalingPolicy(replica_capacity_rps=1.0).forecast_quantile
-DEFAULT_FLOOR_QUANTILE = ScalingPolicy(replica_capacity_rps=1.0).forecast_floor_quantile
+# The settings' own defaults, what `serve` runs.
+DEFAULT_FORECAST_QUANTILE = ForecastSettings().quantile
+DEFAULT_FLOOR_QUANTILE = ForecastSettings().floor_quantile
+DEFAULT_SPREAD = ReplaySettings(replica_capacity_rps=1.0).cold_start_spread
 
 
 class ReplayError(Exception):
@@ -51,7 +67,16 @@ def register(subcommands: Any) -> None:
         "--policies",
         help=f"comma-separated, from {', '.join(KNOWN_POLICIES)} (default: {','.join(POLICIES)})",
     )
-    parser.add_argument("--cold-start-seconds", type=int, default=120, help="create -> ready (default 120)")
+    parser.add_argument(
+        "--cold-start-seconds", type=int, default=120, help="median create -> Ready of a pod (default 120)"
+    )
+    parser.add_argument(
+        "--cold-start-spread",
+        type=float,
+        default=DEFAULT_SPREAD,
+        help=f"log standard deviation of the per-pod cold start (default {DEFAULT_SPREAD:g}; 0: fixed)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the cold-start draws (default 0)")
     parser.add_argument("--replica-capacity", type=float, help="rps one replica serves (default p99 / 20)")
     parser.add_argument("--target-utilization", type=float, default=0.7, help="default 0.7")
     parser.add_argument("--min-replicas", type=int, default=1)
@@ -76,9 +101,25 @@ def register(subcommands: Any) -> None:
         default=DEFAULT_FLOOR_QUANTILE,
         help=f"predictive scales down no lower than this quantile needs (default {DEFAULT_FLOOR_QUANTILE})",
     )
+    parser.add_argument(
+        "--hpa-tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help="tolerance of the HPA between predictive and its pods (0.1 default; 0: Kubernetes 1.33+)",
+    )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help=f"run hpa, knative and predictive at target utilization {', '.join(map(str, SWEEP_TARGETS))} "
+        "and compare at equal violation and equal replica-hours",
+    )
     parser.add_argument("--json", type=Path, help="write per-policy figures and parameters here")
     parser.add_argument("--timeline", type=Path, help="write the run-length timeline CSV here")
-    parser.add_argument("--plot", type=Path, help="write a PNG of demand, capacity and forecast here")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        help="write a picture of demand, capacity and forecast (with --sweep: violation vs replica-hours)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     parser.set_defaults(run=run)
 
@@ -101,6 +142,10 @@ def _replay(args: argparse.Namespace) -> int:
     if args.cold_start_seconds < 0:
         raise ReplayError(f"--cold-start-seconds={args.cold_start_seconds}: must be >= 0")
     # Written so that NaN, which fails every comparison, is refused too.
+    if not 0 <= args.cold_start_spread <= 2:
+        raise ReplayError(f"--cold-start-spread={args.cold_start_spread:g}: allowed 0 to 2")
+    if not 0 <= args.hpa_tolerance < 1:
+        raise ReplayError(f"--hpa-tolerance={args.hpa_tolerance:g}: allowed 0 up to (not including) 1")
     if not 0 <= args.scrape_delay_seconds <= 3600:
         raise ReplayError(f"--scrape-delay-seconds={args.scrape_delay_seconds:g}: allowed 0 to 3600")
     if not 0 < args.rate_window_seconds <= 3600:
@@ -116,14 +161,29 @@ def _replay(args: argparse.Namespace) -> int:
         ),
         target_utilization=args.target_utilization,
         cold_start_seconds=args.cold_start_seconds,
+        cold_start_spread=args.cold_start_spread,
+        seed=args.seed,
         min_replicas=args.min_replicas,
         max_replicas=args.max_replicas,
         scrape_delay_seconds=args.scrape_delay_seconds,
         rate_window_seconds=args.rate_window_seconds,
     )
-    # validates capacity, utilization, bounds and the quantile
-    scaling = scaling_policy(settings, args.forecast_quantile, args.forecast_floor_quantile)
-    policies = [build_policy(name, settings, scaling, args.forecast_model) for name in names]
+    scaling_policy(settings)  # validates capacity, utilization and bounds, naming the field
+    try:
+        forecast = ForecastSettings(
+            model=args.forecast_model,
+            quantile=args.forecast_quantile,
+            floor_quantile=args.forecast_floor_quantile,
+        )
+    except ValidationError as error:
+        problem = error.errors()[0]
+        raise ReplayError(f"--forecast-{problem['loc'][0]}: {problem['msg']}".replace("_", "-")) from error
+    options = LoopOptions(forecast=forecast, tolerance=args.hpa_tolerance)
+    core = load_core() if "predictive" in names else None
+    if args.sweep:
+        policies = sweep_policies(names, settings, options, core)
+    else:
+        policies = [build_policy(name, settings, options, core) for name in names]
     demand = trace.demand_per_second()
     show_progress = not args.quiet and sys.stderr.isatty()
     result = replay(
@@ -134,8 +194,13 @@ def _replay(args: argparse.Namespace) -> int:
         settings,
         policies,
         _progress_bar if show_progress else None,
+        parameters={
+            "predictive_chain": describe_chain(args.hpa_tolerance),
+            "cold_start": "lognormal per pod",
+        },
     )
-    outputs = ((args.json, write_json), (args.timeline, write_timeline), (args.plot, write_plot))
+    plot = write_frontier_plot if args.sweep else write_plot
+    outputs = ((args.json, write_json), (args.timeline, write_timeline), (args.plot, plot))
     for path, write in outputs:
         if path is None:
             continue
@@ -148,40 +213,36 @@ def _replay(args: argparse.Namespace) -> int:
         print(
             f"{trace.source}: {len(demand)} s at {trace.step_seconds} s steps, "
             f"capacity {settings.replica_capacity_rps:.3g} rps/replica, "
-            f"cold start {settings.cold_start_seconds} s"
+            f"cold start {settings.cold_start_seconds} s median (spread {settings.cold_start_spread:g})"
         )
-        print(comparison_table(result))
+        print(sweep_table(result) if args.sweep else comparison_table(result))
     return 0
 
 
-def default_capacity_rps(trace: Trace) -> float:
-    """p99 of the trace's per-step rate divided by 20; 1 rps if the trace has no demand at all."""
-    rates = trace.rate_rps()
-    known = rates[~np.isnan(rates)]
-    p99 = float(np.percentile(known, 99)) if known.size else 0.0
-    return p99 * CAPACITY_SHARE_OF_P99 if p99 > 0 else 1.0
-
-
-def scaling_policy(
-    settings: ReplaySettings,
-    forecast_quantile: float = DEFAULT_FORECAST_QUANTILE,
-    floor_quantile: float = DEFAULT_FLOOR_QUANTILE,
-) -> ScalingPolicy:
+def scaling_policy(settings: ReplaySettings) -> ScalingPolicy:
     return ScalingPolicy(
         replica_capacity_rps=settings.replica_capacity_rps,
         target_utilization=settings.target_utilization,
         min_replicas=settings.min_replicas,
         max_replicas=settings.max_replicas,
-        forecast_quantile=forecast_quantile,
-        forecast_floor_quantile=floor_quantile,
-        default_cold_start_seconds=min(float(settings.cold_start_seconds), 3600.0),
     ).validate()
 
 
+AnyPolicy = SimulatedAutoscaler | PlannedPolicy | ClosedLoopPolicy
+
+
 def build_policy(
-    name: str, settings: ReplaySettings, scaling: ScalingPolicy, forecast_model: str = DEFAULT_MODEL
-) -> SimulatedAutoscaler | PlannedPolicy:
-    target = settings.target_rps_per_replica
+    name: str,
+    settings: ReplaySettings,
+    options: LoopOptions | None = None,
+    core: Core | None = None,
+    target_utilization: float | None = None,
+) -> AnyPolicy:
+    """One policy at the run's target utilization, or at `target_utilization` (a sweep point,
+    named hpa@0.55); the replica capacity is the run's either way."""
+    target = settings.target_utilization if target_utilization is None else target_utilization
+    label = name if target_utilization is None else sweep_name(name, target)
+    per_replica = settings.replica_capacity_rps * target
     bounds = (settings.min_replicas, settings.max_replicas)
     pipeline = {
         "metrics_delay_seconds": settings.scrape_delay_seconds,
@@ -192,11 +253,27 @@ def build_policy(
     if name == "oracle":
         return Oracle()
     if name == "predictive":
-        cold_start = float(settings.cold_start_seconds)
-        return PredictiveAutoscaler(scaling, MODELS[forecast_model](), cold_start, **pipeline)
+        return ControlLoopPolicy(
+            core or load_core(), options or LoopOptions(), target_utilization=target, name=label
+        )
     if name in ("hpa", "hpa-legacy"):
-        return HpaAutoscaler(target, *bounds, legacy=name == "hpa-legacy", **pipeline)
-    return KnativeAutoscaler(target, *bounds)
+        policy = HpaAutoscaler(per_replica, *bounds, legacy=name == "hpa-legacy", **pipeline)
+    else:
+        policy = KnativeAutoscaler(per_replica, *bounds)
+    policy.name = label
+    return policy
+
+
+def sweep_policies(
+    names: list[str], settings: ReplaySettings, options: LoopOptions, core: Core | None
+) -> list[AnyPolicy]:
+    policies: list[AnyPolicy] = []
+    for name in names:
+        if name in SWEPT_POLICIES:
+            policies += [build_policy(name, settings, options, core, target) for target in SWEEP_TARGETS]
+        else:
+            policies.append(build_policy(name, settings, options, core))
+    return policies
 
 
 def _progress_bar(name: str, ticks: int) -> Callable[[int], None] | None:

@@ -14,6 +14,7 @@ be pickled (or unpickled after an upgrade) costs only that workload's model.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -21,10 +22,11 @@ import pickle
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from autoscaler.decision import DecisionState
-from sidecar.control_loop import ControlLoop
+from sidecar.clock import Clock, sleep_unless_stopped
+from sidecar.control_loop import ColdStartSource, ControlLoop
 
 log = logging.getLogger(__name__)
 
@@ -165,3 +167,48 @@ def restore(loop: ControlLoop, state: PersistedState) -> list[tuple[str, str]]:
             runtime.fitted, runtime.fitted_at = saved.fitted, saved.fitted_at
         restored.append(key)
     return restored
+
+
+# --- What the service does with the store ---------------------------------------------------
+
+
+class ColdStartSamples(ColdStartSource, Protocol):
+    """The cold-start source whose samples are saved with the state (the pod-watch tracker)."""
+
+    def samples_seconds(self) -> dict[tuple[str, str], tuple[float, ...]]: ...
+
+    def restore(self, samples: dict[tuple[str, str], tuple[float, ...]]) -> None: ...
+
+
+def restore_state(store: StateStore, loop: ControlLoop, tracker: ColdStartSamples) -> None:
+    loaded = store.load()
+    if loaded.problem is not None:
+        log.warning("state file ignored; rebuilding from history", extra={"problem": loaded.problem})
+    if loaded.state is None:
+        return
+    restored = restore(loop, loaded.state)
+    tracker.restore(loaded.state.cold_start_samples_seconds)
+    log.info("state restored", extra={"workloads": len(restored), "skipped": list(loaded.skipped)})
+
+
+async def save_periodically(
+    store: StateStore,
+    loop: ControlLoop,
+    tracker: ColdStartSamples,
+    clock: Clock,
+    interval: float,
+    stop: asyncio.Event,
+) -> None:
+    while not await sleep_unless_stopped(clock, interval, stop):
+        try:
+            await asyncio.to_thread(store.save, snapshot(loop, clock.now(), tracker.samples_seconds()))
+        except OSError as error:
+            log.warning("cannot save state", extra={"error": str(error)})
+
+
+def save_at_shutdown(store: StateStore, loop: ControlLoop, tracker: ColdStartSamples, now: float) -> None:
+    try:
+        store.save(snapshot(loop, now, tracker.samples_seconds()))
+        log.info("state saved", extra={"path": str(store.path)})
+    except OSError as error:
+        log.error("cannot save state at shutdown", extra={"error": str(error)})

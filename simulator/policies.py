@@ -1,23 +1,13 @@
-"""The replay's own policies: static-peak and oracle (planned over the whole trace) and predictive
-(the real `autoscaler.decide` ticked like HPA, fed by a registered forecaster that sees only the past).
+"""The replay's planned policies, computed over the whole trace at once: static-peak and oracle.
+(The predictive policy is the shipped control loop: sidecar/replay_simulation.py.)
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-
 import numpy as np
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
-from autoscaler.decide import decide
-from autoscaler.decision import DecisionState
-from autoscaler.observations import Observations, Reading
-from autoscaler.policy import ScalingPolicy
-from forecasting import Forecast
-from forecasting.model import FittedForecaster, Forecaster
 from simulator.replay import Occupancy, ReplaySettings
-from simulator.view import ClusterView
 
 DAY_SECONDS = 86_400
 
@@ -45,6 +35,10 @@ class Oracle:
     t in [s, s + C]), and all of them are ready at t. Example, C = 2, need 1,1,1,3,1: provisioned
     1,3,3,3,1 (scale-up exactly one cold start early), ready 1,1,1,3,1. The trace's first C seconds
     start from pods assumed ready, as every policy's initial pods are.
+
+    Its pods all take the run's median cold start: the other policies' pods draw theirs
+    (simulator/pods.py), so the oracle is the reference a fleet of median pods could reach, not
+    a bound on each draw.
     """
 
     name = "oracle"
@@ -58,81 +52,3 @@ class Oracle:
         provisioned = maximum_filter1d(need[::-1], size=span, origin=trailing, mode="nearest")[::-1]
         ready = minimum_filter1d(provisioned, size=span, origin=trailing, mode="nearest")
         return Occupancy(self.name, ready, provisioned)
-
-
-@dataclass
-class PredictiveAutoscaler:
-    """`autoscaler.decide` ticked every `tick_seconds`, seeing load through the same pipeline as
-    HPA (delay and window) and a forecast refitted every `refit_seconds` and predicted from the
-    history visible at each tick (steps ending by now - delay: no look-ahead)."""
-
-    policy: ScalingPolicy
-    forecaster: Forecaster
-    cold_start_seconds: float
-    tick_seconds: float = 15.0
-    metrics_delay_seconds: float = 15.0
-    metrics_window_seconds: float = 60.0
-    history_step_seconds: float = 60.0
-    history_window_seconds: float = 8 * DAY_SECONDS
-    refit_seconds: float = 3600.0
-    name: str = "predictive"
-    _state: DecisionState = field(default_factory=DecisionState)
-    _fitted: FittedForecaster | None = None
-    _fitted_at: float | None = None
-    _forecast: Forecast | None = None
-    _forecast_step: int | None = None
-    _first_tick: float | None = None
-    _points: list[tuple[float, float]] = field(default_factory=list)
-
-    def step(self, view: ClusterView) -> int:
-        forecast = self._forecast_at(view)
-        rate = view.metrics.rate(view.now, self.metrics_window_seconds, self.metrics_delay_seconds)
-        observations = Observations(
-            at=view.now,
-            current_replicas=view.spec_replicas,
-            ready_replicas=view.ready_replicas,
-            load=None if rate is None else Reading(rate, view.now - self.metrics_delay_seconds),
-            cold_start_seconds=self.cold_start_seconds,
-        )
-        decision, self._state = decide(view.now, observations, forecast, self.policy, self._state)
-        if decision.forecast_rps is not None:
-            self._points.append((view.now, decision.forecast_rps))
-        return decision.replicas
-
-    def forecast_points(self) -> tuple[np.ndarray, np.ndarray]:
-        at, rps = zip(*self._points, strict=True) if self._points else ((), ())
-        return np.asarray(at, dtype=float), np.asarray(rps, dtype=float)
-
-    def _forecast_at(self, view: ClusterView) -> Forecast | None:
-        # The history gains a step only when now - delay crosses the pipeline's step grid, which
-        # starts at the trace start, where the simulator's first tick is. Between crossings the
-        # previous forecast stands (predicting again would give the same one); this keeps a 27-day
-        # replay from rebuilding a 40,000-step history 160,000 times.
-        if self._first_tick is None:
-            self._first_tick = view.now
-        visible_steps = math.floor(
-            (view.now - self.metrics_delay_seconds - self._first_tick) / self.history_step_seconds
-        )
-        if visible_steps <= 0:
-            return None
-        if self._forecast is not None and self._forecast_step == visible_steps:
-            return self._forecast
-        step, delay = self.history_step_seconds, self.metrics_delay_seconds
-        due = self._fitted_at is None or view.now - self._fitted_at >= self.refit_seconds
-        if self._fitted is None or due:
-            history = view.metrics.history(view.now, step, delay)
-            self._fitted, self._fitted_at = self.forecaster.fit(history), view.now
-        recent = view.metrics.history(view.now, step, delay, self.history_window_seconds)
-        # The forecast starts where the history ends (now - delay, up to a step earlier) and must
-        # reach now + cold start + decision delay + a tick. Example: 15+60+120+30+15 s = 4 steps + 1.
-        lead_seconds = (
-            self.metrics_delay_seconds
-            + self.history_step_seconds
-            + self.cold_start_seconds
-            + self.policy.decision_delay_seconds
-            + self.tick_seconds
-        )
-        horizon = math.ceil(lead_seconds / self.history_step_seconds) + 1
-        self._forecast = self._fitted.predict(recent, horizon, self.policy.forecast_quantiles)
-        self._forecast_step = visible_steps
-        return self._forecast

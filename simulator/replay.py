@@ -1,40 +1,53 @@
-"""The simulated cluster: replays per-second demand through one policy and records its replicas.
+"""The replay: per-second demand through one policy at a time, each scaling its own simulated
+Deployment (simulator/pods.py), and the replicas each kept per second.
 
-Everything lands on a one-second grid: policy ticks, pod creation, and readiness (creation + the
-cold start, whole seconds). Removed pods stop at once; the least-ready pods (latest ready time,
-so starting ones first) go first, as the ReplicaSet controller prefers not-ready pods. The Python
-loop runs only at the policy's ticks; replica counts between ticks are filled from +/- deltas
-recorded at each event and summed once at the end, so a 27-day trace costs its ticks, not its
-2.4 million seconds.
+A ticked policy (`SimulatedAutoscaler`) runs here at its own cadence; a planned one (static-peak,
+oracle) sees the whole trace at once; a closed-loop one (the shipped control loop, driven by the
+shell) runs itself over a deployment built here, so every policy meets the same cold starts.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from simulator.pods import ColdStartDistribution, SimulatedDeployment
+from simulator.trace import Trace
 from simulator.view import ClusterView, MetricsPipeline, SimulatedAutoscaler
 
 PROGRESS_EVERY_TICKS = 2000
+# The default capacity: a replica serves 1/20 of the trace's p99 rate, so the p99 needs about
+# 20 / 0.7 = 29 replicas at the default utilization.
+CAPACITY_SHARE_OF_P99 = 1 / 20
 
 
 @dataclass(frozen=True, slots=True)
 class ReplaySettings:
     """What every policy shares in one run; a replica serves `replica_capacity_rps` flat out and
-    policies aim at `target_utilization` of it."""
+    policies aim at `target_utilization` of it. Pods become Ready after a cold start drawn per pod
+    around `cold_start_seconds` (the median) with `cold_start_spread` (simulator/pods.py)."""
 
     replica_capacity_rps: float
     target_utilization: float = 0.7
     cold_start_seconds: int = 120
+    cold_start_spread: float = 0.2
+    seed: int = 0
     min_replicas: int = 1
     max_replicas: int = 100_000
     scrape_delay_seconds: float = 15.0
     rate_window_seconds: float = 60.0
+
+    @property
+    def cold_starts(self) -> ColdStartDistribution:
+        return ColdStartDistribution(float(self.cold_start_seconds), self.cold_start_spread, self.seed)
+
+    def deployment(self, demand_rps: np.ndarray) -> SimulatedDeployment:
+        """A fresh Deployment for one policy, at the run's initial replicas."""
+        return SimulatedDeployment(len(demand_rps), initial_replicas(demand_rps, self), self.cold_starts)
 
     @property
     def target_rps_per_replica(self) -> float:
@@ -74,10 +87,34 @@ class PlannedPolicy(Protocol):
 
 
 @runtime_checkable
+class ClosedLoopPolicy(Protocol):
+    """A policy that runs its own loop over a deployment from `settings.deployment(...)`: the
+    shipped control loop, which the shell drives on a simulated clock (sidecar/replay_simulation)."""
+
+    name: str
+
+    def run(
+        self,
+        demand_per_second: np.ndarray,
+        start_seconds: float,
+        metrics: MetricsPipeline,
+        settings: ReplaySettings,
+    ) -> Occupancy: ...
+
+
+@runtime_checkable
 class ForecastRecorder(Protocol):
     """A ticked policy that can say which forecast peak it used at each tick (for the plot)."""
 
     def forecast_points(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def default_capacity_rps(trace: Trace) -> float:
+    """p99 of the trace's per-step rate divided by 20; 1 rps if the trace has no demand at all."""
+    rates = trace.rate_rps()
+    known = rates[~np.isnan(rates)]
+    p99 = float(np.percentile(known, 99)) if known.size else 0.0
+    return p99 * CAPACITY_SHARE_OF_P99 if p99 > 0 else 1.0
 
 
 def initial_replicas(demand_rps: np.ndarray, settings: ReplaySettings) -> int:
@@ -99,46 +136,29 @@ def simulate(
     progress: Callable[[int], None] | None = None,
 ) -> Occupancy:
     """Tick `autoscaler` every `tick_seconds` over the trace; return its replicas per second."""
-    seconds = len(demand_rps)
-    start = initial_replicas(demand_rps, settings)
-    ready_delta = np.zeros(seconds + 1, dtype=np.int64)
-    provisioned_delta = np.zeros(seconds + 1, dtype=np.int64)
-    ready_delta[0] = provisioned_delta[0] = start
-    pods = [0] * start  # ready time (seconds since trace start) of each pod, sorted
-    spec = start
+    deployment = settings.deployment(demand_rps)
     tick_seconds = autoscaler.tick_seconds
-    ticks = math.ceil(seconds / tick_seconds)
+    ticks = math.ceil(len(demand_rps) / tick_seconds)
     for index in range(ticks):
         if progress is not None and index % PROGRESS_EVERY_TICKS == 0:
             progress(min(PROGRESS_EVERY_TICKS, ticks - index))
         t = round(index * tick_seconds)
         view = ClusterView(
             now=start_seconds + t,
-            spec_replicas=spec,
-            status_replicas=len(pods),
-            ready_replicas=bisect.bisect_right(pods, t),
+            spec_replicas=deployment.spec,
+            status_replicas=deployment.status_replicas,
+            ready_replicas=deployment.ready_replicas(t),
             metrics=metrics,
         )
-        spec = min(max(int(autoscaler.step(view)), settings.min_replicas), settings.max_replicas)
-        change = spec - len(pods)
-        if change > 0:
-            ready_at = t + settings.cold_start_seconds
-            for _ in range(change):
-                bisect.insort(pods, ready_at)
-            ready_delta[min(ready_at, seconds)] += change
-        elif change < 0:
-            for ready_at in pods[change:]:
-                # A pod that was serving stops serving now; a starting one never will.
-                ready_delta[t if ready_at <= t else min(ready_at, seconds)] -= 1
-            del pods[change:]
-        provisioned_delta[t] += change
+        wanted = int(autoscaler.step(view))
+        deployment.scale(t, min(max(wanted, settings.min_replicas), settings.max_replicas))
     forecast_at, forecast_rps = (
         autoscaler.forecast_points() if isinstance(autoscaler, ForecastRecorder) else (None, None)
     )
     return Occupancy(
         autoscaler.name,
-        np.cumsum(ready_delta[:seconds]),
-        np.cumsum(provisioned_delta[:seconds]),
+        deployment.ready_per_second(),
+        deployment.provisioned_per_second(),
         forecast_at,
         forecast_rps,
     )
@@ -147,13 +167,15 @@ def simulate(
 @dataclass(frozen=True, slots=True, eq=False)
 class ReplayRun:
     """One trace replayed through several policies with the same settings; demand per second
-    (unknown seconds as 0: a gap is treated as no demand) and each policy's occupancy."""
+    (unknown seconds as 0: a gap is treated as no demand) and each policy's occupancy.
+    `parameters` are what the caller adds to the report's (how the policies were wired)."""
 
     source: str
     start_seconds: float
     demand_rps: np.ndarray
     settings: ReplaySettings
     occupancies: tuple[Occupancy, ...]
+    parameters: Mapping[str, object] = field(default_factory=dict)
 
 
 def replay(
@@ -162,8 +184,9 @@ def replay(
     start_seconds: float,
     metrics: MetricsPipeline,
     settings: ReplaySettings,
-    policies: Sequence[SimulatedAutoscaler | PlannedPolicy],
+    policies: Sequence[SimulatedAutoscaler | PlannedPolicy | ClosedLoopPolicy],
     progress: Callable[[str, int], Callable[[int], None] | None] | None = None,
+    parameters: Mapping[str, object] | None = None,
 ) -> ReplayRun:
     """Run every policy over the same demand; `progress(name, ticks)` may return a callback
     that is told how many ticks went by."""
@@ -172,8 +195,10 @@ def replay(
     for policy in policies:
         if isinstance(policy, PlannedPolicy):
             occupancies.append(policy.plan(demand_per_second, settings))
+        elif isinstance(policy, ClosedLoopPolicy):
+            occupancies.append(policy.run(demand_per_second, start_seconds, metrics, settings))
         else:
             ticks = math.ceil(len(demand) / policy.tick_seconds)
             advance = progress(policy.name, ticks) if progress is not None else None
             occupancies.append(simulate(policy, demand_per_second, start_seconds, metrics, settings, advance))
-    return ReplayRun(source, start_seconds, demand, settings, tuple(occupancies))
+    return ReplayRun(source, start_seconds, demand, settings, tuple(occupancies), dict(parameters or {}))

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator.frontier import Comparison, FrontierPoint, compare, curves, parse_sweep_name
 from simulator.replay import Occupancy, ReplayRun
 
 ORACLE = "oracle"
+BASELINE = "hpa"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,16 +66,95 @@ def summary(run: ReplayRun) -> dict[str, object]:
         if oracle_hours:
             entry["replica_hours_vs_oracle"] = figure.replica_hours / oracle_hours
         policies[figure.name] = entry
-    return {
+    document: dict[str, object] = {
         "trace": run.source,
         "parameters": {
             **asdict(run.settings),
             "target_rps_per_replica": run.settings.target_rps_per_replica,
             "simulated_seconds": len(run.demand_rps),
             "start_seconds": run.start_seconds,
+            **run.parameters,
         },
         "policies": policies,
     }
+    points = frontier_points(run)
+    if points:
+        document["frontier"] = {
+            name: [{k: v for k, v in asdict(point).items() if k != "policy"} for point in curve]
+            for name, curve in curves(points).items()
+        }
+        document["comparison"] = [
+            {
+                **asdict(c),
+                "baseline_extra_hours": c.baseline_extra_hours,
+                "violation_vs_baseline": c.violation_vs_baseline,
+            }
+            for c in comparisons(run)
+        ]
+    return document
+
+
+def frontier_points(run: ReplayRun) -> list[FrontierPoint]:
+    """The swept policies' points (occupancies named like hpa@0.55)."""
+    points = []
+    for figure in scores(run):
+        parsed = parse_sweep_name(figure.name)
+        if parsed is not None:
+            points.append(FrontierPoint(parsed[0], parsed[1], figure.violation_ratio, figure.replica_hours))
+    return points
+
+
+def comparisons(run: ReplayRun) -> list[Comparison]:
+    """Each swept policy's default point (the run's target utilization) against HPA's curve."""
+    by_policy = curves(frontier_points(run))
+    baseline = by_policy.get(BASELINE)
+    if not baseline:
+        return []
+    default = run.settings.target_utilization
+    return [
+        compare(point, baseline)
+        for name, curve in by_policy.items()
+        if name != BASELINE
+        for point in curve
+        if point.target_utilization == default
+    ]
+
+
+def sweep_table(run: ReplayRun) -> str:
+    """The frontier per policy, then the cost-matched comparison against HPA."""
+    lines = [
+        "| policy | target utilization | violation_ratio | replica_hours |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, curve in curves(frontier_points(run)).items():
+        lines += [
+            f"| {name} | {p.target_utilization:g} | {p.violation_ratio:.5f} | {p.replica_hours:.1f} |"
+            for p in curve
+        ]
+    for figure in scores(run):
+        if parse_sweep_name(figure.name) is None:
+            lines.append(f"| {figure.name} | - | {figure.violation_ratio:.5f} | {figure.replica_hours:.1f} |")
+    lines += [
+        "",
+        f"At target utilization {run.settings.target_utilization:g}, against {BASELINE} swept over its own:",
+        "",
+        "| policy | violation | replica_hours | hpa hours at same violation | hpa extra hours "
+        "| hpa violation at same hours | violation / hpa's |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in comparisons(run):
+        lines.append(
+            f"| {c.policy} | {c.violation_ratio:.5f} | {c.replica_hours:.1f} "
+            f"| {_or_outside(c.baseline_hours_at_same_violation, '.1f')} "
+            f"| {_or_outside(c.baseline_extra_hours, '+.1%')} "
+            f"| {_or_outside(c.baseline_violation_at_same_hours, '.5f')} "
+            f"| {_or_outside(c.violation_vs_baseline, '.3f')} |"
+        )
+    return "\n".join(lines)
+
+
+def _or_outside(value: float | None, spec: str) -> str:
+    return "outside the sweep" if value is None else format(value, spec)
 
 
 def write_json(run: ReplayRun, path: Path) -> None:
@@ -182,6 +263,55 @@ def write_plot(run: ReplayRun, path: Path, max_points: int = 1500) -> None:
     load_axes.legend(loc="upper left", fontsize="small", ncol=2)
     miss_axes.set_ylabel("unserved so far (%)")
     miss_axes.set_xlabel("hours since trace start")
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+POLICY_MARKERS = {"hpa": "o", "knative": "s", "predictive": "D"}
+
+
+def write_frontier_plot(run: ReplayRun, path: Path) -> None:
+    """Violation (log) against replica-hours: one curve per swept policy, each default point
+    (the run's target utilization) ringed, the oracle and static fleets as single points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from simulator.frontier import VIOLATION_FLOOR
+
+    figure, axes = plt.subplots(figsize=(8, 5.5), constrained_layout=True)
+    default = run.settings.target_utilization
+    for name, curve in curves(frontier_points(run)).items():
+        hours = [p.replica_hours for p in curve]
+        violation = [max(p.violation_ratio, VIOLATION_FLOOR) for p in curve]
+        (line,) = axes.plot(hours, violation, marker=POLICY_MARKERS.get(name, "^"), label=name)
+        for point, x, y in zip(curve, hours, violation, strict=True):
+            axes.annotate(
+                f"{point.target_utilization:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
+            if point.target_utilization == default:
+                axes.plot(x, y, marker="o", markersize=13, fillstyle="none", color=line.get_color())
+    for figure_score in scores(run):
+        if parse_sweep_name(figure_score.name) is None and figure_score.name != "static-peak":
+            axes.plot(
+                figure_score.replica_hours,
+                max(figure_score.violation_ratio, VIOLATION_FLOOR),
+                marker="*",
+                markersize=12,
+                linestyle="none",
+                color="black",
+                label=figure_score.name,
+            )
+    axes.set_yscale("log")
+    axes.set_xlabel("replica-hours")
+    axes.set_ylabel(f"unserved share of demand (floored at {VIOLATION_FLOOR:g})")
+    axes.set_title(
+        f"{Path(run.source).name}: cold start {run.settings.cold_start_seconds} s, "
+        f"{run.settings.replica_capacity_rps:.3g} rps per replica; ringed: target {default:g}"
+    )
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(loc="upper right", fontsize="small")
     figure.savefig(path, dpi=110)
     plt.close(figure)
 

@@ -1,0 +1,31 @@
+"""The pure functions the shell drives (decide, the model registry, the cold-start estimator),
+bundled so each composition root names every dependency it hands to the control loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sidecar.control_loop import DecideFunction, ModelRegistry
+
+COLD_START_QUANTILE = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    decide: DecideFunction
+    models: ModelRegistry
+    estimate_cold_start: Callable[[Sequence[tuple[float, float]]], float | None]
+
+
+def load_core() -> Core:
+    # Imported here, not at the top, so `predictive-autoscaler --help` and the settings check
+    # work even when a model's heavy dependency (statsmodels, LightGBM) is broken.
+    from autoscaler.cold_start import estimate_cold_start
+    from autoscaler.decide import decide
+    from forecasting.registry import MODELS
+
+    def estimate(pairs: Sequence[tuple[float, float]]) -> float | None:
+        return estimate_cold_start(pairs, quantile=COLD_START_QUANTILE, default_seconds=None)
+
+    return Core(decide=decide, models=MODELS, estimate_cold_start=estimate)
