@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from forecasting.series import LoadSeries  # noqa: E402
 from sidecar.control_loop import ControlLoop, LoopPorts  # noqa: E402
+from sidecar.core import load_core  # noqa: E402
 from sidecar.latest_decisions import LatestDecisions  # noqa: E402
-from sidecar.main import load_core  # noqa: E402
 from sidecar.prometheus_reader import PrometheusReader  # noqa: E402
 from sidecar.settings import LoopSettings, QuerySettings, WorkloadSettings  # noqa: E402
 

@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sidecar.clock import SystemClock  # noqa: E402
-from sidecar.main import Core, Service, load_core, serve  # noqa: E402
+from sidecar.core import Core, load_core  # noqa: E402
+from sidecar.main import Service, serve  # noqa: E402
 from sidecar.settings import parse_settings  # noqa: E402
 
 LOW_RPS, HIGH_RPS = 10.0, 100.0

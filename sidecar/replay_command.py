@@ -31,6 +31,7 @@ from simulator.frontier import SWEEP_TARGETS, sweep_name
 from simulator.hpa import HpaAutoscaler
 from simulator.knative import KnativeAutoscaler
 from simulator.metrics_pipeline import TraceMetrics
+from simulator.pods import ColdStartDistribution
 from simulator.policies import Oracle, StaticPeak
 from simulator.replay import ClosedLoopPolicy, PlannedPolicy, ReplaySettings, default_capacity_rps, replay
 from simulator.report import (
@@ -196,7 +197,7 @@ def _replay(args: argparse.Namespace) -> int:
         _progress_bar if show_progress else None,
         parameters={
             "predictive_chain": describe_chain(args.hpa_tolerance),
-            "cold_start": "lognormal per pod",
+            "cold_start_distribution": describe_cold_starts(settings.cold_starts),
         },
     )
     plot = write_frontier_plot if args.sweep else write_plot
@@ -217,6 +218,14 @@ def _replay(args: argparse.Namespace) -> int:
         )
         print(sweep_table(result) if args.sweep else comparison_table(result))
     return 0
+
+
+def describe_cold_starts(cold_starts: ColdStartDistribution) -> str:
+    return (
+        f"lognormal per pod: median {cold_starts.median_seconds:g} s, log standard deviation "
+        f"{cold_starts.spread:g} (p90 {cold_starts.quantile_seconds(0.9):.0f} s), seed {cold_starts.seed}, "
+        "the same draws in pod-creation order for every policy"
+    )
 
 
 def scaling_policy(settings: ReplaySettings) -> ScalingPolicy:

@@ -13,7 +13,8 @@ import pytest
 from metrics_adapter import externalscaler_pb2 as pb
 from metrics_adapter import externalscaler_pb2_grpc as pb_grpc
 from sidecar.clock import SystemClock
-from sidecar.main import Service, load_core, serve
+from sidecar.core import load_core
+from sidecar.main import Service, serve
 from sidecar.settings import Settings
 from tests.metrics_adapter.conftest import TlsMaterial, client_ssl_context, published
 

@@ -215,8 +215,7 @@ def test_a_stop_signal_drains_and_saves_state(tmp_path: Path, signum: signal.Sig
 def test_truncated_state_at_start_is_logged_and_rebuilt(tmp_path: Path, caplog):
     from autoscaler.decision import DecisionState
     from sidecar.kubernetes_client import ColdStartTracker
-    from sidecar.main import _restore_state
-    from sidecar.state_store import PersistedState, PersistedWorkload, StateStore
+    from sidecar.state_store import PersistedState, PersistedWorkload, StateStore, restore_state
 
     store = StateStore(tmp_path / "sidecar.state")
     saved = PersistedWorkload("auto", None, None, DecisionState(last_replicas=9))
@@ -239,7 +238,7 @@ def test_truncated_state_at_start_is_logged_and_rebuilt(tmp_path: Path, caplog):
     )
     tracker = ColdStartTracker(estimate=max)
     with caplog.at_level(logging.WARNING):
-        _restore_state(store, loop, tracker)
+        restore_state(store, loop, tracker)
     assert loop.runtimes[("ml", "llama")].decision_state.last_replicas is None, "nothing restored"
     assert tracker.pairs == {}
     warning = next(r for r in caplog.records if "state file ignored" in r.getMessage())
@@ -247,7 +246,8 @@ def test_truncated_state_at_start_is_logged_and_rebuilt(tmp_path: Path, caplog):
 
 
 async def test_sigterm_finishes_the_tick_and_saves_state(tmp_path: Path):
-    from sidecar.main import build_replay
+    from sidecar.core import load_core
+    from sidecar.replay_simulation import serve_replay
     from sidecar.settings import ForecastSettings, Settings
     from sidecar.state_store import StateStore
 
@@ -258,7 +258,8 @@ async def test_sigterm_finishes_the_tick_and_saves_state(tmp_path: Path):
         server={"host": "127.0.0.1", "health_port": 0, "http_port": 0, "grpc_port": 0},
         state={"path": str(state)},
     )
-    settings, simulation, clock = build_replay(trace, base, speedup=60)
+    settings, simulation = serve_replay(trace, base, 60, load_core().estimate_cold_start)
+    clock = simulation.clock
     workload = settings.workloads[0].model_copy(update={"forecast": ForecastSettings(model="last_value")})
     settings = settings.model_copy(update={"workloads": (workload,)})
 
@@ -269,7 +270,8 @@ async def test_sigterm_finishes_the_tick_and_saves_state(tmp_path: Path):
 
 
 async def test_an_unwritable_state_file_at_drain_is_logged_and_the_drain_goes_on(tmp_path: Path, caplog):
-    from sidecar.main import build_replay
+    from sidecar.core import load_core
+    from sidecar.replay_simulation import serve_replay
     from sidecar.settings import Settings
 
     trace = tmp_path / "trace.csv"
@@ -279,7 +281,8 @@ async def test_an_unwritable_state_file_at_drain_is_logged_and_the_drain_goes_on
         server={"host": "127.0.0.1", "health_port": 0, "http_port": 0, "grpc_port": 0},
         state={"path": str(tmp_path / "file" / "sidecar.state")},
     )
-    settings, simulation, clock = build_replay(trace, base, speedup=60)
+    settings, simulation = serve_replay(trace, base, 60, load_core().estimate_cold_start)
+    clock = simulation.clock
     # The hand-back (floors, Lease) comes after the save, so the drain must get past it.
     assert await _serve_replay_until_a_decision_then_sigterm(settings, simulation, clock) == 0
     assert any("cannot save state at shutdown" in r.getMessage() for r in caplog.records)
@@ -288,7 +291,8 @@ async def test_an_unwritable_state_file_at_drain_is_logged_and_the_drain_goes_on
 async def _serve_replay_until_a_decision_then_sigterm(settings, simulation, clock) -> int:
     """serve() in-process over a replay until its first decision is published, then SIGTERM;
     the exit code of the drain."""
-    from sidecar.main import load_core, run_until_signalled
+    from sidecar.core import load_core
+    from sidecar.main import run_until_signalled
 
     services = []
     task = asyncio.create_task(
@@ -305,7 +309,7 @@ async def test_pod_watchers_follow_the_configured_workloads(tmp_path: Path):
     from kubernetes_asyncio import client as kube
 
     from sidecar.kubernetes_client import ColdStartTracker
-    from sidecar.main import _supervise_pod_watchers
+    from sidecar.pod_watch import supervise_pod_watchers
     from sidecar.settings import parse_settings
     from tests.sidecar.kubernetes_contract import pod_event
 
@@ -332,7 +336,7 @@ async def test_pod_watchers_follow_the_configured_workloads(tmp_path: Path):
     tracker = ColdStartTracker(estimate=max)
     stop = asyncio.Event()
     supervisor = asyncio.create_task(
-        _supervise_pod_watchers(api, KubernetesReader(api), loop, tracker, clock, stop)
+        supervise_pod_watchers(api, KubernetesReader(api), loop, tracker, clock, stop)
     )
     try:
         await contract.pod_events.put(pod_event("ADDED", "a", "2026-01-01T00:00:00Z", "2026-01-01T00:02:00Z"))
@@ -355,7 +359,7 @@ async def test_prewarm_follows_forecast_decisions_only(cluster):
     from autoscaler.observations import Observations
     from sidecar.kubernetes_client import LeaseElector, Prewarmer
     from sidecar.latest_decisions import PublishedDecision
-    from sidecar.main import _prewarm, _restore_prewarm
+    from sidecar.prewarm_floors import _restore_prewarm, apply_prewarm
     from sidecar.settings import parse_settings
 
     contract, api = cluster
@@ -384,7 +388,7 @@ async def test_prewarm_follows_forecast_decisions_only(cluster):
         runtime.published = PublishedDecision(
             "ml", "llama", decision, Observations(clock.now(), 2), clock.now()
         )
-        await _prewarm(prewarmer, loop)
+        await apply_prewarm(prewarmer, loop)
 
     await decide(7, Reason.FORECAST)
     assert floor() == 7, "the forecast raises the HPA floor ahead of the load"
@@ -398,7 +402,7 @@ async def test_prewarm_follows_forecast_decisions_only(cluster):
     assert floor() == 7
     without_prewarm = parse_settings(SETTINGS)
     loop.reconfigure(without_prewarm.workloads, without_prewarm.loop)
-    await _prewarm(prewarmer, loop)
+    await apply_prewarm(prewarmer, loop)
     assert floor() == 2, "a reload that drops the prewarm section hands the floor back"
 
 
@@ -407,7 +411,7 @@ async def test_drain_restores_the_floor_before_releasing_the_lease(cluster):
     the Lease is still ours, and only then is the Lease released (in the other order the
     restore is a follower's write, skipped, and the raised floor outlives the sidecar)."""
     from sidecar.kubernetes_client import LeaseElector, Prewarmer, PrewarmTarget
-    from sidecar.main import _hand_back
+    from sidecar.prewarm_floors import hand_back
 
     contract, api = cluster
     contract.add_hpa("ml", "llama", 2)
@@ -423,7 +427,7 @@ async def test_drain_restores_the_floor_before_releasing_the_lease(cluster):
     stop.set()
     await asyncio.wait_for(running, 5)
     assert elector.is_leader, "still ours after stop, so the restore below is allowed"
-    await _hand_back(prewarmer, elector)
+    await hand_back(prewarmer, elector)
     assert contract.objects[("horizontalpodautoscalers", "ml", "llama")]["spec"]["minReplicas"] == 2
     assert await successor.try_acquire() is True, "released after the restore"
 

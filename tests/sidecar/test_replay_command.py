@@ -1,5 +1,6 @@
 """`predictive-autoscaler replay` end to end on tiny temporary traces."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 
 from sidecar.cli import main
 from sidecar.replay_command import BUNDLED_TRACE
+from simulator.frontier import SWEEP_TARGETS
 
 FAST = "static-peak,oracle"
 
@@ -81,6 +83,13 @@ def test_bad_trace_exits_2_with_one_line(tmp_path, capsys, text, message):
         pytest.param(["--scrape-delay-seconds", "-5"], "--scrape-delay-seconds=-5", id="negative delay"),
         pytest.param(["--max-replicas", "3000000000"], "max_replicas=3000000000", id="beyond int32"),
         pytest.param(["--plot", "out.xyz"], "--plot=out.xyz: the file name must end in", id="plot format"),
+        pytest.param(
+            ["--cold-start-spread", "nan"], "--cold-start-spread=nan: allowed 0 to 2", id="NaN spread"
+        ),
+        pytest.param(["--hpa-tolerance", "1"], "--hpa-tolerance=1: allowed 0 up to", id="tolerance 1"),
+        pytest.param(
+            ["--forecast-quantile", "1"], "--forecast-quantile: Input should be less than 1", id="quantile"
+        ),
     ],
 )
 def test_bad_options_exit_2(trace, capsys, args, message):
@@ -126,3 +135,57 @@ def test_unknown_forecast_model_is_a_usage_error(trace, capsys):
         main(["replay", "--trace", str(trace), "--forecast-model", "prophet"])
     assert stopped.value.code == 2
     assert "--forecast-model: invalid choice: 'prophet'" in capsys.readouterr().err
+
+
+def test_the_predictive_timeline_recomputes_the_json_and_the_json_names_the_chain(tmp_path):
+    rows = [f"{60 * i},{600 + (i * 7919) % 400}" for i in range(240)]
+    trace = tmp_path / "noisy.csv"
+    trace.write_text("timestamp_s,requests\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out, timeline = tmp_path / "r.json", tmp_path / "t.csv"
+    args = ["replay", "--trace", str(trace), "--policies", "hpa,predictive", "--quiet"]
+    assert main([*args, "--json", str(out), "--timeline", str(timeline), "--hpa-tolerance", "0"]) == 0
+    figures = json.loads(out.read_text())
+    parameters = figures["parameters"]
+    assert "ControlLoop -> LatestDecisions" in parameters["predictive_chain"]
+    assert "tolerance 0)" in parameters["predictive_chain"]
+    assert parameters["cold_start_distribution"].startswith("lognormal per pod: median 120 s")
+    assert (parameters["cold_start_seconds"], parameters["cold_start_spread"], parameters["seed"]) == (
+        120,
+        0.2,
+        0,
+    )
+    capacity = parameters["replica_capacity_rps"]
+    with timeline.open() as lines:
+        table = list(csv.DictReader(lines))
+    for policy in ("hpa", "predictive"):
+        demand = sum(float(r["duration_s"]) * float(r["demand_rps"]) for r in table)
+        unserved = sum(
+            float(r["duration_s"]) * max(0.0, float(r["demand_rps"]) - int(r[f"{policy}_ready"]) * capacity)
+            for r in table
+        )
+        hours = sum(float(r["duration_s"]) * int(r[f"{policy}_provisioned"]) for r in table) / 3600
+        assert figures["policies"][policy]["violation_ratio"] == pytest.approx(unserved / demand, rel=1e-12)
+        assert figures["policies"][policy]["replica_hours"] == pytest.approx(hours, rel=1e-12)
+
+
+def test_sweep_reports_the_frontier_and_the_cost_matched_comparison(tmp_path, capsys):
+    rows = [f"{60 * i},{600 + 300 * ((i // 30) % 2) + (i * 7919) % 200}" for i in range(180)]
+    trace = tmp_path / "steps.csv"
+    trace.write_text("timestamp_s,requests\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out, plot = tmp_path / "r.json", tmp_path / "frontier.png"
+    args = ["replay", "--trace", str(trace), "--policies", "hpa,predictive,oracle", "--sweep"]
+    assert main([*args, "--json", str(out), "--plot", str(plot)]) == 0
+    figures = json.loads(out.read_text())
+    assert [p["target_utilization"] for p in figures["frontier"]["hpa"]] == list(SWEEP_TARGETS)
+    hours = [p["replica_hours"] for p in figures["frontier"]["hpa"]]
+    assert hours == sorted(hours, reverse=True), "a higher target costs fewer replica-hours"
+    (comparison,) = figures["comparison"]
+    assert (comparison["policy"], comparison["baseline"]) == ("predictive", "hpa")
+    predictive = figures["policies"]["predictive@0.7"]
+    assert comparison["replica_hours"] == predictive["replica_hours"]
+    if comparison["violation_inside"]:
+        extra = comparison["baseline_hours_at_same_violation"] / comparison["replica_hours"] - 1
+        assert comparison["baseline_extra_hours"] == pytest.approx(extra)
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert "| hpa | 0.55 |" in printed and "hpa hours at same violation" in printed

@@ -3,7 +3,7 @@ history read, forecast made, decision published and served over the external met
 /metrics; then Prometheus stopped
 mid-run (decisions hold, signal age grows, /readyz says so) and restarted (it recovers).
 
-The decision core and model registry are the real ones (`sidecar.main.load_core`), with the
+The decision core and model registry are the real ones (`sidecar.core.load_core`), with the
 `last_value` model and no scale-down window so the recovery is visible within seconds; the
 decision rules themselves are tested in tests/autoscaler.
 """
@@ -21,7 +21,8 @@ import pytest
 
 from autoscaler.decision import Reason
 from sidecar.clock import SystemClock
-from sidecar.main import Service, load_core, serve
+from sidecar.core import load_core
+from sidecar.main import Service, serve
 from sidecar.settings import parse_settings
 from sidecar.state_store import StateStore
 

@@ -1,15 +1,12 @@
-"""Static-peak, oracle and predictive policies on small synthetic traces."""
+"""Static-peak and oracle on small synthetic traces (predictive: tests/sidecar/test_replay_simulation.py)."""
 
 from itertools import product
 
 import numpy as np
 import pytest
 
-from autoscaler.policy import ScalingPolicy
-from forecasting import MODELS
-from simulator.metrics_pipeline import TraceMetrics
-from simulator.policies import Oracle, PredictiveAutoscaler, StaticPeak
-from simulator.replay import ReplaySettings, simulate
+from simulator.policies import Oracle, StaticPeak
+from simulator.replay import ReplaySettings
 from simulator.report import score
 
 
@@ -78,27 +75,3 @@ def test_static_peak_is_constant_at_the_peak():
     occupancy = StaticPeak().plan(np.array([1.0, 41.0, np.nan, 3.0]), settings(5))
     np.testing.assert_array_equal(occupancy.provisioned, [5, 5, 5, 5])
     np.testing.assert_array_equal(occupancy.ready, occupancy.provisioned)
-
-
-def predictive_replicas(demand, model):
-    policy = ScalingPolicy(replica_capacity_rps=10.0, target_utilization=0.7).validate()
-    predictive = PredictiveAutoscaler(policy, MODELS[model](), cold_start_seconds=120.0)
-    cluster = ReplaySettings(replica_capacity_rps=10.0, cold_start_seconds=120)
-    occupancy = simulate(predictive, demand, 0.0, TraceMetrics(demand, 0.0), cluster)
-    forecast_at, _ = predictive.forecast_points()
-    assert forecast_at.size > 0, "the forecast took part in the decisions"
-    return occupancy.provisioned
-
-
-@pytest.mark.parametrize("model", ["recent_quantiles", "auto", "lightgbm", "seasonal_change"])
-def test_predictive_does_not_look_ahead(model):
-    # Eight hours, one level per minute: long enough for `auto` to hold out and score candidates.
-    rng = np.random.default_rng(7)
-    demand = np.repeat(rng.uniform(5, 80, size=480), 60)
-    cut = 6 * 3600
-    changed = demand.copy()
-    changed[cut:] = rng.permutation(changed[cut:]) * 5  # the future shuffled and scaled
-    before, after = predictive_replicas(demand, model), predictive_replicas(changed, model)
-    # Decisions at ticks up to `cut` saw only data up to cut - 15 s: identical until then.
-    np.testing.assert_array_equal(before[: cut + 1], after[: cut + 1])
-    assert not np.array_equal(before, after)

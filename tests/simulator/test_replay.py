@@ -9,7 +9,9 @@ from simulator.metrics_pipeline import TraceMetrics
 from simulator.replay import ReplaySettings, initial_replicas, replay, simulate
 from simulator.view import ClusterView
 
-SETTINGS = ReplaySettings(replica_capacity_rps=10.0, target_utilization=0.5, cold_start_seconds=20)
+SETTINGS = ReplaySettings(
+    replica_capacity_rps=10.0, target_utilization=0.5, cold_start_seconds=20, cold_start_spread=0.0
+)
 
 
 @dataclass
