@@ -289,12 +289,15 @@ class Settings(BaseSettings):
         return self
 
 
-def parse_settings(text: str, known_models: Collection[str] | None = None) -> Settings:
-    """Settings from YAML text plus the environment; SettingsError lists every bad field."""
+def parse_settings(
+    text: str, known_models: Collection[str] | None = None, source: str = "settings"
+) -> Settings:
+    """Settings from YAML text plus the environment; SettingsError lists every bad field.
+    `source` names the text in a YAML error (the file's path)."""
     try:
         data = yaml.safe_load(text) if text.strip() else {}
     except yaml.YAMLError as error:
-        raise SettingsError(f"settings are not valid YAML: {error}") from error
+        raise SettingsError(_describe_yaml_error(error, source)) from error
     except RecursionError:
         raise SettingsError("settings are nested too deeply to be a configuration") from None
     if not isinstance(data, Mapping):
@@ -324,7 +327,17 @@ def load_settings(path: Path, known_models: Collection[str] | None = None) -> Se
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise SettingsError(f"cannot read settings file {path}: {error}") from error
-    return parse_settings(text, known_models)
+    return parse_settings(text, known_models, source=str(path))
+
+
+def _describe_yaml_error(error: yaml.YAMLError, source: str) -> str:
+    """One line: where (file, line, column) and what, instead of PyYAML's multi-line report."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else source
+    problem = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    what = f"{context}: {problem}" if context else problem
+    return f"{where}: not valid YAML ({' '.join(what.split())}); fix the file (deploy/examples/settings.yaml)"
 
 
 def _describe(error: ValidationError, data: Mapping[str, Any]) -> str:
