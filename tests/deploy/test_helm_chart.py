@@ -373,3 +373,12 @@ def test_secret_mode_names_the_values_it_needs(helm, tmp_path):
     assert "tls.secret.name" in _refusal(helm, tmp_path, {"tls": {"mode": "secret"}})
     missing_ca = {"apiService": {"enabled": True}, "tls": {"mode": "secret", "secret": {"name": "mine"}}}
     assert "tls.secret.caBundle" in _refusal(helm, tmp_path, missing_ca)
+
+
+def test_install_guide_names_every_object_the_chart_creates(rendered):
+    guide = (REPO / "deploy" / "README.md").read_text(encoding="utf-8")
+    for obj in rendered["apiservice-cert-manager"]:
+        assert f"`{obj['metadata']['name']}`" in guide, (
+            f"deploy/README.md does not name {obj['kind']}/{obj['metadata']['name']}"
+        )
+        assert obj["kind"] in guide, obj["kind"]
