@@ -1,6 +1,7 @@
 """Scaling decisions: pure functions of (now, observations, forecast, policy, state)."""
 
 from autoscaler.cold_start import estimate_cold_start
+from autoscaler.cost import Cost, CostBasis, cost_now
 from autoscaler.decide import decide
 from autoscaler.decision import Decision, DecisionState, Reason
 from autoscaler.observations import Observations, Reading
@@ -14,6 +15,8 @@ from autoscaler.policy import (
 )
 
 __all__ = [
+    "Cost",
+    "CostBasis",
     "Decision",
     "DecisionState",
     "Observations",
@@ -25,6 +28,7 @@ __all__ = [
     "ScalingPolicy",
     "ScalingRules",
     "SelectPolicy",
+    "cost_now",
     "decide",
     "estimate_cold_start",
 ]

@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from autoscaler.cost import CostBasis
 from autoscaler.policy import (
     PolicyError,
     RatePolicy,
@@ -141,6 +142,9 @@ class WorkloadSettings(_Strict):
     cold_start_seconds: float | None = Field(default=None, ge=0, le=3600)
     default_cold_start_seconds: float = Field(default=120.0, ge=0, le=3600)
     prewarm: PrewarmSettings | None = None
+    # Cost on /metrics: GPUs one replica holds, and what a GPU-hour costs (None: no money figure).
+    gpus_per_replica: float = Field(default=1.0, ge=0, le=64)
+    price_per_gpu_hour: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _known_placeholders(self) -> WorkloadSettings:
@@ -162,6 +166,9 @@ class WorkloadSettings(_Strict):
     @property
     def target_name(self) -> str:
         return self.target.name or self.name
+
+    def cost_basis(self) -> CostBasis:
+        return CostBasis(self.gpus_per_replica, self.replica_capacity_rps, self.price_per_gpu_hour)
 
     def to_policy(self) -> ScalingPolicy:
         """The core's policy, validated; raises SettingsError naming this workload."""
