@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SECONDS_PER_HOUR = 3600.0
+# A replica holds one GPU unless a workload says otherwise (settings and the replay share this).
+DEFAULT_GPUS_PER_REPLICA = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +43,10 @@ def cost_now(replicas: int | None, load_rps: float | None, basis: CostBasis) -> 
         per_second = gpus * basis.price_per_gpu_hour / SECONDS_PER_HOUR
         per_1k = per_second / load_rps * 1000.0
     return Cost(gpus, idle, per_1k)
+
+
+def per_1k_requests(gpu_hours: float, requests: float, price_per_gpu_hour: float | None) -> float | None:
+    """Money per 1,000 requests over a span: None without a price or without requests."""
+    if price_per_gpu_hour is None or requests <= 0:
+        return None
+    return gpu_hours * price_per_gpu_hour / requests * 1000.0

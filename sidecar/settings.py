@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from autoscaler.cost import CostBasis
+from autoscaler.cost import DEFAULT_GPUS_PER_REPLICA, CostBasis
 from autoscaler.policy import (
     PolicyError,
     RatePolicy,
@@ -143,7 +143,7 @@ class WorkloadSettings(_Strict):
     default_cold_start_seconds: float = Field(default=120.0, ge=0, le=3600)
     prewarm: PrewarmSettings | None = None
     # Cost on /metrics: GPUs one replica holds, and what a GPU-hour costs (None: no money figure).
-    gpus_per_replica: float = Field(default=1.0, ge=0, le=64)
+    gpus_per_replica: float = Field(default=DEFAULT_GPUS_PER_REPLICA, ge=0, le=64)
     price_per_gpu_hour: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")

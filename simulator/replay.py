@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from autoscaler.cost import DEFAULT_GPUS_PER_REPLICA
 from simulator.view import ClusterView, MetricsPipeline, SimulatedAutoscaler
 
 PROGRESS_EVERY_TICKS = 2000
@@ -35,6 +36,9 @@ class ReplaySettings:
     max_replicas: int = 100_000
     scrape_delay_seconds: float = 15.0
     rate_window_seconds: float = 60.0
+    # For the report's cost columns (GPU-hours, cost per 1,000 requests); no price, no money figure.
+    gpus_per_replica: float = DEFAULT_GPUS_PER_REPLICA
+    price_per_gpu_hour: float | None = None
 
     @property
     def target_rps_per_replica(self) -> float:

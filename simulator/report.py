@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autoscaler.cost import DEFAULT_GPUS_PER_REPLICA, per_1k_requests
 from simulator.replay import Occupancy, ReplayRun
 
 ORACLE = "oracle"
@@ -30,9 +31,20 @@ class PolicyScore:
     replica_hours: float
     scale_events: int
     underprovisioned_seconds: int
+    # Cost: replica-hours x gpus_per_replica; the share of provisioned capacity that served no
+    # request; money per 1,000 requests at price_per_gpu_hour (None without a price).
+    gpu_hours: float = 0.0
+    idle_share: float = 0.0
+    cost_per_1k_requests: float | None = None
 
 
-def score(demand_rps: np.ndarray, occupancy: Occupancy, replica_capacity_rps: float) -> PolicyScore:
+def score(
+    demand_rps: np.ndarray,
+    occupancy: Occupancy,
+    replica_capacity_rps: float,
+    gpus_per_replica: float = DEFAULT_GPUS_PER_REPLICA,
+    price_per_gpu_hour: float | None = None,
+) -> PolicyScore:
     """Unserved demand over total demand, replica-hours of provisioned (starting + ready) pods,
     changes of the provisioned count, and seconds with demand above ready capacity.
 
@@ -40,17 +52,34 @@ def score(demand_rps: np.ndarray, occupancy: Occupancy, replica_capacity_rps: fl
     """
     shortfall = np.maximum(0.0, demand_rps - occupancy.ready * replica_capacity_rps)
     total = float(np.sum(demand_rps))
+    replica_hours = float(np.sum(occupancy.provisioned)) / 3600.0
+    gpu_hours = replica_hours * gpus_per_replica
+    capacity = float(np.sum(occupancy.provisioned)) * replica_capacity_rps
+    served = total - float(np.sum(shortfall))
     return PolicyScore(
         name=occupancy.name,
         violation_ratio=float(np.sum(shortfall)) / total if total > 0 else 0.0,
-        replica_hours=float(np.sum(occupancy.provisioned)) / 3600.0,
+        replica_hours=replica_hours,
         scale_events=int(np.count_nonzero(np.diff(occupancy.provisioned))),
         underprovisioned_seconds=int(np.count_nonzero(shortfall > 0)),
+        gpu_hours=gpu_hours,
+        idle_share=1.0 - min(1.0, served / capacity) if capacity > 0 else 0.0,
+        cost_per_1k_requests=per_1k_requests(gpu_hours, served, price_per_gpu_hour),
     )
 
 
 def scores(run: ReplayRun) -> list[PolicyScore]:
-    return [score(run.demand_rps, o, run.settings.replica_capacity_rps) for o in run.occupancies]
+    settings = run.settings
+    return [
+        score(
+            run.demand_rps,
+            o,
+            settings.replica_capacity_rps,
+            settings.gpus_per_replica,
+            settings.price_per_gpu_hour,
+        )
+        for o in run.occupancies
+    ]
 
 
 def summary(run: ReplayRun) -> dict[str, object]:
@@ -110,14 +139,17 @@ def comparison_table(run: ReplayRun) -> str:
     figures = scores(run)
     oracle_hours = next((s.replica_hours for s in figures if s.name == ORACLE), None)
     lines = [
-        "| policy | violation_ratio | replica_hours | vs oracle | scale_events | underprovisioned_s |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| policy | violation_ratio | replica_hours | vs oracle | scale_events | underprovisioned_s "
+        "| gpu_hours | idle_share | cost_per_1k |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in figures:
         ratio = f"{s.replica_hours / oracle_hours:.2f}x" if oracle_hours else "-"
+        cost = "-" if s.cost_per_1k_requests is None else f"{s.cost_per_1k_requests:.4g}"
         lines.append(
             f"| {s.name} | {s.violation_ratio:.4f} | {s.replica_hours:.1f} | {ratio} "
-            f"| {s.scale_events} | {s.underprovisioned_seconds} |"
+            f"| {s.scale_events} | {s.underprovisioned_seconds} "
+            f"| {s.gpu_hours:.1f} | {s.idle_share:.3f} | {cost} |"
         )
     return "\n".join(lines)
 

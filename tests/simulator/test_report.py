@@ -33,6 +33,18 @@ def test_score(demand, ready, provisioned, violation, events, under):
     assert (figures.scale_events, figures.underprovisioned_seconds) == (events, under)
 
 
+def test_cost_figures_count_gpus_idle_capacity_and_price():
+    # 4 rps for 2 s; 1 then 2 replicas of 8 rps provisioned, 1 ready; 2 GPUs each at 3.6 an hour.
+    occupancy = Occupancy("p", np.asarray([1, 1]), np.asarray([1, 2]))
+    figures = score(np.asarray([4.0, 4.0]), occupancy, 8.0, gpus_per_replica=2.0, price_per_gpu_hour=3.6)
+    assert figures.gpu_hours == pytest.approx(6 / 3600)
+    # 24 requests of capacity provisioned (3 replica-seconds x 8), 8 served.
+    assert figures.idle_share == pytest.approx(2 / 3)
+    # 6 GPU-seconds at 0.001 a GPU-second = 0.006 for 8 requests: 0.75 per 1,000.
+    assert figures.cost_per_1k_requests == pytest.approx(0.75)
+    assert score(np.asarray([4.0, 4.0]), occupancy, 8.0).cost_per_1k_requests is None
+
+
 @pytest.fixture
 def run():
     rng = np.random.default_rng(3)
@@ -61,6 +73,7 @@ def test_timeline_recomputes_the_json_figures(run, tmp_path):
             expected["violation_ratio"], rel=1e-12
         )
         assert (duration * provisioned).sum() / 3600 == pytest.approx(expected["replica_hours"], rel=1e-12)
+        assert expected["gpu_hours"] == pytest.approx(expected["replica_hours"] * SETTINGS.gpus_per_replica)
         assert int(((shortfall > 0) * duration).sum()) == expected["underprovisioned_seconds"]
     assert figures["policies"]["oracle"]["violation_ratio"] == 0.0
     assert figures["policies"]["scripted"]["violation_ratio"] > 0.0
@@ -69,6 +82,9 @@ def test_timeline_recomputes_the_json_figures(run, tmp_path):
 def test_table_has_one_row_per_policy_relative_to_oracle(run):
     lines = comparison_table(run).splitlines()
     assert [line.split("|")[1].strip() for line in lines[2:]] == ["scripted", "static-peak", "oracle"]
+    assert lines[0].endswith("| gpu_hours | idle_share | cost_per_1k |")
+    # No price given: no money figure, but the GPU-hours (one GPU a replica) and idle share show.
+    assert all(line.endswith("| - |") for line in lines[2:])
     assert "| 1.00x |" in lines[-1]
 
 
