@@ -2,6 +2,7 @@
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,7 +10,14 @@ import pytest
 from simulator.metrics_pipeline import TraceMetrics
 from simulator.policies import Oracle, StaticPeak
 from simulator.replay import Occupancy, ReplaySettings, replay
-from simulator.report import comparison_table, score, write_json, write_plot, write_timeline
+from simulator.report import (
+    comparison_table,
+    policy_colour,
+    score,
+    write_json,
+    write_plot,
+    write_timeline,
+)
 from tests.simulator.test_replay import Scripted
 
 SETTINGS = ReplaySettings(replica_capacity_rps=8.0, target_utilization=0.5, cold_start_seconds=30)
@@ -93,3 +101,26 @@ def test_plot_is_a_png(run, tmp_path):
     write_plot(run, path, max_points=100)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 5000
+
+
+def test_each_policy_keeps_its_colour_whatever_the_order(run, tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    seen = []
+    original = plt.Figure.savefig
+
+    def capture(figure, *args, **kwargs):
+        panels = figure.axes[:-1]
+        seen.append({axes.get_title(loc="left"): axes.lines[1].get_color() for axes in panels})
+        return original(figure, *args, **kwargs)
+
+    reordered = replace(run, occupancies=tuple(reversed(run.occupancies)))
+    monkeypatch.setattr(plt.Figure, "savefig", capture)
+    write_plot(run, tmp_path / "a.png", max_points=100)
+    write_plot(reordered, tmp_path / "b.png", max_points=100)
+    assert seen[0] == seen[1]
+    assert seen[0]["oracle"] == policy_colour("oracle") != seen[0]["static-peak"]
+    assert len(seen[0]) == len(run.occupancies), "one panel per policy"
