@@ -1,6 +1,7 @@
 """Scaling decisions: pure functions of (now, observations, forecast, policy, state)."""
 
 from autoscaler.cold_start import estimate_cold_start
+from autoscaler.cost import DEFAULT_GPUS_PER_REPLICA, Cost, CostBasis, cost_now, per_1k_requests
 from autoscaler.decide import decide
 from autoscaler.decision import Decision, DecisionState, Reason
 from autoscaler.observations import Observations, Reading
@@ -14,6 +15,9 @@ from autoscaler.policy import (
 )
 
 __all__ = [
+    "DEFAULT_GPUS_PER_REPLICA",
+    "Cost",
+    "CostBasis",
     "Decision",
     "DecisionState",
     "Observations",
@@ -25,6 +29,8 @@ __all__ = [
     "ScalingPolicy",
     "ScalingRules",
     "SelectPolicy",
+    "cost_now",
     "decide",
     "estimate_cold_start",
+    "per_1k_requests",
 ]

@@ -53,6 +53,9 @@ class BacktestResult:
     # that forecasts before a time do not depend on data after it.
     forecasts: dict[float, np.ndarray]
     origins: np.ndarray
+    # The name each fit reported, in order: `lightgbm:last_value` is a LightGBM fit that fell back
+    # to last value (too little history), `auto:ewma` the selector choosing EWMA.
+    fitted_as: tuple[str, ...] = ()
 
 
 def rolling_origins(
@@ -85,10 +88,12 @@ def backtest(
     fitted: FittedForecaster | None = None
     fitted_at = -np.inf
     name = getattr(forecaster, "name", type(forecaster).__name__)
+    fitted_as: list[str] = []
     for row, origin in enumerate(origins):
         origin_time = series.start + origin * series.step_seconds
         if fitted is None or origin_time - fitted_at >= refit_seconds:
             fitted, fitted_at = forecaster.fit(series.until(origin_time)), origin_time
+            fitted_as.append(getattr(fitted, "name", name))
         forecast = fitted.predict(series.until(origin_time), horizon, quantiles)
         for q in quantiles:
             paths[q][row] = forecast.path(q)
@@ -100,7 +105,7 @@ def backtest(
         _score(lead, steps, actual[:, steps - 1], naive, {q: p[:, steps - 1] for q, p in paths.items()})
         for lead, steps in zip(leads_seconds, lead_steps, strict=True)
     )
-    return BacktestResult(name, quantiles, scores, paths, origins)
+    return BacktestResult(name, quantiles, scores, paths, origins, tuple(fitted_as))
 
 
 def _actuals(values: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:

@@ -1,8 +1,10 @@
 """`predictive-autoscaler backtest`: rolling-origin backtest of forecasters on a trace file.
 
-Prints one row per model and lead (lead in steps = ceil(lead / step), so every lead under 10
-minutes is one step on a 10-minute trace) or, with `--json`, the same figures as JSON. Bad input
-exits 2 with one line: `backtest: <problem>`.
+Scores the bundled trace unless `--trace` names another. Prints one row per model and lead (lead
+in steps = ceil(lead / step), so every lead under 10 minutes is one step on a 10-minute trace) or,
+with `--json`, the same figures as JSON. Each row says what its fits were (`lightgbm:last_value`:
+LightGBM fell back to last value on too little history, and a note under the table says so).
+Bad input exits 2 with one line: `backtest: <problem>`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Any
 from tqdm import tqdm
 
 from forecasting import MODELS, BacktestResult, LoadSeries, backtest
+from sidecar.replay_command import BUNDLED_TRACE
 from simulator.trace import TraceError, read_trace
 
 DEFAULT_MODELS = tuple(MODELS)
@@ -29,7 +33,9 @@ class BacktestError(Exception):
 
 def register(subcommands: Any) -> None:
     parser = subcommands.add_parser("backtest", help="score forecasters on a trace at pre-warming leads")
-    parser.add_argument("--trace", type=Path, required=True, help="timestamp_s,requests CSV")
+    parser.add_argument(
+        "--trace", type=Path, default=BUNDLED_TRACE, help="timestamp_s,requests CSV (default: bundled trace)"
+    )
     parser.add_argument("--models", help=f"comma-separated, from {', '.join(MODELS)} (default: all)")
     parser.add_argument("--test-days", type=float, default=3.0, help="span scored at the end (default 3)")
     parser.add_argument("--stride-minutes", type=float, default=10.0, help="between origins (default 10)")
@@ -102,6 +108,7 @@ def results_as_json(source: str, series: LoadSeries, results: Sequence[BacktestR
         "models": {
             result.model: {
                 "quantiles": list(result.quantiles),
+                "fitted_as": fitted_as(result),
                 "leads": [asdict(score) for score in result.scores],
             }
             for result in results
@@ -113,13 +120,32 @@ def format_table(source: str, series: LoadSeries, results: Sequence[BacktestResu
     lines = [
         f"{source} (step {series.step_seconds:g} s; lead steps = ceil(lead / step))",
         f"{'model':<22} {'lead':>6} {'steps':>5} {'origins':>7} {'MAE/last':>8} {'pinball':>10} "
-        f"{'cover q' + format(max(results[0].quantiles), 'g'):>9} {'under':>6}",
+        f"{'cover q' + format(max(results[0].quantiles), 'g'):>9} {'under':>6}  fitted as",
     ]
+    notes = []
     for result in results:
+        fits = fitted_as(result)
+        shown = ", ".join(f"{name} {count}/{len(result.fitted_as)}" for name, count in fits.items())
         for score in result.scores:
             lines.append(
                 f"{result.model:<22} {score.lead_seconds / 60:>5g}m {score.lead_steps:>5} {score.origins:>7} "
                 f"{score.mae_ratio:>8.3f} {score.pinball_rps:>10.4g} {score.coverage:>9.3f} "
-                f"{score.under_forecast_rate:>6.3f}"
+                f"{score.under_forecast_rate:>6.3f}  {shown}"
             )
-    return "\n".join(lines)
+        fell_back = {name: n for name, n in fits.items() if name.startswith(f"{result.model}:")}
+        if fell_back and result.model not in DELEGATING_MODELS:
+            to = ", ".join(name.split(":", 1)[1] for name in fell_back)
+            notes.append(
+                f"{result.model}: fell back to {to} in {sum(fell_back.values())} of "
+                f"{len(result.fitted_as)} fits (too little history); its rows score {to}"
+            )
+    return "\n".join(lines + notes)
+
+
+# Models whose fit picks another model by design: `auto:ewma` is a choice, not a fallback.
+DELEGATING_MODELS = frozenset({"auto"})
+
+
+def fitted_as(result: BacktestResult) -> dict[str, int]:
+    """How many fits reported each name, in first-seen order (`lightgbm:last_value`: 3)."""
+    return dict(Counter(result.fitted_as))

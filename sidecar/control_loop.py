@@ -306,6 +306,7 @@ async def tick_once(
         published_at=now,
         forecast=forecast,
         labels={"namespace": workload.namespace, "workload": workload.name, **workload.labels},
+        cost_basis=workload.cost_basis(),
     )
     ports.latest.publish(published)
     log_decision_change(runtime.logger, runtime.published, published)

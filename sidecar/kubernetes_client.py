@@ -59,6 +59,13 @@ async def connect(
             environ=dict(environ),
         )
     except config.ConfigException:
+        if kubeconfig is None:
+            searched = environ.get("KUBECONFIG") or "~/.kube/config"
+            if not any(Path(p).expanduser().is_file() for p in searched.split(os.pathsep) if p):
+                raise config.ConfigException(
+                    f"no in-cluster service account and no kubeconfig at {searched}: run it in a pod, "
+                    "set kubernetes.kubeconfig, or set kubernetes.enabled: false to run without a cluster"
+                ) from None
         await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     return client.ApiClient(configuration)
 

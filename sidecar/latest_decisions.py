@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from autoscaler import Decision, Observations
+from autoscaler import CostBasis, Decision, Observations
 from forecasting import Forecast
 
 
@@ -25,6 +25,7 @@ class PublishedDecision:
     published_at: float
     forecast: Forecast | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    cost_basis: CostBasis | None = None
 
 
 class LatestDecisions:

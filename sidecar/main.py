@@ -44,7 +44,7 @@ from sidecar.prewarm_floors import apply_prewarm, hand_back
 from sidecar.prometheus_reader import PrometheusReader, QueryStats
 from sidecar.readiness import HealthRoutes
 from sidecar.replay_simulation import InlineExecutor, Simulation, serve_replay
-from sidecar.settings import Settings, SettingsError, SettingsFile
+from sidecar.settings import LogFormat, Settings, SettingsError, SettingsFile
 from sidecar.state_store import StateStore, restore_state, save_at_shutdown, save_periodically
 from sidecar.telemetry import Telemetry, build_metrics_app, build_telemetry
 from simulator.trace import TraceError
@@ -321,16 +321,23 @@ async def _watch_settings(
 
 def run(settings_path: Path | None, replay: Path | None = None, speedup: float = 60.0) -> int:
     """Run until SIGTERM/SIGINT; the exit status for the shell (2: bad settings or trace)."""
+    # Errors before the settings choose a format use the default one, not logging's bare format.
+    configure_logging(LogFormat.TEXT)
     try:
         settings_file = SettingsFile(settings_path) if settings_path else None
         settings = settings_file.load() if settings_file else Settings()
     except SettingsError as error:
-        logging.basicConfig()
         log.error("%s", error)
         return 2
     configure_logging(settings.log_format, settings.log_level)
     if replay is None and not settings.workloads:
-        log.error("no workloads configured: give --config FILE, or --replay TRACE for a demo")
+        if settings_path is None:
+            log.error("no workloads configured: give --config FILE, or --replay TRACE for a demo")
+        else:
+            log.error(
+                "%s lists no workloads: add one under `workloads:` (deploy/examples/settings.yaml)",
+                settings_path,
+            )
         return 2
     try:
         core = load_core()

@@ -13,6 +13,7 @@ capacity and compares them at equal violation and equal replica-hours (simulator
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 from tqdm import tqdm
 
+from autoscaler.cost import DEFAULT_GPUS_PER_REPLICA
 from autoscaler.policy import PolicyError, ScalingPolicy
 from forecasting import DEFAULT_MODEL, MODELS
 from sidecar.core import Core, load_core
@@ -84,6 +86,12 @@ def register(subcommands: Any) -> None:
     parser.add_argument("--max-replicas", type=int, default=100_000)
     parser.add_argument("--scrape-delay-seconds", type=float, default=15.0)
     parser.add_argument("--rate-window-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--gpus-per-replica", type=float, default=DEFAULT_GPUS_PER_REPLICA, help="for the GPU-hours column"
+    )
+    parser.add_argument(
+        "--price-per-gpu-hour", type=float, help="for the cost per 1,000 requests column (default: none)"
+    )
     parser.add_argument(
         "--forecast-model",
         default=DEFAULT_MODEL,
@@ -153,6 +161,11 @@ def _replay(args: argparse.Namespace) -> int:
         raise ReplayError(
             f"--rate-window-seconds={args.rate_window_seconds:g}: allowed more than 0, up to 3600"
         )
+    # Written so that NaN, which fails every comparison, is refused too.
+    if not 0 <= args.gpus_per_replica <= 64:
+        raise ReplayError(f"--gpus-per-replica={args.gpus_per_replica:g}: allowed 0 to 64")
+    if args.price_per_gpu_hour is not None and not 0 <= args.price_per_gpu_hour < math.inf:
+        raise ReplayError(f"--price-per-gpu-hour={args.price_per_gpu_hour:g}: must be a finite number >= 0")
     if args.plot is not None and args.plot.suffix.lower() not in PLOT_SUFFIXES:
         raise ReplayError(f"--plot={args.plot}: the file name must end in one of {', '.join(PLOT_SUFFIXES)}")
     trace = read_trace(args.trace if args.trace is not None else BUNDLED_TRACE)
@@ -168,6 +181,8 @@ def _replay(args: argparse.Namespace) -> int:
         max_replicas=args.max_replicas,
         scrape_delay_seconds=args.scrape_delay_seconds,
         rate_window_seconds=args.rate_window_seconds,
+        gpus_per_replica=args.gpus_per_replica,
+        price_per_gpu_hour=args.price_per_gpu_hour,
     )
     scaling_policy(settings)  # validates capacity, utilization and bounds, naming the field
     try:

@@ -7,11 +7,14 @@ servers over a trace with a simulated cluster and an accelerated clock, no clust
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
+from sidecar.logs import configure_logging
 from sidecar.replay_command import BUNDLED_TRACE
+from sidecar.settings import LogFormat
 
 
 def register(subcommands: Any) -> None:
@@ -36,7 +39,10 @@ def register(subcommands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.speedup) and args.speedup > 0):
-        raise SystemExit(f"serve: --speedup={args.speedup} must be a finite number > 0")
+        # Exit 2 in the service's log format, as every other bad input to `serve` does.
+        configure_logging(LogFormat.TEXT)
+        logging.getLogger(__name__).error("serve: --speedup=%s must be a finite number > 0", args.speedup)
+        return 2
     from sidecar import main  # the composition root imports every adapter; only `serve` needs them
 
     return main.run(args.config, replay=args.replay, speedup=args.speedup)

@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from autoscaler.cost import DEFAULT_GPUS_PER_REPLICA, CostBasis
 from autoscaler.policy import (
     PolicyError,
     RatePolicy,
@@ -141,6 +142,9 @@ class WorkloadSettings(_Strict):
     cold_start_seconds: float | None = Field(default=None, ge=0, le=3600)
     default_cold_start_seconds: float = Field(default=120.0, ge=0, le=3600)
     prewarm: PrewarmSettings | None = None
+    # Cost on /metrics: GPUs one replica holds, and what a GPU-hour costs (None: no money figure).
+    gpus_per_replica: float = Field(default=DEFAULT_GPUS_PER_REPLICA, ge=0, le=64)
+    price_per_gpu_hour: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _known_placeholders(self) -> WorkloadSettings:
@@ -162,6 +166,9 @@ class WorkloadSettings(_Strict):
     @property
     def target_name(self) -> str:
         return self.target.name or self.name
+
+    def cost_basis(self) -> CostBasis:
+        return CostBasis(self.gpus_per_replica, self.replica_capacity_rps, self.price_per_gpu_hour)
 
     def to_policy(self) -> ScalingPolicy:
         """The core's policy, validated; raises SettingsError naming this workload."""
@@ -289,12 +296,15 @@ class Settings(BaseSettings):
         return self
 
 
-def parse_settings(text: str, known_models: Collection[str] | None = None) -> Settings:
-    """Settings from YAML text plus the environment; SettingsError lists every bad field."""
+def parse_settings(
+    text: str, known_models: Collection[str] | None = None, source: str = "settings"
+) -> Settings:
+    """Settings from YAML text plus the environment; SettingsError lists every bad field.
+    `source` names the text in a YAML error (the file's path)."""
     try:
         data = yaml.safe_load(text) if text.strip() else {}
     except yaml.YAMLError as error:
-        raise SettingsError(f"settings are not valid YAML: {error}") from error
+        raise SettingsError(_describe_yaml_error(error, source)) from error
     except RecursionError:
         raise SettingsError("settings are nested too deeply to be a configuration") from None
     if not isinstance(data, Mapping):
@@ -324,7 +334,17 @@ def load_settings(path: Path, known_models: Collection[str] | None = None) -> Se
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise SettingsError(f"cannot read settings file {path}: {error}") from error
-    return parse_settings(text, known_models)
+    return parse_settings(text, known_models, source=str(path))
+
+
+def _describe_yaml_error(error: yaml.YAMLError, source: str) -> str:
+    """One line: where (file, line, column) and what, instead of PyYAML's multi-line report."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else source
+    problem = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    what = f"{context}: {problem}" if context else problem
+    return f"{where}: not valid YAML ({' '.join(what.split())}); fix the file (deploy/examples/settings.yaml)"
 
 
 def _describe(error: ValidationError, data: Mapping[str, Any]) -> str:

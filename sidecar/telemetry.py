@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from autoscaler import Reason
+from autoscaler import Reason, cost_now
 from sidecar.latest_decisions import PublishedDecision
 
 _SIGNALS = ("load", "p99_latency", "queue_depth", "gpu_utilization")
@@ -95,8 +95,41 @@ class DecisionCollector(Collector):
             " the current count (absent when no forecast floor was usable).",
             labels=labels,
         )
+        # Cost (autoscaler.cost): GPUs provisioned, idle capacity share, price per 1,000 requests.
+        gpus = GaugeMetricFamily(
+            "autoscaler_provisioned_gpus",
+            "GPUs the current replicas hold (replicas x gpus_per_replica); avg_over_time(...[1h]) is"
+            " GPU-hours per hour.",
+            labels=labels,
+        )
+        idle = GaugeMetricFamily(
+            "autoscaler_idle_capacity_ratio",
+            "Share 0..1 of the current replicas' capacity (replica_capacity_rps each) the load leaves"
+            " unused (absent when load or replicas are unknown).",
+            labels=labels,
+        )
+        per_1k = GaugeMetricFamily(
+            "autoscaler_cost_per_1k_requests",
+            "Cost of 1,000 requests at the current load, replicas and price_per_gpu_hour (absent"
+            " without a price or load).",
+            labels=labels,
+        )
         for item in self._source.all():
             workload = [item.namespace, item.workload]
+            load_reading = item.observations.load
+            cost = (
+                cost_now(
+                    item.observations.current_replicas,
+                    None if load_reading is None else load_reading.value,
+                    item.cost_basis,
+                )
+                if item.cost_basis is not None
+                else None
+            )
+            if cost is not None:
+                gpus.add_metric(workload, cost.provisioned_gpus)
+                _add_if_finite(idle, workload, cost.idle_share)
+                _add_if_finite(per_1k, workload, cost.per_1k_requests)
             decision = item.decision
             desired.add_metric(workload, decision.replicas)
             for candidate in Reason:
@@ -139,6 +172,9 @@ class DecisionCollector(Collector):
             trust,
             lead,
             floor,
+            gpus,
+            idle,
+            per_1k,
         )
 
 

@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from autoscaler.cost import DEFAULT_GPUS_PER_REPLICA
 from simulator.pods import ColdStartDistribution, SimulatedDeployment
 from simulator.trace import Trace
 from simulator.view import ClusterView, MetricsPipeline, SimulatedAutoscaler
@@ -40,6 +41,9 @@ class ReplaySettings:
     max_replicas: int = 100_000
     scrape_delay_seconds: float = 15.0
     rate_window_seconds: float = 60.0
+    # For the report's cost columns (GPU-hours, cost per 1,000 requests); no price, no money figure.
+    gpus_per_replica: float = DEFAULT_GPUS_PER_REPLICA
+    price_per_gpu_hour: float | None = None
 
     @property
     def cold_starts(self) -> ColdStartDistribution:

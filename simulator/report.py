@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import csv
 import json
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from autoscaler.cost import DEFAULT_GPUS_PER_REPLICA, per_1k_requests
 from simulator.frontier import Comparison, FrontierPoint, compare, curves, parse_sweep_name
 from simulator.replay import Occupancy, ReplayRun
 
@@ -32,9 +34,20 @@ class PolicyScore:
     replica_hours: float
     scale_events: int
     underprovisioned_seconds: int
+    # Cost: replica-hours x gpus_per_replica; the share of provisioned capacity that served no
+    # request; money per 1,000 requests at price_per_gpu_hour (None without a price).
+    gpu_hours: float = 0.0
+    idle_share: float = 0.0
+    cost_per_1k_requests: float | None = None
 
 
-def score(demand_rps: np.ndarray, occupancy: Occupancy, replica_capacity_rps: float) -> PolicyScore:
+def score(
+    demand_rps: np.ndarray,
+    occupancy: Occupancy,
+    replica_capacity_rps: float,
+    gpus_per_replica: float = DEFAULT_GPUS_PER_REPLICA,
+    price_per_gpu_hour: float | None = None,
+) -> PolicyScore:
     """Unserved demand over total demand, replica-hours of provisioned (starting + ready) pods,
     changes of the provisioned count, and seconds with demand above ready capacity.
 
@@ -42,17 +55,34 @@ def score(demand_rps: np.ndarray, occupancy: Occupancy, replica_capacity_rps: fl
     """
     shortfall = np.maximum(0.0, demand_rps - occupancy.ready * replica_capacity_rps)
     total = float(np.sum(demand_rps))
+    replica_hours = float(np.sum(occupancy.provisioned)) / 3600.0
+    gpu_hours = replica_hours * gpus_per_replica
+    capacity = float(np.sum(occupancy.provisioned)) * replica_capacity_rps
+    served = total - float(np.sum(shortfall))
     return PolicyScore(
         name=occupancy.name,
         violation_ratio=float(np.sum(shortfall)) / total if total > 0 else 0.0,
-        replica_hours=float(np.sum(occupancy.provisioned)) / 3600.0,
+        replica_hours=replica_hours,
         scale_events=int(np.count_nonzero(np.diff(occupancy.provisioned))),
         underprovisioned_seconds=int(np.count_nonzero(shortfall > 0)),
+        gpu_hours=gpu_hours,
+        idle_share=1.0 - min(1.0, served / capacity) if capacity > 0 else 0.0,
+        cost_per_1k_requests=per_1k_requests(gpu_hours, served, price_per_gpu_hour),
     )
 
 
 def scores(run: ReplayRun) -> list[PolicyScore]:
-    return [score(run.demand_rps, o, run.settings.replica_capacity_rps) for o in run.occupancies]
+    settings = run.settings
+    return [
+        score(
+            run.demand_rps,
+            o,
+            settings.replica_capacity_rps,
+            settings.gpus_per_replica,
+            settings.price_per_gpu_hour,
+        )
+        for o in run.occupancies
+    ]
 
 
 def summary(run: ReplayRun) -> dict[str, object]:
@@ -191,22 +221,46 @@ def comparison_table(run: ReplayRun) -> str:
     figures = scores(run)
     oracle_hours = next((s.replica_hours for s in figures if s.name == ORACLE), None)
     lines = [
-        "| policy | violation_ratio | replica_hours | vs oracle | scale_events | underprovisioned_s |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| policy | violation_ratio | replica_hours | vs oracle | scale_events | underprovisioned_s "
+        "| gpu_hours | idle_share | cost_per_1k |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in figures:
         ratio = f"{s.replica_hours / oracle_hours:.2f}x" if oracle_hours else "-"
+        cost = "-" if s.cost_per_1k_requests is None else f"{s.cost_per_1k_requests:.4g}"
         lines.append(
             f"| {s.name} | {s.violation_ratio:.4f} | {s.replica_hours:.1f} | {ratio} "
-            f"| {s.scale_events} | {s.underprovisioned_seconds} |"
+            f"| {s.scale_events} | {s.underprovisioned_seconds} "
+            f"| {s.gpu_hours:.1f} | {s.idle_share:.3f} | {cost} |"
         )
     return "\n".join(lines)
 
 
+# One colour per policy whatever `--policies` order is given (matplotlib's tab10 by name); a
+# swept variant (`hpa@0.6`) takes its policy's colour.
+POLICY_COLOURS = {
+    "hpa": "tab:blue",
+    "knative": "tab:orange",
+    "predictive": "tab:green",
+    "static-peak": "tab:red",
+    "oracle": "tab:purple",
+}
+_SPARE_COLOURS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+
+
+def policy_colour(name: str) -> str:
+    base = name.split("@", 1)[0]
+    if base in POLICY_COLOURS:
+        return POLICY_COLOURS[base]
+    return _SPARE_COLOURS[zlib.crc32(base.encode()) % len(_SPARE_COLOURS)]
+
+
 def write_plot(run: ReplayRun, path: Path, max_points: int = 1500) -> None:
-    """Top: demand, each policy's ready capacity and the forecast the predictive policy used.
-    Bottom: each policy's cumulative unserved requests, as a share of all demand so far, so the
-    moment a policy falls behind is plain to see.
+    """Small multiples: one panel per policy with demand (black), its ready capacity and the
+    forecast it used, on shared axes so the policies compare at a glance; the bottom panel holds
+    every policy's cumulative unserved requests as a share of all demand so far, so the moment a
+    policy falls behind is plain to see. Each policy keeps its colour (POLICY_COLOURS) and the
+    legends sit outside the data.
 
     Long traces are drawn in blocks of seconds: demand at its block maximum and capacity at its
     block minimum, so a short shortfall stays visible rather than averaged away.
@@ -219,50 +273,57 @@ def write_plot(run: ReplayRun, path: Path, max_points: int = 1500) -> None:
     capacity = run.settings.replica_capacity_rps
     block = max(1, -(-len(run.demand_rps) // max_points))
     hours = _blocks(np.arange(len(run.demand_rps), dtype=float), block, np.min) / 3600.0
-    figure, (load_axes, miss_axes) = plt.subplots(
-        2, 1, figsize=(12, 7), sharex=True, height_ratios=(3, 1), constrained_layout=True
+    demand = _blocks(run.demand_rps, block, np.max)
+    count = len(run.occupancies)
+    figure, axes = plt.subplots(
+        count + 1,
+        1,
+        figsize=(12, 1.9 * count + 2.4),
+        sharex=True,
+        sharey=False,
+        height_ratios=(*([2] * count), 2),
+        layout="constrained",
     )
+    panels, miss_axes = axes[:-1], axes[-1]
     demand_total = np.maximum(np.cumsum(run.demand_rps), 1e-12)
-    for occupancy in run.occupancies:
+    top = float(np.nanmax(demand)) if np.isfinite(demand).any() else 1.0
+    for axes_, occupancy in zip(panels, run.occupancies, strict=True):
+        colour = policy_colour(occupancy.name)
+        axes_.step(hours, demand, where="post", color="black", linewidth=0.7, label="demand")
         ready_capacity = _blocks(occupancy.ready * capacity, block, np.min)
-        (line,) = load_axes.step(
-            hours,
-            ready_capacity,
-            where="post",
-            linewidth=0.9,
-            alpha=0.85,
-            label=f"{occupancy.name} ready capacity",
-        )
+        axes_.step(hours, ready_capacity, where="post", color=colour, linewidth=1.0, label="ready capacity")
         at, rps = occupancy.forecast_at, occupancy.forecast_rps
         if at is not None and rps is not None and at.size:
             stride = max(1, len(at) // max_points)
-            load_axes.plot(
+            axes_.plot(
                 (at[::stride] - run.start_seconds) / 3600.0,
                 rps[::stride],
                 linestyle=":",
                 linewidth=1.0,
-                color=line.get_color(),
-                label=f"{occupancy.name} forecast (rps)",
+                color="dimgray",
+                label="forecast",
             )
+        # Static peak's flat capacity would squash every other panel: clip at 1.6x peak demand.
+        axes_.set_ylim(0, top * 1.6)
+        axes_.set_ylabel("rps", fontsize="small")
+        axes_.set_title(occupancy.name, loc="left", fontsize="medium", color=colour, pad=2)
         unserved = np.cumsum(np.maximum(0.0, run.demand_rps - occupancy.ready * capacity))
         share = _blocks(unserved / demand_total, block, np.max) * 100
-        miss_axes.plot(hours, share, color=line.get_color(), linewidth=1.0, label=occupancy.name)
-    load_axes.step(
-        hours,
-        _blocks(run.demand_rps, block, np.max),
-        where="post",
-        color="black",
-        linewidth=0.8,
-        label="demand",
-    )
-    load_axes.set_ylabel("requests per second")
-    load_axes.set_title(
+        miss_axes.plot(hours, share, color=colour, linewidth=1.1, label=occupancy.name)
+    handles = {}
+    for axes_ in panels:
+        for handle, label in zip(*axes_.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    # A policy's own colour marks its capacity line; the legend shows the shape in neutral grey.
+    handles["ready capacity"] = matplotlib.lines.Line2D([], [], color="gray", linewidth=1.0)
+    figure.legend(handles.values(), handles.keys(), loc="outside right upper", fontsize="small")
+    figure.suptitle(
         f"{Path(run.source).name}: cold start {run.settings.cold_start_seconds} s, "
         f"{capacity:.3g} rps per replica"
     )
-    load_axes.legend(loc="upper left", fontsize="small", ncol=2)
-    miss_axes.set_ylabel("unserved so far (%)")
+    miss_axes.set_ylabel("unserved so far (%)", fontsize="small")
     miss_axes.set_xlabel("hours since trace start")
+    miss_axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", frameon=False)
     figure.savefig(path, dpi=110)
     plt.close(figure)
 

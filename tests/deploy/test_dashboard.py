@@ -118,6 +118,9 @@ def test_dashboard_has_the_required_panels():
         "gpu",
         "age",
         "signal",
+        "cost",
+        "idle",
+        "1,000 requests",
     )
     for needle in needles:
         assert needle in titles, needle

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from autoscaler import Decision, Observations, Reading, Reason
+from autoscaler import CostBasis, Decision, Observations, Reading, Reason
 from forecasting import Forecast
 from metrics_adapter.external_metrics_api import ExternalMetricsSettings, build_external_metrics_app
 from sidecar.latest_decisions import LatestDecisions, PublishedDecision
@@ -235,3 +235,23 @@ def test_quantiles_that_print_alike_stay_two_series(fixed_clock: Callable[[], fl
         if sample.name == "autoscaler_forecast_requests_per_second"
     ]
     assert sorted(labels) == ["0.9", "0.9000001"]
+
+
+def test_cost_is_exported_per_workload(fixed_clock: Callable[[], float]) -> None:
+    # 6 replicas x 2 GPUs at 95 rps of 6 x 20 rps capacity, at 4.0 a GPU-hour.
+    item = replace(
+        _with_forecast_and_signals(),
+        cost_basis=CostBasis(gpus_per_replica=2.0, replica_capacity_rps=20.0, price_per_gpu_hour=4.0),
+    )
+    latest = LatestDecisions()
+    latest.publish(item)
+    samples = _samples(build_telemetry(latest, fixed_clock).render().decode())
+    labels = frozenset({("namespace", item.namespace), ("workload", item.workload)})
+    assert samples[("autoscaler_provisioned_gpus", labels)] == 12.0
+    assert samples[("autoscaler_idle_capacity_ratio", labels)] == pytest.approx(1 - 95.0 / 120.0)
+    assert samples[("autoscaler_cost_per_1k_requests", labels)] == pytest.approx(12 * 4.0 / 3600 / 95 * 1000)
+    # Without a price there is no money figure, but GPUs and idle share still show.
+    latest.publish(replace(item, cost_basis=CostBasis(2.0, 20.0)))
+    unpriced = _samples(build_telemetry(latest, fixed_clock).render().decode())
+    assert ("autoscaler_cost_per_1k_requests", labels) not in unpriced
+    assert unpriced[("autoscaler_provisioned_gpus", labels)] == 12.0

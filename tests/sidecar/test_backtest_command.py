@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from sidecar.cli import main
+from sidecar.replay_command import BUNDLED_TRACE
 
 
 def write_trace(path: Path, days: int = 3, step_seconds: int = 600) -> Path:
@@ -41,6 +42,22 @@ def test_table_names_every_model(tmp_path: Path, capsys: pytest.CaptureFixture[s
     table = capsys.readouterr().out
     assert "lead steps = ceil(lead / step)" in table
     assert sum(line.startswith("ewma") for line in table.splitlines()) == 5
+
+
+def test_the_bundled_trace_is_the_default_and_fallbacks_are_marked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Four days: too little history for LightGBM's training week, so each of its fits is last value.
+    assert main(["backtest", "--models", "last_value,lightgbm", "--test-days", "1", "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith(str(BUNDLED_TRACE))
+    rows = [line for line in table.splitlines() if line.startswith("lightgbm ")]
+    assert len(rows) == 5 and all(row.endswith("lightgbm:last_value 2/2") for row in rows)
+    assert "lightgbm: fell back to last_value in 2 of 2 fits (too little history)" in table
+    assert not any(line.startswith("last_value:") for line in table.splitlines())
+    assert main(["backtest", "--models", "lightgbm", "--test-days", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["models"]["lightgbm"]["fitted_as"] == {"lightgbm:last_value": 2}
 
 
 @pytest.mark.parametrize(

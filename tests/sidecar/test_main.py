@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -42,10 +42,28 @@ SETTINGS = textwrap.dedent(
 )
 
 
-def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout: float = 30, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sidecar", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "sidecar", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
+
+
+# The sidecar's text log line (sidecar/logs.py): every start-up error is written as one of these.
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ERROR [\w.]+ \S")
+
+
+def one_log_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert LOG_LINE.match(lines[0]), lines[0]
+    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -91,19 +109,53 @@ def test_a_port_in_use_or_a_missing_file_at_start_exits_2_naming_it(tmp_path: Pa
     assert "cannot load the TLS files (server.tls_cert_file=/absent/tls.crt" in result.stderr
 
 
-@pytest.mark.parametrize("speedup", ["nan", "inf", "0"])
+@pytest.mark.parametrize("speedup", ["nan", "inf", "0", "-3"])
 def test_a_replay_speedup_that_is_not_a_positive_number_is_refused(speedup: str):
     result = run_cli("serve", "--replay", "--speedup", speedup)
-    assert (
-        result.returncode != 0 and f"--speedup={float(speedup)} must be a finite number > 0" in result.stderr
-    )
+    assert result.returncode == 2
+    assert f"--speedup={float(speedup)} must be a finite number > 0" in one_log_line(result.stderr)
 
 
 def test_no_workloads_exit_2(tmp_path: Path):
     path = tmp_path / "settings.yaml"
     path.write_text("kubernetes: {enabled: false}\n")
     result = run_cli("serve", "--config", str(path))
-    assert result.returncode == 2 and "no workloads configured" in result.stderr
+    assert result.returncode == 2
+    line = one_log_line(result.stderr)
+    # The file was given: the fix is in it, not another flag.
+    assert f"{path} lists no workloads: add one under `workloads:`" in line
+    assert "give --config" not in line
+
+
+def test_an_empty_settings_file_names_itself(tmp_path: Path):
+    path = tmp_path / "settings.yaml"
+    path.write_text("")
+    result = run_cli("serve", "--config", str(path))
+    assert result.returncode == 2
+    assert f"{path} lists no workloads" in one_log_line(result.stderr)
+
+
+def test_bad_yaml_is_named_by_its_path_and_line(tmp_path: Path):
+    path = tmp_path / "settings.yaml"
+    path.write_text("loop:\n  tick_seconds: [1\n")
+    result = run_cli("serve", "--config", str(path))
+    assert result.returncode == 2
+    line = one_log_line(result.stderr)
+    assert f"{path}, line 3, column 1: not valid YAML" in line
+    assert "<unicode string>" not in line
+
+
+def test_no_cluster_names_the_missing_config_and_kubernetes_enabled_false(tmp_path: Path):
+    # No service account (no KUBERNETES_SERVICE_HOST), no $KUBECONFIG and an empty home.
+    path = tmp_path / "settings.yaml"
+    path.write_text(SETTINGS.replace("kubernetes: {enabled: false}", "kubernetes: {enabled: true}"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "PREDICTIVE_AUTOSCALER_"))}
+    env["HOME"] = str(tmp_path)
+    result = run_cli("serve", "--config", str(path), env=env)
+    assert result.returncode == 2
+    line = one_log_line(result.stderr)
+    assert "no in-cluster service account and no kubeconfig at ~/.kube/config" in line
+    assert "set kubernetes.enabled: false to run without a cluster" in line
 
 
 async def test_settings_reload_applies_good_files_and_keeps_old_on_bad(tmp_path: Path, caplog):
@@ -205,9 +257,17 @@ def test_a_stop_signal_drains_and_saves_state(tmp_path: Path, signum: signal.Sig
         text=True,
         env={**os.environ, "PREDICTIVE_AUTOSCALER_LOG_FORMAT": "json"},
     )
-    time.sleep(3)
+    # The signal handlers are in place once the servers log "serving" (a fixed sleep raced a
+    # slow start on a loaded machine, where the signal's default action killed the process).
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if '"message": "serving' in line:
+            break
     process.send_signal(signum)
-    _, stderr = process.communicate(timeout=15)
+    _, rest = process.communicate(timeout=30)
+    stderr = "".join(seen) + rest
     assert process.returncode == 0, stderr
     assert state.exists() and '"message": "state saved"' in stderr
 

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,7 +10,14 @@ import pytest
 from simulator.metrics_pipeline import TraceMetrics
 from simulator.policies import Oracle, StaticPeak
 from simulator.replay import Occupancy, ReplaySettings, replay
-from simulator.report import comparison_table, score, write_json, write_plot, write_timeline
+from simulator.report import (
+    comparison_table,
+    policy_colour,
+    score,
+    write_json,
+    write_plot,
+    write_timeline,
+)
 from tests.simulator.test_replay import Scripted
 
 SETTINGS = ReplaySettings(replica_capacity_rps=8.0, target_utilization=0.5, cold_start_seconds=30)
@@ -31,6 +39,18 @@ def test_score(demand, ready, provisioned, violation, events, under):
     assert figures.violation_ratio == pytest.approx(violation)
     assert figures.replica_hours == pytest.approx(sum(provisioned) / 3600)
     assert (figures.scale_events, figures.underprovisioned_seconds) == (events, under)
+
+
+def test_cost_figures_count_gpus_idle_capacity_and_price():
+    # 4 rps for 2 s; 1 then 2 replicas of 8 rps provisioned, 1 ready; 2 GPUs each at 3.6 an hour.
+    occupancy = Occupancy("p", np.asarray([1, 1]), np.asarray([1, 2]))
+    figures = score(np.asarray([4.0, 4.0]), occupancy, 8.0, gpus_per_replica=2.0, price_per_gpu_hour=3.6)
+    assert figures.gpu_hours == pytest.approx(6 / 3600)
+    # 24 requests of capacity provisioned (3 replica-seconds x 8), 8 served.
+    assert figures.idle_share == pytest.approx(2 / 3)
+    # 6 GPU-seconds at 0.001 a GPU-second = 0.006 for 8 requests: 0.75 per 1,000.
+    assert figures.cost_per_1k_requests == pytest.approx(0.75)
+    assert score(np.asarray([4.0, 4.0]), occupancy, 8.0).cost_per_1k_requests is None
 
 
 @pytest.fixture
@@ -61,6 +81,7 @@ def test_timeline_recomputes_the_json_figures(run, tmp_path):
             expected["violation_ratio"], rel=1e-12
         )
         assert (duration * provisioned).sum() / 3600 == pytest.approx(expected["replica_hours"], rel=1e-12)
+        assert expected["gpu_hours"] == pytest.approx(expected["replica_hours"] * SETTINGS.gpus_per_replica)
         assert int(((shortfall > 0) * duration).sum()) == expected["underprovisioned_seconds"]
     assert figures["policies"]["oracle"]["violation_ratio"] == 0.0
     assert figures["policies"]["scripted"]["violation_ratio"] > 0.0
@@ -69,6 +90,9 @@ def test_timeline_recomputes_the_json_figures(run, tmp_path):
 def test_table_has_one_row_per_policy_relative_to_oracle(run):
     lines = comparison_table(run).splitlines()
     assert [line.split("|")[1].strip() for line in lines[2:]] == ["scripted", "static-peak", "oracle"]
+    assert lines[0].endswith("| gpu_hours | idle_share | cost_per_1k |")
+    # No price given: no money figure, but the GPU-hours (one GPU a replica) and idle share show.
+    assert all(line.endswith("| - |") for line in lines[2:])
     assert "| 1.00x |" in lines[-1]
 
 
@@ -77,3 +101,26 @@ def test_plot_is_a_png(run, tmp_path):
     write_plot(run, path, max_points=100)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 5000
+
+
+def test_each_policy_keeps_its_colour_whatever_the_order(run, tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    seen = []
+    original = plt.Figure.savefig
+
+    def capture(figure, *args, **kwargs):
+        panels = figure.axes[:-1]
+        seen.append({axes.get_title(loc="left"): axes.lines[1].get_color() for axes in panels})
+        return original(figure, *args, **kwargs)
+
+    reordered = replace(run, occupancies=tuple(reversed(run.occupancies)))
+    monkeypatch.setattr(plt.Figure, "savefig", capture)
+    write_plot(run, tmp_path / "a.png", max_points=100)
+    write_plot(reordered, tmp_path / "b.png", max_points=100)
+    assert seen[0] == seen[1]
+    assert seen[0]["oracle"] == policy_colour("oracle") != seen[0]["static-peak"]
+    assert len(seen[0]) == len(run.occupancies), "one panel per policy"

