@@ -428,22 +428,23 @@ def _start_refit_when_due(
     constructor = ports.models.get(runtime.settings.forecast.model)
     if constructor is None:
         raise LookupError(f"unknown forecast model {runtime.settings.forecast.model!r}")
-    model = constructor()
     history = runtime.history
     runtime.refit_started_at = now
     horizon_steps = _horizon_steps(history, settings)
     runtime.refit = asyncio.get_running_loop().run_in_executor(
-        ports.executor, _fit_and_predict_once, model, history, horizon_steps, runtime.policy
+        ports.executor, _fit_and_predict_once, constructor, history, horizon_steps, runtime.policy
     )
 
 
 def _fit_and_predict_once(
-    model: Forecaster, history: LoadSeries, horizon_steps: int, policy: ScalingPolicy
+    constructor: Callable[[], Forecaster], history: LoadSeries, horizon_steps: int, policy: ScalingPolicy
 ) -> FittedForecaster:
-    """Fit, then predict once with the quantiles every tick asks for, in the executor: a model's
-    first prediction fills its caches (residual quantiles), which for 1,000 models refitted
+    """Construct, fit, then predict once with the quantiles every tick asks for, in the executor.
+    Constructing there keeps a model's first import (LightGBM, statsmodels: seconds) off the event
+    loop, and a broken install is a failed refit (reactive decisions go on), not a failed tick. A
+    model's first prediction fills its caches (residual quantiles), which for 1,000 models refitted
     together took a whole second off the event loop."""
-    fitted = model.fit(history)
+    fitted = constructor().fit(history)
     fitted.predict(history, horizon_steps, policy.forecast_quantiles)
     return fitted
 

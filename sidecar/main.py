@@ -27,7 +27,10 @@ from aiohttp import web
 from kubernetes_asyncio import client
 from kubernetes_asyncio.config import ConfigException
 
+from autoscaler.cold_start import estimate_cold_start
+from autoscaler.decide import decide
 from autoscaler.decision import Reason
+from forecasting.registry import MODELS
 from metrics_adapter.authentication import FrontProxyVerifier, KubernetesAccessReviewer
 from metrics_adapter.external_metrics_api import (
     ExternalMetricsSettings,
@@ -82,12 +85,6 @@ class Core:
 
 
 def load_core() -> Core:
-    # Imported here, not at the top, so `predictive-autoscaler --help` and the settings check
-    # work even when a model's heavy dependency (statsmodels, LightGBM) is broken.
-    from autoscaler.cold_start import estimate_cold_start
-    from autoscaler.decide import decide
-    from forecasting.registry import MODELS
-
     def estimate(pairs: Sequence[tuple[float, float]]) -> float | None:
         return estimate_cold_start(pairs, quantile=0.9, default_seconds=None)
 
@@ -522,21 +519,7 @@ def run(settings_path: Path | None, replay: Path | None = None, speedup: float =
         log.error("no workloads configured: give --config FILE, or --replay TRACE for a demo")
         return 2
     try:
-        core = load_core()
-    except ImportError as error:
-        log.error("the decision core or model registry is missing from this install: %s", error)
-        return 2
-    if settings_file is not None:
-        # Only now is the registry known: load again so a misspelt forecast.model fails here,
-        # naming the field, instead of failing that workload's every tick (and on each reload).
-        settings_file.known_models = core.models
-        try:
-            settings = settings_file.load()
-        except SettingsError as error:
-            log.error("%s", error)
-            return 2
-    try:
-        return asyncio.run(run_until_signalled(settings, core, clock, settings_file, simulation))
+        return asyncio.run(run_until_signalled(settings, load_core(), clock, settings_file, simulation))
     except StartupError as error:
         log.error("%s", error)
         return 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -215,6 +216,26 @@ async def test_refit_failure_keeps_the_previous_model(harness):
     await harness.loop.tick()
     item = harness.latest.get("ml", "llama")
     assert item is not None and item.decision.reason is Reason.FORECAST, "old model still forecasts"
+
+
+async def test_a_model_whose_library_is_broken_fails_its_refit_not_the_tick(harness, caplog):
+    def broken_install():
+        raise ImportError("lightgbm: libgomp.so.1: cannot open shared object file")
+
+    harness.loop.ports = replace(harness.loop.ports, models={"flat": broken_install})
+    harness.signals.history_values = {query("llama"): lambda t: 80.0}
+    harness.signals.values = {query("llama"): lambda t: 42.0, query("mistral"): lambda t: 5.0}
+    first = await harness.loop.tick()
+    runtime = harness.loop.runtimes[("ml", "llama")]
+    assert first.failed == {} and harness.replicas("llama") == 5
+    with pytest.raises(ImportError):
+        await runtime.refit
+    harness.clock.advance(15)
+    second = await harness.loop.tick()
+    assert second.failed == {}, "decisions go on, reactive"
+    item = harness.latest.get("ml", "llama")
+    assert item is not None and item.decision.reason is Reason.LOAD and item.forecast is None
+    assert any("refit failed" in r.getMessage() and "libgomp" in repr(r.__dict__) for r in caplog.records)
 
 
 async def test_run_ticks_on_cadence_and_drains_on_stop(harness):
