@@ -3,7 +3,7 @@
 from autoscaler.cold_start import estimate_cold_start
 from autoscaler.decide import decide
 from autoscaler.decision import Decision, DecisionState, Reason
-from autoscaler.observations import Observations, Reading
+from autoscaler.observations import Observations, Reading, Signal
 from autoscaler.policy import (
     PolicyError,
     RatePolicy,
@@ -25,6 +25,7 @@ __all__ = [
     "ScalingPolicy",
     "ScalingRules",
     "SelectPolicy",
+    "Signal",
     "decide",
     "estimate_cold_start",
 ]

@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from autoscaler.observations import Signal
 from autoscaler.policy import (
     PolicyError,
     RatePolicy,
@@ -144,7 +145,7 @@ class WorkloadSettings(_Strict):
     @model_validator(mode="after")
     def _known_placeholders(self) -> WorkloadSettings:
         known = {"namespace", "workload", *self.labels}
-        for signal in ("load", "p99_latency", "queue_depth", "gpu_utilization"):
+        for signal in Signal:
             template = getattr(self.queries, signal)
             if template is None:
                 continue
