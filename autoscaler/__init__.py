@@ -4,7 +4,7 @@ from autoscaler.cold_start import estimate_cold_start
 from autoscaler.cost import DEFAULT_GPUS_PER_REPLICA, Cost, CostBasis, cost_now, per_1k_requests
 from autoscaler.decide import decide
 from autoscaler.decision import Decision, DecisionState, Reason
-from autoscaler.observations import Observations, Reading
+from autoscaler.observations import Observations, Reading, Signal
 from autoscaler.policy import (
     PolicyError,
     RatePolicy,
@@ -29,6 +29,7 @@ __all__ = [
     "ScalingPolicy",
     "ScalingRules",
     "SelectPolicy",
+    "Signal",
     "cost_now",
     "decide",
     "estimate_cold_start",

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, replace
 
 from autoscaler.decision import Decision, DecisionState, Reason, Recommendation
-from autoscaler.observations import Observations
+from autoscaler.observations import Observations, Signal
 from autoscaler.policy import ScalingPolicy
 from autoscaler.prewarm import Prewarm, prewarm
 from autoscaler.reactive import reactive_recommendations
@@ -29,10 +29,10 @@ from forecasting.forecast import Forecast
 
 # On a tie the reactive signal is named: it is measured, the forecast is inferred.
 _SIGNAL_REASONS = {
-    "load": Reason.LOAD,
-    "latency": Reason.LATENCY,
-    "queue": Reason.QUEUE,
-    "gpu": Reason.GPU,
+    Signal.LOAD: Reason.LOAD,
+    Signal.P99_LATENCY: Reason.LATENCY,
+    Signal.QUEUE_DEPTH: Reason.QUEUE,
+    Signal.GPU_UTILIZATION: Reason.GPU,
     "forecast": Reason.FORECAST,
 }
 _LIMIT_REASONS = {
@@ -74,7 +74,7 @@ def decide(
         return _hold_unknown_scale(now, asked, ahead, policy, state)
 
     wanted = _hold_forecast_floor(_blend(asked, current), current, ahead)
-    state = _track_panic(now, asked.get("load"), observations, policy, state)
+    state = _track_panic(now, asked.get(Signal.LOAD), observations, policy, state)
     if state.last_panic_at is not None:
         replicas, reason = _panic(wanted, current, policy, state)
         # The raw ask, as HPA stores it: once the panic ends, the down window judges quiet asks.
@@ -118,7 +118,7 @@ def _blend(asked: dict[str, int], current: int) -> _Wanted:
         return _Wanted(current, Reason.HELD_STALE)
     name = max(asked, key=lambda signal: asked[signal])  # dicts keep SIGNALS order: ties go reactive
     wanted = _Wanted(asked[name], _SIGNAL_REASONS[name])
-    if "load" not in asked and wanted.replicas <= current:
+    if Signal.LOAD not in asked and wanted.replicas <= current:
         return _Wanted(current, Reason.HELD_STALE)
     return wanted
 

@@ -57,7 +57,7 @@ class DecisionState:
 class Decision:
     """The replica count to publish and why.
 
-    `recommendations` holds what each live signal asked for (keys: load, latency, queue, gpu,
+    `recommendations` holds what each live signal asked for (keys: the `Signal` names and
     forecast), so a dashboard can show the runner-up. `forecast_rps` is the forecast peak used
     (after trust and headroom), `lead_seconds` the look-ahead, `forecast_trust` in [0, 1].
     `forecast_floor_replicas` is what the forecast's floor quantile needs: no scale-down went below

@@ -7,6 +7,18 @@ error). Staleness is judged here in the core from `observed_at`, never guessed i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Signal(StrEnum):
+    """The measured inputs, one name everywhere: the settings' `queries.<signal>`, the
+    `Observations` field holding its reading, a decision's `recommendations` key and the
+    `signal` label on /metrics."""
+
+    LOAD = "load"
+    P99_LATENCY = "p99_latency"
+    QUEUE_DEPTH = "queue_depth"
+    GPU_UTILIZATION = "gpu_utilization"
 
 
 @dataclass(frozen=True, slots=True)

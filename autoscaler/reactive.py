@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import sys
 
-from autoscaler.observations import Observations, Reading
+from autoscaler.observations import Observations, Reading, Signal
 from autoscaler.policy import ScalingPolicy
 
 # ceil() of a ratio that floating point left at 7.000000000000001 must still be 7, and a band edge
@@ -101,10 +101,10 @@ def _ratio_replicas(
 
 
 SIGNALS = {
-    "load": load_replicas,
-    "latency": latency_replicas,
-    "queue": queue_replicas,
-    "gpu": gpu_replicas,
+    Signal.LOAD: load_replicas,
+    Signal.P99_LATENCY: latency_replicas,
+    Signal.QUEUE_DEPTH: queue_replicas,
+    Signal.GPU_UTILIZATION: gpu_replicas,
 }
 
 

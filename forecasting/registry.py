@@ -1,18 +1,27 @@
-"""MODELS: every forecaster by name, each constructor taking no arguments."""
+"""MODELS: every forecaster by name, each constructor taking no arguments.
+
+The models built on LightGBM and statsmodels are imported by their constructors, not here: the
+two libraries take seconds to import, and every command (`--help` included) and every module that
+only needs the types imports `forecasting`. A broken install of either fails the constructor of
+the models that use it, naming the library, and no other.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from forecasting import point_paths
-from forecasting.gradient_boosting import GradientBoosting
 from forecasting.model import Forecaster
 from forecasting.point_models import PointModel, PointPaths
 from forecasting.recent_distribution import RecentQuantiles
-from forecasting.seasonal_shape import SeasonalShapeModel, holt_winters_seasonal, mstl_seasonal
 from forecasting.selection import Candidate, SelectBest
 from forecasting.series import LoadSeries
+
+if TYPE_CHECKING:
+    from forecasting.gradient_boosting import GradientBoosting
+    from forecasting.seasonal_shape import SeasonalShapeModel
 
 DAY_SECONDS = 86400.0
 # Half-life of 2 minutes: at 1-minute steps that damps single-minute noise but follows a ramp;
@@ -65,12 +74,16 @@ def holt_winters() -> SeasonalShapeModel:
     m-mid (9.47 vs 8.90, 93.2 vs 89.9 rps) and 0.5% better on m-small (48.75 vs 48.98), while
     LightGBM beats it on every series but NASA August at 10 minutes: it would add fitting time
     and a chance of being picked on noise."""
+    from forecasting.seasonal_shape import SeasonalShapeModel, holt_winters_seasonal
+
     return SeasonalShapeModel("holt_winters", holt_winters_seasonal)
 
 
 def mstl() -> SeasonalShapeModel:
     """Not a candidate of `auto`, for the reason given for `holt_winters`: within 5% of EWMA on
     NASA, worse than last value on all three ServeGen series (9.91, 109, 73.3 vs 8.90, 89.9, 49.0 rps)."""
+    from forecasting.seasonal_shape import SeasonalShapeModel, mstl_seasonal
+
     return SeasonalShapeModel("mstl", mstl_seasonal)
 
 
@@ -91,6 +104,8 @@ def candidates() -> list[Candidate]:
 
 def lightgbm() -> GradientBoosting:
     """Per series (no global model): 30 rounds, 1,200 rows, one thread, features shared by leads."""
+    from forecasting.gradient_boosting import GradientBoosting
+
     return GradientBoosting()
 
 

@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from autoscaler.decision import Decision, DecisionState
-from autoscaler.observations import Observations, Reading
+from autoscaler.observations import Observations, Reading, Signal
 from autoscaler.policy import ScalingPolicy
 from forecasting.forecast import Forecast
 from forecasting.model import FittedForecaster, Forecaster
@@ -36,8 +36,6 @@ from sidecar.prometheus_reader import render_query
 from sidecar.settings import LoopSettings, WorkloadSettings
 
 log = logging.getLogger(__name__)
-
-SIGNALS = ("load", "p99_latency", "queue_depth", "gpu_utilization")
 
 
 class SignalReader(Protocol):
@@ -101,7 +99,7 @@ class WorkloadRuntime:
 
     settings: WorkloadSettings
     policy: ScalingPolicy
-    queries: dict[str, str]
+    queries: dict[Signal, str]
     logger: WorkloadLogger
     history: LoadSeries | None = None
     history_read_at: float | None = None
@@ -112,7 +110,7 @@ class WorkloadRuntime:
     refit: asyncio.Future[FittedForecaster] | None = None
     refit_started_at: float | None = None
     decision_state: DecisionState = field(default_factory=DecisionState)
-    readings: dict[str, Reading] = field(default_factory=dict)
+    readings: dict[Signal, Reading] = field(default_factory=dict)
     published: PublishedDecision | None = None
     consecutive_failures: int = 0
     last_error: str | None = None
@@ -129,12 +127,12 @@ class WorkloadRuntime:
         return settings.refit_interval_seconds * (0.9 + 0.2 * phase)
 
 
-def workload_queries(settings: WorkloadSettings) -> dict[str, str]:
+def workload_queries(settings: WorkloadSettings) -> dict[Signal, str]:
     """The workload's PromQL per configured signal, placeholders filled with its escaped values."""
     values = {"namespace": settings.namespace, "workload": settings.name, **settings.labels}
     return {
         signal: render_query(template, values)
-        for signal in SIGNALS
+        for signal in Signal
         if (template := getattr(settings.queries, signal)) is not None
     }
 
@@ -279,7 +277,7 @@ async def tick_once(
             runtime.readings[name] = reading
 
     await _refresh_history(now, runtime, settings, ports.signals)
-    if runtime.history is not None and (load := runtime.readings.get("load")) is not None:
+    if runtime.history is not None and (load := runtime.readings.get(Signal.LOAD)) is not None:
         runtime.history = append_reading(runtime.history, load, settings.history_seconds)
     _collect_refit(runtime)
     _start_refit_when_due(now, runtime, settings, ports)
@@ -289,10 +287,10 @@ async def tick_once(
         at=now,
         current_replicas=replicas.spec if replicas else _last_replicas(runtime),
         ready_replicas=replicas.ready if replicas else None,
-        load=runtime.readings.get("load"),
-        p99_latency=runtime.readings.get("p99_latency"),
-        queue_depth=runtime.readings.get("queue_depth"),
-        gpu_utilization=runtime.readings.get("gpu_utilization"),
+        load=runtime.readings.get(Signal.LOAD),
+        p99_latency=runtime.readings.get(Signal.P99_LATENCY),
+        queue_depth=runtime.readings.get(Signal.QUEUE_DEPTH),
+        gpu_utilization=runtime.readings.get(Signal.GPU_UTILIZATION),
         cold_start_seconds=_cold_start(runtime, ports.cold_starts),
     )
     decision, runtime.decision_state = ports.decide(
@@ -348,7 +346,10 @@ async def _refresh_history(
             return
         runtime.history_read = asyncio.ensure_future(
             signals.history(
-                runtime.queries["load"], now - settings.history_seconds, now, settings.history_step_seconds
+                runtime.queries[Signal.LOAD],
+                now - settings.history_seconds,
+                now,
+                settings.history_step_seconds,
             )
         )
         runtime.history_requested_at = now
@@ -429,22 +430,23 @@ def _start_refit_when_due(
     constructor = ports.models.get(runtime.settings.forecast.model)
     if constructor is None:
         raise LookupError(f"unknown forecast model {runtime.settings.forecast.model!r}")
-    model = constructor()
     history = runtime.history
     runtime.refit_started_at = now
     horizon_steps = _horizon_steps(history, settings)
     runtime.refit = asyncio.get_running_loop().run_in_executor(
-        ports.executor, _fit_and_predict_once, model, history, horizon_steps, runtime.policy
+        ports.executor, _fit_and_predict_once, constructor, history, horizon_steps, runtime.policy
     )
 
 
 def _fit_and_predict_once(
-    model: Forecaster, history: LoadSeries, horizon_steps: int, policy: ScalingPolicy
+    constructor: Callable[[], Forecaster], history: LoadSeries, horizon_steps: int, policy: ScalingPolicy
 ) -> FittedForecaster:
-    """Fit, then predict once with the quantiles every tick asks for, in the executor: a model's
-    first prediction fills its caches (residual quantiles), which for 1,000 models refitted
+    """Construct, fit, then predict once with the quantiles every tick asks for, in the executor.
+    Constructing there keeps a model's first import (LightGBM, statsmodels: seconds) off the event
+    loop, and a broken install is a failed refit (reactive decisions go on), not a failed tick. A
+    model's first prediction fills its caches (residual quantiles), which for 1,000 models refitted
     together took a whole second off the event loop."""
-    fitted = model.fit(history)
+    fitted = constructor().fit(history)
     fitted.predict(history, horizon_steps, policy.forecast_quantiles)
     return fitted
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from autoscaler.cold_start import estimate_cold_start
+from autoscaler.decide import decide
+from forecasting.registry import MODELS
 from sidecar.control_loop import DecideFunction, ModelRegistry
 
 COLD_START_QUANTILE = 0.9
@@ -19,11 +22,7 @@ class Core:
 
 
 def load_core() -> Core:
-    # Imported here, not at the top, so `predictive-autoscaler --help` and the settings check
-    # work even when a model's heavy dependency (statsmodels, LightGBM) is broken.
-    from autoscaler.cold_start import estimate_cold_start
-    from autoscaler.decide import decide
-    from forecasting.registry import MODELS
+    """The real core; the registry imports a model's heavy library only when the model is built."""
 
     def estimate(pairs: Sequence[tuple[float, float]]) -> float | None:
         return estimate_cold_start(pairs, quantile=COLD_START_QUANTILE, default_seconds=None)

@@ -25,6 +25,7 @@ import numpy as np
 import yarl
 from pydantic import ValidationError
 
+from autoscaler.observations import Signal
 from forecasting.series import LoadSeries
 from sidecar.clock import SystemClock
 from sidecar.control_loop import workload_queries
@@ -94,7 +95,7 @@ def resolve_source(args: argparse.Namespace) -> Source:
     if args.workload is not None:
         if settings is None:
             raise ExportError("--workload needs --config, the settings file that lists it")
-        query = workload_queries(_find_workload(settings, args.workload))["load"]
+        query = workload_queries(_find_workload(settings, args.workload))[Signal.LOAD]
     else:
         query = args.query.strip()
         if not query:

@@ -339,11 +339,7 @@ def run(settings_path: Path | None, replay: Path | None = None, speedup: float =
                 settings_path,
             )
         return 2
-    try:
-        core = load_core()
-    except ImportError as error:
-        log.error("the decision core or model registry is missing from this install: %s", error)
-        return 2
+    core = load_core()
     simulation: Simulation | None = None
     clock: Clock = SystemClock()
     if replay is not None:
@@ -354,15 +350,6 @@ def run(settings_path: Path | None, replay: Path | None = None, speedup: float =
             return 2
         clock = simulation.clock
         settings_file = None  # the replay's workload is built from the trace, not the file
-    if settings_file is not None:
-        # Only now is the registry known: load again so a misspelt forecast.model fails here,
-        # naming the field, instead of failing that workload's every tick (and on each reload).
-        settings_file.known_models = core.models
-        try:
-            settings = settings_file.load()
-        except SettingsError as error:
-            log.error("%s", error)
-            return 2
     try:
         return asyncio.run(run_until_signalled(settings, core, clock, settings_file, simulation))
     except StartupError as error:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from autoscaler.observations import Signal
 from sidecar.clock import Clock
 from sidecar.control_loop import ControlLoop
 
@@ -44,7 +45,7 @@ def check_ready(loop: ControlLoop, now: float) -> Health:
     healthy = 0
     for (namespace, name), runtime in sorted(loop.runtimes.items()):
         where = f"{namespace}/{name}"
-        load = runtime.readings.get("load")
+        load = runtime.readings.get(Signal.LOAD)
         found = len(problems)
         if runtime.published is None:
             problems.append(f"{where}: no decision yet")

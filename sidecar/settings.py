@@ -12,7 +12,7 @@ Environment variables override the file: `PREDICTIVE_AUTOSCALER_LOOP__TICK_SECON
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from autoscaler.cost import DEFAULT_GPUS_PER_REPLICA, CostBasis
+from autoscaler.observations import Signal
 from autoscaler.policy import (
     PolicyError,
     RatePolicy,
@@ -35,6 +36,7 @@ from autoscaler.policy import (
     default_scale_down,
     default_scale_up,
 )
+from forecasting.registry import DEFAULT_MODEL, MODELS
 
 ENV_PREFIX = "PREDICTIVE_AUTOSCALER_"
 # Kubernetes object names (RFC 1123 labels / subdomains): also what keeps them safe in PromQL.
@@ -103,9 +105,7 @@ class QuerySettings(_Strict):
 
 
 class ForecastSettings(_Strict):
-    # forecasting.DEFAULT_MODEL, spelt out: settings load before the model registry is imported
-    # (see SettingsFile); a test keeps the two equal.
-    model: str = Field(default="recent_quantiles", min_length=1)
+    model: str = Field(default=DEFAULT_MODEL, min_length=1)
     quantile: float = Field(default=0.5, gt=0, lt=1)
     floor_quantile: float = Field(default=0.84, gt=0, lt=1)
     # The scale-down window while a trusted forecast is in use (ScalingPolicy); 300 keeps HPA's.
@@ -149,7 +149,7 @@ class WorkloadSettings(_Strict):
     @model_validator(mode="after")
     def _known_placeholders(self) -> WorkloadSettings:
         known = {"namespace", "workload", *self.labels}
-        for signal in ("load", "p99_latency", "queue_depth", "gpu_utilization"):
+        for signal in Signal:
             template = getattr(self.queries, signal)
             if template is None:
                 continue
@@ -296,9 +296,7 @@ class Settings(BaseSettings):
         return self
 
 
-def parse_settings(
-    text: str, known_models: Collection[str] | None = None, source: str = "settings"
-) -> Settings:
+def parse_settings(text: str, source: str = "settings") -> Settings:
     """Settings from YAML text plus the environment; SettingsError lists every bad field.
     `source` names the text in a YAML error (the file's path)."""
     try:
@@ -321,20 +319,20 @@ def parse_settings(
         raise SettingsError(f"invalid environment override: {error}") from None
     for workload in settings.workloads:
         workload.to_policy()
-        if known_models is not None and workload.forecast.model not in known_models:
+        if workload.forecast.model not in MODELS:
             raise SettingsError(
                 f"workloads[{workload.namespace}/{workload.name}].forecast.model="
-                f"{workload.forecast.model!r} is not a known model: allowed {sorted(known_models)}"
+                f"{workload.forecast.model!r} is not a known model: allowed {sorted(MODELS)}"
             )
     return settings
 
 
-def load_settings(path: Path, known_models: Collection[str] | None = None) -> Settings:
+def load_settings(path: Path) -> Settings:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise SettingsError(f"cannot read settings file {path}: {error}") from error
-    return parse_settings(text, known_models, source=str(path))
+    return parse_settings(text, source=str(path))
 
 
 def _describe_yaml_error(error: yaml.YAMLError, source: str) -> str:
@@ -388,19 +386,14 @@ class Reload:
 class SettingsFile:
     """A settings file watched by content: a ConfigMap update swaps a symlink, so mtimes are
     unreliable and we compare a hash of the bytes. A rejected content is reported once, not on
-    every poll.
+    every poll."""
 
-    `known_models` may be set after construction: the composition root imports the model
-    registry only after a first load, so a broken model dependency cannot hide a settings error,
-    then sets it and loads again so model names are checked at start and on every reload."""
-
-    def __init__(self, path: Path, known_models: Collection[str] | None = None) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.known_models = known_models
         self._seen_digest: str | None = None
 
     def load(self) -> Settings:
-        settings = load_settings(self.path, self.known_models)
+        settings = load_settings(self.path)
         self._seen_digest = self._digest()
         return settings
 
@@ -411,7 +404,7 @@ class SettingsFile:
             return None
         self._seen_digest = digest
         try:
-            return Reload(settings=load_settings(self.path, self.known_models))
+            return Reload(settings=load_settings(self.path))
         except SettingsError as error:
             return Reload(error=str(error))
 

@@ -18,10 +18,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from autoscaler import Reason, cost_now
+from autoscaler import Reason, Signal, cost_now
 from sidecar.latest_decisions import PublishedDecision
 
-_SIGNALS = ("load", "p99_latency", "queue_depth", "gpu_utilization")
 # Request latencies of the adapter servers are sub-millisecond to a few ms on loopback; the
 # upper buckets catch TokenReview/SubjectAccessReview round trips on a cache miss.
 _LATENCY_BUCKETS_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -135,7 +134,7 @@ class DecisionCollector(Collector):
             for candidate in Reason:
                 reason.add_metric([*workload, candidate.value], 1.0 if candidate is decision.reason else 0.0)
             decision_age.add_metric(workload, max(0.0, now - item.published_at))
-            for signal in _SIGNALS:
+            for signal in Signal:
                 reading = getattr(item.observations, signal)
                 if reading is not None:
                     signal_age.add_metric([*workload, signal], reading.age_seconds(now))

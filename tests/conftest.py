@@ -8,7 +8,9 @@ with `promtool tsdb create-blocks-from openmetrics` before start, live values co
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import shutil
 import socket
 import subprocess
@@ -22,6 +24,22 @@ from aiohttp import web
 
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
+
+
+async def eventually(
+    check: Callable[[], object], timeout: float = 60.0, what: str = "condition", debug=lambda: ""
+) -> None:
+    """Wait until `check()` (or the awaitable it returns) is true. The timeout is a bound for a
+    hung test, not a wait: a busy machine may take a while, so it is generous."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}: {debug()}")
 
 
 def free_port() -> int:
@@ -80,7 +98,7 @@ class PrometheusServer:
                 stdout=log,
                 stderr=log,
             )
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"prometheus exited: {self._log.read_text()[-2000:]}")

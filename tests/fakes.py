@@ -38,27 +38,29 @@ class FakeClock:
 @dataclass
 class ScriptedSignals:
     """A SignalReader whose instant values come from `values[query](now)` (None = missing, an
-    exception is raised as is, an awaitable delay in `delays[query]` seconds of loop time).
-    `history_values[query](t)` gives the history at grid time t, after `history_delay` seconds."""
+    exception is raised as is). A query in `gates` answers once its event is set, and a history
+    read once `history_gate` is: a slow Prometheus whose answer the test releases, so no test
+    depends on how fast this machine runs. `history_values[query](t)` gives the history at grid
+    time t."""
 
     values: dict[str, Callable[[float], float | None]] = field(default_factory=dict)
     history_values: dict[str, Callable[[float], float]] = field(default_factory=dict)
-    delays: dict[str, float] = field(default_factory=dict)
-    history_delay: float = 0.0
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
+    history_gate: asyncio.Event | None = None
     instant_calls: int = 0
     history_calls: list[str] = field(default_factory=list)
 
     async def instant(self, query: str, at: float) -> Reading | None:
         self.instant_calls += 1
-        if query in self.delays:
-            await asyncio.sleep(self.delays[query])
+        if query in self.gates:
+            await self.gates[query].wait()
         value = self.values[query](at) if query in self.values else None
         return None if value is None else Reading(value=value, observed_at=at)
 
     async def history(self, query: str, start: float, end: float, step_seconds: float) -> LoadSeries | None:
         self.history_calls.append(query)
-        if self.history_delay:
-            await asyncio.sleep(self.history_delay)
+        if self.history_gate is not None:
+            await self.history_gate.wait()
         source = self.history_values.get(query)
         if source is None:
             return None

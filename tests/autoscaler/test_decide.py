@@ -240,7 +240,7 @@ def test_decision_reports_every_live_signal_and_the_forecast() -> None:
         NOW, _obs(40.0, p99_latency=0.4), _forecast(30.0, error=0.375), SIGNALS, DecisionState()
     )
     # trust 0.5: 40 + 0.5 * (30 - 40) = 35 rps -> 4 replicas
-    assert decision.recommendations == {"load": 4, "latency": 8, "forecast": 4}
+    assert decision.recommendations == {"load": 4, "p99_latency": 8, "forecast": 4}
     assert decision.forecast_rps == pytest.approx(35.0)
     assert decision.forecast_trust == pytest.approx(0.5)
     assert decision.lead_seconds == pytest.approx(150.0)

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from forecasting.registry import MODELS
 from gpu_agent import settings as agent_settings
 from sidecar.settings import ENV_PREFIX, Settings, WorkloadSettings, parse_settings
 from tests.deploy.conftest import find
@@ -45,8 +44,8 @@ def test_configmap_settings_equal_the_code_defaults(base_objects):
 
 
 def test_example_workload_repeats_every_code_default_it_shows(base_objects):
-    # known_models: the sidecar rejects a model name its registry lacks, so the example must use one.
-    settings = parse_settings(_config_text(base_objects), known_models=MODELS)
+    # The sidecar rejects a model name its registry lacks, so the example must use a known one.
+    settings = parse_settings(_config_text(base_objects))
     assert settings.workloads
     defaults = {
         name: field.get_default(call_default_factory=True)

@@ -19,7 +19,6 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from forecasting.registry import MODELS
 from gpu_agent import settings as agent_settings
 from sidecar.settings import ENV_PREFIX, Settings, parse_settings
 from tests.deploy.conftest import DASHBOARD_FILE, REPO, RULES_FILE, find
@@ -188,7 +187,7 @@ def test_strict_validation_rejects_a_misspelt_field(rendered):
 
 def test_chart_settings_equal_the_code_defaults(rendered):
     # prometheus.url points at the Prometheus Operator's Service, as the Kustomize base's override does.
-    deployed = parse_settings(_config(rendered["defaults"]), known_models=MODELS)
+    deployed = parse_settings(_config(rendered["defaults"]))
     assert deployed.prometheus.url == "http://prometheus-operated.monitoring.svc:9090"
     ours = deployed.model_dump(exclude={"workloads"})
     ours["prometheus"]["url"] = Settings().prometheus.url

@@ -9,7 +9,6 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from forecasting.registry import MODELS
 from sidecar import settings_reference
 from sidecar.settings import Settings, load_settings
 from tests.deploy.conftest import DEPLOY, REPO
@@ -46,7 +45,7 @@ def _paths(model: Any, prefix: str = "") -> set[str]:
 
 
 def test_example_settings_load_and_show_every_field():
-    settings = load_settings(EXAMPLE, known_models=MODELS)
+    settings = load_settings(EXAMPLE)
     assert settings.workloads
     raw = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     shown = _keys(raw)

@@ -322,7 +322,7 @@ async def test_a_real_prometheus_ingests_every_series(served, prometheus_factory
 
 
 async def _query_until_present(session: aiohttp.ClientSession, url: str, expression: str) -> list[dict]:
-    deadline = asyncio.get_running_loop().time() + 30
+    deadline = asyncio.get_running_loop().time() + 60
     while True:
         with contextlib.suppress(aiohttp.ClientConnectionError):
             async with session.get(url, params={"query": expression}) as response:

@@ -209,7 +209,7 @@ async def _start_agent(fake_nvml_dir: Path, port: int, *extra: str, **environmen
     )
 
 
-async def _scrape_when(url: str, predicate, timeout_seconds: float = 15.0) -> str:
+async def _scrape_when(url: str, predicate, timeout_seconds: float = 60.0) -> str:
     """Polls /metrics until `predicate(text)` holds; the process needs a moment to import and bind."""
     deadline = asyncio.get_running_loop().time() + timeout_seconds
     async with aiohttp.ClientSession() as session:
@@ -233,7 +233,7 @@ async def _healthz_status(url: str) -> int:
 
 async def _terminate(process) -> tuple[int, str]:
     process.send_signal(signal.SIGTERM)
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=15)
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
     return process.returncode, output.decode()
 
 
@@ -299,7 +299,7 @@ async def test_agent_process_exits_1_when_it_cannot_listen(fake_nvml_dir):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         process = await _start_agent(fake_nvml_dir, taken.getsockname()[1], "--pod-resources-socket", "")
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=15)
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 1
     assert "cannot serve on 127.0.0.1:" in output.decode()
 

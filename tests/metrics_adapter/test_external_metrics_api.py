@@ -384,7 +384,7 @@ async def test_kubectl_get_raw(open_server: tuple[str, Path], tmp_path: Path) ->
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, stderr.decode()
     assert json.loads(stdout)["items"][0]["value"] == "7"
 

@@ -10,10 +10,21 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from autoscaler import CostBasis, Decision, Observations, Reading, Reason
+from autoscaler import (
+    CostBasis,
+    Decision,
+    DecisionState,
+    Observations,
+    Reading,
+    Reason,
+    ScalingPolicy,
+    Signal,
+    decide,
+)
 from forecasting import Forecast
 from metrics_adapter.external_metrics_api import ExternalMetricsSettings, build_external_metrics_app
 from sidecar.latest_decisions import LatestDecisions, PublishedDecision
+from sidecar.settings import QuerySettings
 from sidecar.telemetry import build_metrics_app, build_telemetry
 from tests.metrics_adapter.conftest import NOW, published, serve
 
@@ -255,3 +266,32 @@ def test_cost_is_exported_per_workload(fixed_clock: Callable[[], float]) -> None
     unpriced = _samples(build_telemetry(latest, fixed_clock).render().decode())
     assert ("autoscaler_cost_per_1k_requests", labels) not in unpriced
     assert unpriced[("autoscaler_provisioned_gpus", labels)] == 12.0
+
+
+def test_every_signal_has_one_name_from_settings_to_the_metrics_labels() -> None:
+    # Real decide() on a reading of every signal, each asking for a different count.
+    policy = ScalingPolicy(
+        replica_capacity_rps=10.0,
+        p99_latency_target_seconds=0.5,
+        queue_depth_target_per_replica=4.0,
+        gpu_utilization_target=0.5,
+    )
+    fresh = NOW - 1.0
+    observations = Observations(
+        at=NOW,
+        current_replicas=4,
+        load=Reading(35.0, fresh),
+        p99_latency=Reading(0.75, fresh),
+        queue_depth=Reading(28.0, fresh),
+        gpu_utilization=Reading(0.25, fresh),
+    )
+    decision, _ = decide(NOW, observations, None, policy, DecisionState())
+    base = published("llama", replicas=decision.replicas)
+    samples = _scrape(replace(base, decision=decision, observations=observations))
+    labels = {
+        name: {dict(labels)["signal"] for (sample, labels) in samples if sample == name}
+        for name in ("autoscaler_signal_age_seconds", "autoscaler_recommended_replicas")
+    }
+    named = {signal.value for signal in Signal}
+    assert labels == {"autoscaler_signal_age_seconds": named, "autoscaler_recommended_replicas": named}
+    assert named == set(QuerySettings.model_fields), "each signal is a `queries` setting"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -108,9 +109,10 @@ async def test_one_failing_workload_does_not_stall_the_other(harness):
 
 
 async def test_slow_workload_times_out_alone():
-    h = Harness(workload_timeout_seconds=0.05)
+    # A second of budget: ample for mistral on a busy machine; llama's query never answers.
+    h = Harness(workload_timeout_seconds=1.0)
     h.signals.values = {query("llama"): lambda t: 42.0, query("mistral"): lambda t: 5.0}
-    h.signals.delays = {query("llama"): 5.0}
+    h.signals.gates = {query("llama"): asyncio.Event()}
     report = await h.loop.tick()
     h.executor.shutdown()
     assert report.failed == {("ml", "llama"): "TimeoutError"}
@@ -119,15 +121,16 @@ async def test_slow_workload_times_out_alone():
 
 
 async def test_a_slow_history_read_delays_the_forecast_not_the_decision():
-    h = Harness(names=("llama",), workload_timeout_seconds=0.2)
+    h = Harness(names=("llama",), workload_timeout_seconds=2.0)
     h.signals.values = {query("llama"): lambda t: 42.0}
     h.signals.history_values = {query("llama"): lambda t: 40.0}
-    h.signals.history_delay = 0.3  # longer than the whole workload's budget
+    h.signals.history_gate = asyncio.Event()  # answers only when released: past the whole budget
     first = await h.loop.tick()
     runtime = h.loop.runtimes[("ml", "llama")]
     assert first.failed == {} and h.replicas("llama") == 5, "decided without the history"
     assert runtime.history is None and runtime.history_read is not None
-    await asyncio.sleep(0.35)
+    h.signals.history_gate.set()
+    await runtime.history_read
     h.clock.advance(15)
     second = await h.loop.tick()
     h.executor.shutdown()
@@ -139,11 +142,14 @@ async def test_a_slow_history_read_delays_the_forecast_not_the_decision():
 
 async def test_a_reconfigure_during_a_tick_applies_after_it(harness):
     harness.signals.values = {query("llama"): lambda t: 42.0, query("mistral"): lambda t: 5.0}
-    harness.signals.delays = {query("llama"): 0.1}
+    llama_answers = asyncio.Event()
+    harness.signals.gates = {query("llama"): llama_answers}
     tick = asyncio.create_task(harness.loop.tick())
-    await asyncio.sleep(0.02)
+    while harness.signals.instant_calls < 2:  # both workloads' reads are in flight
+        await asyncio.sleep(0)
     harness.loop.reconfigure([workload("llama-v2"), workload("mistral")], harness.loop.settings)
     assert ("ml", "llama") in harness.loop.runtimes, "not while the tick is in flight"
+    llama_answers.set()
     await tick
     assert set(harness.loop.runtimes) == {("ml", "llama-v2"), ("ml", "mistral")}
     assert harness.latest.get("ml", "llama") is None, "the removed workload is not published again"
@@ -217,6 +223,26 @@ async def test_refit_failure_keeps_the_previous_model(harness):
     assert item is not None and item.decision.reason is Reason.FORECAST, "old model still forecasts"
 
 
+async def test_a_model_whose_library_is_broken_fails_its_refit_not_the_tick(harness, caplog):
+    def broken_install():
+        raise ImportError("lightgbm: libgomp.so.1: cannot open shared object file")
+
+    harness.loop.ports = replace(harness.loop.ports, models={"flat": broken_install})
+    harness.signals.history_values = {query("llama"): lambda t: 80.0}
+    harness.signals.values = {query("llama"): lambda t: 42.0, query("mistral"): lambda t: 5.0}
+    first = await harness.loop.tick()
+    runtime = harness.loop.runtimes[("ml", "llama")]
+    assert first.failed == {} and harness.replicas("llama") == 5
+    with pytest.raises(ImportError):
+        await runtime.refit
+    harness.clock.advance(15)
+    second = await harness.loop.tick()
+    assert second.failed == {}, "decisions go on, reactive"
+    item = harness.latest.get("ml", "llama")
+    assert item is not None and item.decision.reason is Reason.LOAD and item.forecast is None
+    assert any("refit failed" in r.getMessage() and "libgomp" in repr(r.__dict__) for r in caplog.records)
+
+
 async def test_run_ticks_on_cadence_and_drains_on_stop(harness):
     harness.signals.values = {query("llama"): lambda t: 42.0, query("mistral"): lambda t: 5.0}
     stop = asyncio.Event()
@@ -231,7 +257,7 @@ async def test_run_ticks_on_cadence_and_drains_on_stop(harness):
         return report
 
     harness.loop.tick = counted
-    await asyncio.wait_for(harness.loop.run(stop), timeout=5)
+    await asyncio.wait_for(harness.loop.run(stop), timeout=60)
     assert seen == [START, START + 15, START + 30, START + 45]
 
 

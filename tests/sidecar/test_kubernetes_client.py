@@ -18,6 +18,7 @@ from sidecar.kubernetes_client import (
     PrewarmTarget,
     watch_cold_starts,
 )
+from tests.conftest import eventually
 from tests.fakes import FakeClock
 from tests.sidecar.kubernetes_contract import pod_event
 
@@ -70,10 +71,10 @@ async def test_pod_watch_learns_cold_starts(cluster):
     ]
     for event in events:
         await contract.pod_events.put(event)
-    for _ in range(100):
-        if len(tracker.pairs.get(("ml", "llama"), ())) == 2 and contract.pod_events.empty():
-            break
-        await asyncio.sleep(0.01)
+    await eventually(
+        lambda: len(tracker.pairs.get(("ml", "llama"), ())) == 2 and contract.pod_events.empty(),
+        what="both Ready pods tracked",
+    )
     stop.set()
     await contract.pod_events.put(None)
     await asyncio.wait_for(task, 5)

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from sidecar.kubernetes_client import KubernetesReader, connect
 from sidecar.latest_decisions import LatestDecisions
 from sidecar.main import _watch_settings
 from sidecar.settings import SettingsFile
-from tests.conftest import free_port
+from tests.conftest import eventually, free_port
 from tests.fakes import FakeClock, FlatForecaster, ScriptedSignals, proportional_decide
 from tests.sidecar.kubernetes_contract import KubernetesContract
 
@@ -43,7 +44,7 @@ SETTINGS = textwrap.dedent(
 
 
 def run_cli(
-    *args: str, timeout: float = 30, env: dict[str, str] | None = None
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sidecar", *args],
@@ -252,24 +253,42 @@ def test_a_stop_signal_drains_and_saves_state(tmp_path: Path, signum: signal.Sig
     process = subprocess.Popen(
         [sys.executable, "-m", "sidecar", "serve", "--config", str(path)],
         cwd=REPO,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PREDICTIVE_AUTOSCALER_LOG_FORMAT": "json"},
     )
-    # The signal handlers are in place once the servers log "serving" (a fixed sleep raced a
-    # slow start on a loaded machine, where the signal's default action killed the process).
-    assert process.stderr is not None
-    seen = []
-    for line in process.stderr:
-        seen.append(line)
-        if '"message": "serving' in line:
-            break
+    # "serving" is logged once the servers are up, after the drain handlers are installed.
+    logged = read_until(process, '"message": "serving"')
     process.send_signal(signum)
-    _, rest = process.communicate(timeout=30)
-    stderr = "".join(seen) + rest
+    _, rest = process.communicate(timeout=60)
+    stderr = logged + rest
     assert process.returncode == 0, stderr
     assert state.exists() and '"message": "state saved"' in stderr
+
+
+def read_until(process: subprocess.Popen[str], wanted: str, timeout: float = 60.0) -> str:
+    """The process's stderr up to and including the first line holding `wanted`; fails when the
+    process exits first or stays silent for `timeout` seconds (a bound, not a wait)."""
+    assert process.stderr is not None
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in process.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if wanted in line:
+                found.set()
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not found.is_set():
+        process.kill()
+        process.wait()
+        pytest.fail(f"no {wanted!r} within {timeout:g} s; stderr so far:\n{''.join(lines)}")
+    return "".join(lines)
 
 
 def test_truncated_state_at_start_is_logged_and_rebuilt(tmp_path: Path, caplog):
@@ -362,7 +381,7 @@ async def _serve_replay_until_a_decision_then_sigterm(settings, simulation, cloc
         assert not task.done(), task.exception()
         await asyncio.sleep(0.01)
     os.kill(os.getpid(), signal.SIGTERM)
-    return await asyncio.wait_for(task, 10)
+    return await asyncio.wait_for(task, 60)
 
 
 async def test_pod_watchers_follow_the_configured_workloads(tmp_path: Path):
@@ -400,10 +419,7 @@ async def test_pod_watchers_follow_the_configured_workloads(tmp_path: Path):
     )
     try:
         await contract.pod_events.put(pod_event("ADDED", "a", "2026-01-01T00:00:00Z", "2026-01-01T00:02:00Z"))
-        for _ in range(200):
-            if tracker.pairs:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: tracker.pairs, what="the pod watch's first cold start")
         assert contract.watch_selectors == ["app=llama"]
         assert tracker.samples_seconds() == {("ml", "llama"): (120.0,)}
     finally:

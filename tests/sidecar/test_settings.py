@@ -140,8 +140,10 @@ def test_duplicate_workload_is_rejected():
 
 
 def test_unknown_forecast_model_is_rejected():
-    with pytest.raises(SettingsError, match=r"forecast\.model='recent_quantiles' is not a known model"):
-        parse_settings(GOOD, known_models={"seasonal_naive"})
+    misspelt = GOOD.replace("min_replicas: 2", "min_replicas: 2\n    forecast: {model: lightgmb}")
+    message = r"forecast\.model='lightgmb' is not a known model: allowed \[.*'lightgbm'"
+    with pytest.raises(SettingsError, match=message):
+        parse_settings(misspelt)
 
 
 def test_reload_accepts_good_change_and_rejects_bad_one(tmp_path: Path):
@@ -176,14 +178,12 @@ def test_tls_certificate_without_key_is_rejected():
         parse_settings(GOOD + "server: {tls_cert_file: /tls/tls.crt}\n")
 
 
-def test_forecast_defaults_are_the_registry_and_policy_defaults() -> None:
+def test_forecast_defaults_are_the_policy_defaults() -> None:
     from autoscaler.policy import ScalingPolicy
-    from forecasting import DEFAULT_MODEL
     from sidecar.settings import ForecastSettings
 
     policy = ScalingPolicy(replica_capacity_rps=1.0)
     defaults = ForecastSettings()
-    assert defaults.model == DEFAULT_MODEL
     assert defaults.quantile == policy.forecast_quantile
     assert defaults.floor_quantile == policy.forecast_floor_quantile
     assert defaults.scale_down_window_seconds == policy.forecast_scale_down_window_seconds
