@@ -60,6 +60,7 @@ from sidecar.logs import configure_logging
 from sidecar.prometheus_reader import PrometheusReader, QueryStats
 from sidecar.readiness import HealthRoutes
 from sidecar.settings import Settings, SettingsError, SettingsFile, WorkloadSettings
+from sidecar.settings_watch import watch_settings
 from sidecar.state_store import StateStore, restore, snapshot
 from sidecar.telemetry import Telemetry, build_metrics_app, build_telemetry
 from simulator.trace import TraceError
@@ -68,7 +69,6 @@ log = logging.getLogger(__name__)
 # SIGHUP too: a terminal or supervisor closing must not skip the drain (state, floors, Lease).
 DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
-SETTINGS_POLL_SECONDS = 5.0
 WATCHER_SYNC_SECONDS = 30.0
 
 
@@ -238,7 +238,7 @@ async def serve(
                 tasks.create_task(loop.run(stop, after_tick), name="control loop")
                 if settings_file is not None:
                     tasks.create_task(
-                        _watch_settings(settings_file, loop, clock, stop, settings), name="settings watcher"
+                        watch_settings(settings_file, loop, clock, stop, settings), name="settings watcher"
                     )
                 if store is not None:
                     interval = settings.state.save_interval_seconds
@@ -374,44 +374,6 @@ async def _save_periodically(
             await asyncio.to_thread(store.save, snapshot(loop, clock.now(), tracker.samples_seconds()))
         except OSError as error:
             log.warning("cannot save state", extra={"error": str(error)})
-
-
-# Sections bound into clients, sockets and the state path at start: a reload cannot apply them.
-RESTART_ONLY_SECTIONS = ("prometheus", "server", "kubernetes", "state", "log_format")
-
-
-async def _watch_settings(
-    settings_file: SettingsFile,
-    loop: ControlLoop,
-    clock: Clock,
-    stop: asyncio.Event,
-    running: Settings | None = None,
-) -> None:
-    """Apply workloads, loop cadence and log level from each good new file. A change to a
-    section in RESTART_ONLY_SECTIONS (compared with `running`, the settings served at start)
-    is logged as waiting for a restart, so an edited Prometheus URL is not silently ignored."""
-    while not await sleep_unless_stopped(clock, SETTINGS_POLL_SECONDS, stop):
-        change = settings_file.reload()
-        if change is None:
-            continue
-        if change.settings is None:
-            log.error("new settings rejected; the running settings stay", extra={"error": change.error})
-            continue
-        try:
-            loop.reconfigure(change.settings.workloads, change.settings.loop)
-        except SettingsError as error:
-            log.error("new settings rejected; the running settings stay", extra={"error": str(error)})
-            continue
-        logging.getLogger().setLevel(change.settings.log_level)
-        log.info("settings reloaded", extra={"workloads": len(change.settings.workloads)})
-        if running is not None:
-            pending = [
-                name
-                for name in RESTART_ONLY_SECTIONS
-                if getattr(change.settings, name) != getattr(running, name)
-            ]
-            if pending:
-                log.warning("changed settings apply only after a restart", extra={"sections": pending})
 
 
 async def _supervise_pod_watchers(
