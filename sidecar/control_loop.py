@@ -29,6 +29,7 @@ from autoscaler.policy import ScalingPolicy
 from forecasting.forecast import Forecast
 from forecasting.model import FittedForecaster, Forecaster
 from forecasting.series import LoadSeries
+from sidecar.budgets import read_budget
 from sidecar.clock import Clock, sleep_unless_stopped
 from sidecar.latest_decisions import LatestDecisions, PublishedDecision
 from sidecar.logs import WorkloadLogger, log_decision_change, workload_logger
@@ -269,7 +270,7 @@ async def tick_once(
     names = list(runtime.queries)
     reads = [ports.signals.instant(runtime.queries[name], now) for name in names]
     replica_read = (
-        ports.replicas.read_replicas(workload.namespace, workload.target.kind, workload.target_name)
+        _read_replicas_within(read_budget(settings.workload_timeout_seconds), runtime, ports.replicas)
         if ports.replicas is not None
         else _none()
     )
@@ -315,6 +316,22 @@ async def tick_once(
 
 async def _none() -> None:
     return None
+
+
+async def _read_replicas_within(
+    seconds: float, runtime: WorkloadRuntime, replicas: ReplicaReader
+) -> ReplicaCount | None:
+    """The replica count, or None (held: a missing count never scales down) when the reader
+    gives no answer within `seconds` (sidecar.budgets: below the workload timeout)."""
+    workload = runtime.settings
+    try:
+        async with asyncio.timeout(seconds):
+            return await replicas.read_replicas(
+                workload.namespace, workload.target.kind, workload.target_name
+            )
+    except TimeoutError:
+        runtime.logger.warning("replica read gave no answer in time", extra={"budget_seconds": seconds})
+        return None
 
 
 def _last_replicas(runtime: WorkloadRuntime) -> int | None:

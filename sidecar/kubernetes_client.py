@@ -24,6 +24,7 @@ import aiohttp
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from sidecar.budgets import REQUEST_TIMEOUT_SECONDS
 from sidecar.clock import Clock, sleep_unless_stopped
 from sidecar.control_loop import ReplicaCount
 
@@ -34,9 +35,6 @@ SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # An API server that restarts or a load balancer that resets the connection surfaces as
 # aiohttp's ServerDisconnectedError, which is no OSError: every call treats it like a timeout.
 CONNECTION_FAILURES = (TimeoutError, OSError, aiohttp.ClientError)
-# kubernetes-asyncio waits forever by default: an API server that accepts connections and never
-# answers would hold a tick, or a drain, past the pod's grace period.
-REQUEST_TIMEOUT_SECONDS = 10.0
 
 
 async def connect(

@@ -277,3 +277,39 @@ async def test_run_keeps_renewing_and_releases_on_stop(cluster):
     stop.set()
     await asyncio.wait_for(running, 5)
     assert await b.try_acquire() is True, "released on stop: b needs no expiry wait"
+
+
+async def test_a_silent_api_server_costs_the_replica_read_not_the_tick(cluster):
+    """Finding 6: the replica read waited 10 s, exactly the default workload timeout, so the two
+    raced and no decision was made. The read now has a budget below the tick's (sidecar.budgets):
+    the tick decides without a count (which holds) and publishes."""
+    from sidecar.control_loop import ControlLoop, LoopPorts
+    from sidecar.latest_decisions import LatestDecisions
+    from sidecar.settings import LoopSettings, QuerySettings, WorkloadSettings
+    from tests.fakes import FlatForecaster, ScriptedSignals, proportional_decide
+
+    contract, api = cluster
+    contract.add_deployment("ml", "llama", 4, 4, {"app": "llama"})
+    contract.silent = True
+    load = 'load{workload="llama"}'
+    latest = LatestDecisions()
+    loop = ControlLoop(
+        workloads=[
+            WorkloadSettings(
+                name="llama", namespace="ml", queries=QuerySettings(load=load), replica_capacity_rps=10
+            )
+        ],
+        settings=LoopSettings(workload_timeout_seconds=2),
+        ports=LoopPorts(
+            signals=ScriptedSignals(values={load: lambda t: 30.0}),
+            decide=proportional_decide,
+            models={"recent_quantiles": FlatForecaster},
+            latest=latest,
+            clock=FakeClock(),
+            replicas=KubernetesReader(api),
+        ),
+    )
+    report = await loop.tick()
+    assert report.failed == {} and report.published == 1
+    published = latest.get("ml", "llama")
+    assert published is not None and published.observations.current_replicas is None
