@@ -56,10 +56,11 @@ from sidecar.kubernetes_client import (
     watch_cold_starts,
 )
 from sidecar.latest_decisions import LatestDecisions
+from sidecar.listeners import ConnectionLimits, start_listener
 from sidecar.logs import configure_logging
 from sidecar.prometheus_reader import PrometheusReader, QueryStats
 from sidecar.readiness import HealthRoutes
-from sidecar.settings import Settings, SettingsError, SettingsFile, WorkloadSettings
+from sidecar.settings import ServerSettings, Settings, SettingsError, SettingsFile, WorkloadSettings
 from sidecar.settings_watch import watch_settings
 from sidecar.state_store import StateStore, restore, snapshot
 from sidecar.telemetry import Telemetry, build_metrics_app, build_telemetry
@@ -197,7 +198,7 @@ async def serve(
         health.add_to(plain_app)
         with _starting(f"the health server (server.health_port={settings.server.health_port})"):
             service.addresses["health"] = await _start_site(
-                stack, plain_app, settings.server.host, settings.server.health_port
+                stack, plain_app, settings.server, settings.server.health_port
             )
         with _starting("the metrics adapters (server.http_port, grpc_port and TLS files)"):
             await _start_adapters(
@@ -283,14 +284,14 @@ def _starting(what: str) -> Iterator[None]:
 
 
 async def _start_site(
-    stack: AsyncExitStack, app: web.Application, host: str, port: int, tls: ssl.SSLContext | None = None
+    stack: AsyncExitStack,
+    app: web.Application,
+    server: ServerSettings,
+    port: int,
+    tls: ssl.SSLContext | None = None,
 ) -> str:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    stack.push_async_callback(runner.cleanup)
-    await web.TCPSite(runner, host, port, ssl_context=tls).start()
-    bound_host, bound_port = runner.addresses[0][:2]
-    return f"{bound_host}:{bound_port}"
+    limits = ConnectionLimits(server.idle_timeout_seconds, server.max_connections)
+    return await start_listener(stack, app, server.host, port, limits, tls)
 
 
 async def _start_adapters(
@@ -336,7 +337,7 @@ async def _start_adapters(
     )
     app = build_external_metrics_app(service.latest, external, telemetry.request_seconds)
     service.addresses["external_metrics"] = await _start_site(
-        stack, app, server.host, server.http_port, tls_context
+        stack, app, server, server.http_port, tls_context
     )
     keda, port = build_keda_server(
         service.latest,
@@ -344,6 +345,7 @@ async def _start_adapters(
         f"{server.host}:{server.grpc_port}",
         tls_pem,
         telemetry.request_seconds,
+        ConnectionLimits(server.idle_timeout_seconds, server.max_connections),
     )
     await keda.start()
     stack.push_async_callback(keda.stop, 5)

@@ -222,7 +222,9 @@ class ServerSettings(_Strict):
     the KEDA external scaler. `client_ca_file` is the front proxy's client CA (the aggregator's
     requestheader CA) and `requestheader_allowed_names` the certificate names it may use.
     A decision older than `decision_max_age_seconds` is answered as unavailable, so a stalled
-    loop makes HPA hold instead of reading an old number."""
+    loop makes HPA hold instead of reading an old number. Every listener closes a connection that
+    sends no whole request within `idle_timeout_seconds` (of connecting or of its last answer) and
+    holds at most `max_connections` at once (sidecar.listeners)."""
 
     host: str = "0.0.0.0"
     health_port: int = Field(default=8080, ge=0, le=65535)
@@ -234,6 +236,9 @@ class ServerSettings(_Strict):
     requestheader_allowed_names: tuple[str, ...] = ()
     allow_unauthenticated: bool = False
     decision_max_age_seconds: float = Field(default=120.0, gt=0, le=3600)
+    # Above the 15-60 s between an HPA's or KEDA's polls, so their kept-alive connections survive.
+    idle_timeout_seconds: float = Field(default=90.0, gt=0, le=3600)
+    max_connections: int = Field(default=1000, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerSettings:
