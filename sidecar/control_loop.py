@@ -33,7 +33,7 @@ from sidecar.budgets import read_budget
 from sidecar.clock import Clock, sleep_unless_stopped
 from sidecar.latest_decisions import LatestDecisions, PublishedDecision
 from sidecar.logs import WorkloadLogger, log_decision_change, workload_logger
-from sidecar.prometheus_reader import render_query
+from sidecar.prometheus_reader import QuerySource, render_query
 from sidecar.settings import LoopSettings, WorkloadSettings
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,12 @@ class ControlLoop:
         self.runtimes: dict[tuple[str, str], WorkloadRuntime] = {}
         self._ticking = False
         self._pending: tuple[tuple[WorkloadSettings, ...], LoopSettings] | None = None
+        self._query_sources: dict[str, QuerySource] = {}
         self.reconfigure(workloads, settings)
+
+    def query_source(self, query: str) -> QuerySource | None:
+        """The workload and signal a rendered query belongs to (the first, if two share it)."""
+        return self._query_sources.get(query)
 
     def reconfigure(self, workloads: Iterable[WorkloadSettings], settings: LoopSettings) -> None:
         """Apply new settings: unchanged workloads keep their history, model and state; changed
@@ -209,6 +214,10 @@ class ControlLoop:
                     runtime.fitted, runtime.fitted_at = old.fitted, old.fitted_at
                     runtime.refit, runtime.refit_started_at = old.refit, old.refit_started_at
             self.runtimes[key] = runtime
+        self._query_sources = {}
+        for (namespace, name), runtime in self.runtimes.items():
+            for signal, query in runtime.queries.items():
+                self._query_sources.setdefault(query, QuerySource(namespace, name, signal))
 
     async def run(
         self, stop: asyncio.Event, on_tick: Callable[[TickReport], Awaitable[None]] | None = None

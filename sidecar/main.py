@@ -63,7 +63,7 @@ from sidecar.readiness import HealthRoutes
 from sidecar.settings import ServerSettings, Settings, SettingsError, SettingsFile, WorkloadSettings
 from sidecar.settings_watch import watch_settings
 from sidecar.state_store import StateStore, restore, snapshot
-from sidecar.telemetry import Telemetry, build_metrics_app, build_telemetry
+from sidecar.telemetry import Telemetry, build_call_metrics, build_metrics_app, build_telemetry
 from simulator.trace import TraceError
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,7 @@ async def serve(
         )
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)
 
+        telemetry = build_telemetry(latest, clock.now)
         signals: SignalReader
         replicas: ReplicaReader | None = None
         query_stats: QueryStats | None = None
@@ -164,7 +165,11 @@ async def serve(
         else:
             session = await stack.enter_async_context(aiohttp.ClientSession())
             reader = PrometheusReader(
-                session, settings.prometheus.url, clock, settings.prometheus.timeout_seconds
+                session,
+                settings.prometheus.url,
+                clock,
+                settings.prometheus.timeout_seconds,
+                build_call_metrics(telemetry.registry),
             )
             signals, query_stats = reader, reader.stats
             if settings.kubernetes.enabled:
@@ -187,13 +192,14 @@ async def serve(
                 cold_starts=tracker,
             ),
         )
+        if isinstance(signals, PrometheusReader):
+            signals.source_of = loop.query_source
         store = StateStore(Path(settings.state.path)) if settings.state.path else None
         if store is not None:
             _restore_state(store, loop, tracker)
 
         health = HealthRoutes(loop, clock)
         service = Service(loop=loop, latest=latest, health=health, query_stats=query_stats)
-        telemetry = build_telemetry(latest, clock.now)
         plain_app = build_metrics_app(telemetry)
         health.add_to(plain_app)
         with _starting(f"the health server (server.health_port={settings.server.health_port})"):
