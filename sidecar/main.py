@@ -155,6 +155,7 @@ async def serve(
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)
 
         telemetry = build_telemetry(latest, clock.now)
+        call_metrics = build_call_metrics(telemetry.registry)
         signals: SignalReader
         replicas: ReplicaReader | None = None
         query_stats: QueryStats | None = None
@@ -169,14 +170,14 @@ async def serve(
                 settings.prometheus.url,
                 clock,
                 settings.prometheus.timeout_seconds,
-                build_call_metrics(telemetry.registry),
+                call_metrics,
             )
             signals, query_stats = reader, reader.stats
             if settings.kubernetes.enabled:
                 with _starting("the Kubernetes client (kubernetes.kubeconfig)"):
                     kube_api = await connect(settings.kubernetes.kubeconfig)
                 stack.push_async_callback(kube_api.close)
-                replicas = KubernetesReader(kube_api)
+                replicas = KubernetesReader(kube_api, call_metrics)
 
         loop = ControlLoop(
             workloads=settings.workloads,

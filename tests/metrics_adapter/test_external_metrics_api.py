@@ -588,3 +588,14 @@ async def test_front_proxy_extra_headers_reach_the_access_review(running: Runnin
     assert review["spec"]["user"] == headers["X-Remote-User"]
     assert review["spec"]["groups"] == ["system:serviceaccounts"]
     assert review["spec"]["extra"] == {"scopes/kind": ["read-only"]}
+
+
+def test_the_review_caches_hold_a_bounded_number_of_entries() -> None:
+    """Each distinct token (a client cycling bad tokens) is one entry: never more than the bound."""
+    from metrics_adapter.authentication import _TtlCache
+
+    cache: _TtlCache[str, bool] = _TtlCache(10.0, lambda: NOW, max_entries=100)
+    for index in range(1000):
+        cache.put(f"token-{index}", False)
+        assert len(cache._entries) <= 100
+    assert cache.get("token-999") is False
