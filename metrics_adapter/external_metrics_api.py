@@ -54,7 +54,8 @@ _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # KEDA `metrics-api` trigger, on the same HTTPS port:
 #   url: https://<service>.<namespace>.svc:<port>/keda/v1/namespaces/<ns>/workloads/<workload>
 #   format: json, targetValue: "1", valueLocation: desired_replicas
-#   (or valueLocation: forecast_requests_per_second with targetValue = per-replica capacity in rps)
+#   (or valueLocation: forecast_requests_per_second with targetValue = replica_capacity_rps x
+#   target_utilization, the rps one replica should carry; see published_metrics)
 #   authModes: bearer (TokenReview + SubjectAccessReview for `list` on desired_replicas in <ns>).
 # Body: {"namespace", "workload", "timestamp", "reason", "desired_replicas",
 #        "forecast_requests_per_second" (absent until a finite forecast exists, never 0 or NaN)}.
