@@ -234,12 +234,15 @@ def build_keda_server(
     tls: tuple[bytes, bytes] | None = None,
     request_seconds: Histogram | None = None,
     limits: ConnectionLimits | None = None,
+    client_ca: bytes | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """A grpc.aio server (not started) and its bound port; `tls` is (certificate PEM, key PEM).
 
     `request_seconds`, if given, is a Histogram with labels (route, code) (sidecar.telemetry's),
     observed for every unary call. `limits` (sidecar.listeners) caps connections and closes one
-    that finishes no handshake, or sits idle, for its idle timeout. Start with
+    that finishes no handshake, or sits idle, for its idle timeout. `client_ca` (PEM, with `tls`)
+    makes it mutual TLS: only a client presenting a certificate signed by it (KEDA, through a
+    TriggerAuthentication's tlsClientCert/tlsClientKey) gets past the handshake. Start with
     `await server.start()`, stop with `await server.stop(grace_seconds)`.
     """
     server = grpc.aio.server(
@@ -250,7 +253,12 @@ def build_keda_server(
     )
     pb_grpc.add_ExternalScalerServicer_to_server(PredictiveExternalScaler(source, settings), server)
     if tls is None:
+        if client_ca is not None:
+            raise ValueError("client certificates need TLS: give the serving certificate and key too")
         port = server.add_insecure_port(address)
     else:
-        port = server.add_secure_port(address, grpc.ssl_server_credentials([(tls[1], tls[0])]))
+        credentials = grpc.ssl_server_credentials(
+            [(tls[1], tls[0])], root_certificates=client_ca, require_client_auth=client_ca is not None
+        )
+        port = server.add_secure_port(address, credentials)
     return server, port

@@ -316,6 +316,7 @@ async def _start_adapters(
     server = settings.server
     tls_context = None
     tls_pem = None
+    grpc_client_ca = None
     front_proxy = None
     try:
         if server.tls_cert_file and server.tls_key_file:
@@ -323,6 +324,8 @@ async def _start_adapters(
                 server.tls_cert_file, server.tls_key_file, server.client_ca_file
             )
             tls_pem = (Path(server.tls_cert_file).read_bytes(), Path(server.tls_key_file).read_bytes())
+        if server.grpc_client_ca_file:
+            grpc_client_ca = Path(server.grpc_client_ca_file).read_bytes()
         if server.client_ca_file:
             # Certificate validity is judged on the wall clock, as the TLS handshake itself does,
             # even when `clock` is a replay's simulated one.
@@ -332,7 +335,7 @@ async def _start_adapters(
     except OSError as error:  # ssl names no file when one is missing
         files = ", ".join(
             f"server.{name}={getattr(server, name)}"
-            for name in ("tls_cert_file", "tls_key_file", "client_ca_file")
+            for name in ("tls_cert_file", "tls_key_file", "client_ca_file", "grpc_client_ca_file")
         )
         raise StartupError(f"cannot load the TLS files ({files}): {error.strerror or error}") from error
     external = ExternalMetricsSettings(
@@ -353,6 +356,7 @@ async def _start_adapters(
         tls_pem,
         telemetry.request_seconds,
         ConnectionLimits(server.idle_timeout_seconds, server.max_connections),
+        grpc_client_ca,
     )
     await keda.start()
     stack.push_async_callback(keda.stop, 5)

@@ -233,6 +233,8 @@ class ServerSettings(_Strict):
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     client_ca_file: str | None = None
+    # Mutual TLS for the gRPC scaler: clients (KEDA) must present a certificate signed by this CA.
+    grpc_client_ca_file: str | None = None
     requestheader_allowed_names: tuple[str, ...] = ()
     allow_unauthenticated: bool = False
     decision_max_age_seconds: float = Field(default=120.0, gt=0, le=3600)
@@ -244,6 +246,8 @@ class ServerSettings(_Strict):
     def _tls_pair(self) -> ServerSettings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.grpc_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("grpc_client_ca_file needs tls_cert_file and tls_key_file (mutual TLS is TLS)")
         return self
 
 
