@@ -2,8 +2,12 @@
 
 Idle and half-sent connections are closed by the listener (none holds a descriptor past the idle
 timeout), a connection over the cap is closed on arrival, malformed HTTP and gRPC messages are one
-debug line each, and through all of it the service answers. Hostile settings files: the start-up
-cases are in test_main.py, the reload cases in test_settings_watch.py.
+debug line each, and through all of it the service answers. The other chaos cases live beside
+the code they break: hostile settings files at start in test_main.py and on reload in
+test_settings_watch.py; a silent API server in test_kubernetes_client.py (the tick still decides)
+and test_external_metrics_api.py (a review gives up in 1 s); Prometheus down then back in
+test_service.py (decisions hold, errors counted, the URL logged, recovery). The 10-minute mix of
+all of them is bench/soak.py.
 """
 
 from __future__ import annotations
