@@ -35,6 +35,7 @@ from autoscaler.policy import (
     default_scale_down,
     default_scale_up,
 )
+from sidecar.budgets import READ_SHARE
 
 ENV_PREFIX = "PREDICTIVE_AUTOSCALER_"
 # A ConfigMap holds at most 1 MiB, so a bigger settings file is a mistake; checked before reading,
@@ -200,7 +201,8 @@ class WorkloadSettings(_Strict):
 
 class PrometheusSettings(_Strict):
     url: str = Field(default="http://localhost:9090", pattern=r"^https?://[^\s]+$")
-    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # At most READ_SHARE of loop.workload_timeout_seconds (checked on Settings; sidecar.budgets).
+    timeout_seconds: float = Field(default=4.0, gt=0, le=60)
 
 
 class LoopSettings(_Strict):
@@ -295,6 +297,17 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file arrives as init kwargs; the environment must win over it.
         return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _reads_fit_the_tick(self) -> Settings:
+        budget = READ_SHARE * self.loop.workload_timeout_seconds
+        if self.prometheus.timeout_seconds > budget:
+            raise ValueError(
+                f"prometheus.timeout_seconds={self.prometheus.timeout_seconds:g} must be at most"
+                f" {READ_SHARE:g} x loop.workload_timeout_seconds ({budget:g} s), or a slow Prometheus"
+                " costs the whole tick: lower it or raise loop.workload_timeout_seconds"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_workloads(self) -> Settings:

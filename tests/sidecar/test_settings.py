@@ -231,3 +231,9 @@ def test_a_bad_value_is_quoted_short():
     with pytest.raises(SettingsError) as refused:
         parse_settings(f"log_level: {huge}\n")
     assert len(str(refused.value)) < 400
+
+
+def test_a_prometheus_timeout_that_would_cost_the_tick_is_refused():
+    with pytest.raises(SettingsError, match=r"prometheus.timeout_seconds=5 must be at most 0.4 x"):
+        parse_settings("prometheus: {timeout_seconds: 5}\nloop: {workload_timeout_seconds: 10}\n")
+    assert parse_settings("prometheus: {timeout_seconds: 5}\nloop: {workload_timeout_seconds: 12.5}\n")
