@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -187,9 +186,17 @@ def test_a_stop_signal_drains_and_saves_state(tmp_path: Path, signum: signal.Sig
         text=True,
         env={**os.environ, "PREDICTIVE_AUTOSCALER_LOG_FORMAT": "json"},
     )
-    time.sleep(3)
+    # Signalled once it says it serves (its handlers are installed by then), not after a fixed
+    # sleep, which a loaded machine outlasts.
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if '"message": "serving"' in line:
+            break
     process.send_signal(signum)
-    _, stderr = process.communicate(timeout=15)
+    _, rest = process.communicate(timeout=15)
+    stderr = "".join(seen) + rest
     assert process.returncode == 0, stderr
     assert state.exists() and '"message": "state saved"' in stderr
 
