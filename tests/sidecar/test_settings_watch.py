@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import textwrap
 import time
 from collections.abc import Callable
@@ -31,6 +32,14 @@ SETTINGS = textwrap.dedent(
         max_replicas: 20
     """
 )
+
+
+def replace(path: Path, text: str) -> None:
+    """Swap the content in at once, as a ConfigMap update does: the watcher polls in a thread and
+    would otherwise read a half-written file (a valid, different one, now and then)."""
+    staging = path.with_suffix(".new")
+    staging.write_text(text)
+    os.replace(staging, path)
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -74,11 +83,11 @@ def rejections(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 async def test_good_files_apply_and_a_bad_one_keeps_the_old(tmp_path: Path, caplog):
     watched = Watched(tmp_path / "settings.yaml")
     watcher = watched.start()
-    watched.path.write_text(SETTINGS.replace("max_replicas: 20", "max_replicas: 7"))
+    replace(watched.path, SETTINGS.replace("max_replicas: 20", "max_replicas: 7"))
     await until(lambda: watched.max_replicas() == 7)
 
     with caplog.at_level(logging.ERROR):
-        watched.path.write_text(SETTINGS.replace("max_replicas: 20", "max_replicas: lots"))
+        replace(watched.path, SETTINGS.replace("max_replicas: 20", "max_replicas: lots"))
         await until(lambda: bool(rejections(caplog)))
     assert watched.max_replicas() == 7, "the bad file changed nothing"
     rejected = rejections(caplog)
@@ -86,7 +95,7 @@ async def test_good_files_apply_and_a_bad_one_keeps_the_old(tmp_path: Path, capl
 
     # A section bound at start (the Prometheus client) is not silently ignored: it is named.
     with caplog.at_level(logging.WARNING):
-        watched.path.write_text(
+        replace(watched.path,
             SETTINGS.replace("max_replicas: 20", "max_replicas: 9")
             + "prometheus: {url: 'http://elsewhere:9090'}\n"
         )
@@ -124,7 +133,7 @@ async def test_a_hostile_file_is_rejected_in_one_line_without_stalling_the_loop(
     beat = asyncio.create_task(heartbeat())
     watcher = watched.start()
     with caplog.at_level(logging.ERROR):
-        watched.path.write_text(content)
+        replace(watched.path, content)
         await until(lambda: bool(rejections(caplog)), timeout=20)
     beating = False
     await beat
@@ -134,7 +143,7 @@ async def test_a_hostile_file_is_rejected_in_one_line_without_stalling_the_loop(
     assert not watcher.done(), "the watcher is still running"
     assert longest_gap < 0.5, f"the event loop stalled {longest_gap:.2f} s"
 
-    watched.path.write_text(SETTINGS.replace("max_replicas: 20", "max_replicas: 5"))
+    replace(watched.path, SETTINGS.replace("max_replicas: 20", "max_replicas: 5"))
     await until(lambda: watched.max_replicas() == 5)
     watched.stop.set()
     await asyncio.wait_for(watcher, 5)
