@@ -77,6 +77,10 @@ def decide(
     state = _track_panic(now, asked.get(Signal.LOAD), observations, policy, state)
     if state.last_panic_at is not None:
         replicas, reason = _panic(wanted, current, policy, state)
+        if reason is Reason.PANIC and "load" not in asked:
+            # The panic's peak still holds, but what holds it now is the missing load: saying
+            # "panic" during a Prometheus outage would send the operator after a burst.
+            reason = Reason.HELD_STALE
         # The raw ask, as HPA stores it: once the panic ends, the down window judges quiet asks.
         recommendations = (*state.recommendations, Recommendation(now, wanted.replicas))
     else:

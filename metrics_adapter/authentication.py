@@ -8,28 +8,39 @@ Order (as a delegating Kubernetes API server does it):
 3. Otherwise the caller is anonymous and is refused.
 Authorization asks a SubjectAccessReview for verb `list` on resource = metric name in the request's
 namespace; members of system:masters skip it. Both reviews are cached briefly (10 s, like kube-apiserver's
-delegating filters) so an HPA polling every 15 s costs at most one review per poll.
+delegating filters) so an HPA polling every 15 s costs at most one review per poll; each cache holds at
+most 4,096 entries (about 1 MB), so distinct tokens cannot grow it without bound.
+
+A review that cannot be done (API server down, silent past REVIEW_TIMEOUT_SECONDS, or answering an
+error) is a ReviewUnavailableError: the request is refused (401 for a token, 403 for an access check, as
+kube-apiserver's delegating filters answer), logged, and not cached, so the next poll tries again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import unquote
 
+import aiohttp
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio.client.exceptions import ApiException
 from multidict import CIMultiDictProxy
 
 EXTERNAL_METRICS_GROUP = "external.metrics.k8s.io"
 EXTERNAL_METRICS_VERSION = "v1beta1"
 _MASTERS_GROUP = "system:masters"
 _EXTRA_PREFIX = "x-remote-extra-"
+# A TokenReview and a SubjectAccessReview run one after the other inside one request, which KEDA's
+# metrics-api client gives 3 s by default: each review gets 1 s (see sidecar/budgets.py).
+REVIEW_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +56,10 @@ _REJECTED = User(name="")
 
 class AuthenticationError(Exception):
     """The request carries no credential we can verify (401)."""
+
+
+class ReviewUnavailableError(Exception):
+    """A TokenReview or SubjectAccessReview could not be done; the message says why."""
 
 
 class AccessReviewer(Protocol):
@@ -164,8 +179,12 @@ class KubernetesAccessReviewer:
         cached = self._tokens.get(token)
         if cached is not None:
             return None if cached is _REJECTED else cached
-        review = await self._authentication.create_token_review(
-            k8s.V1TokenReview(spec=k8s.V1TokenReviewSpec(token=token))
+        review = await _reviewed(
+            "TokenReview",
+            self._authentication.create_token_review(
+                k8s.V1TokenReview(spec=k8s.V1TokenReviewSpec(token=token)),
+                _request_timeout=REVIEW_TIMEOUT_SECONDS,
+            ),
         )
         status = review.status
         user = None
@@ -188,26 +207,43 @@ class KubernetesAccessReviewer:
         cached = self._decisions.get(key)
         if cached is not None:
             return cached
-        review = await self._authorization.create_subject_access_review(
-            k8s.V1SubjectAccessReview(
-                spec=k8s.V1SubjectAccessReviewSpec(
-                    user=user.name,
-                    groups=list(user.groups),
-                    uid=user.uid or None,
-                    extra={key: list(values) for key, values in user.extra.items()} or None,
-                    resource_attributes=k8s.V1ResourceAttributes(
-                        namespace=namespace,
-                        verb="list",
-                        group=EXTERNAL_METRICS_GROUP,
-                        version=EXTERNAL_METRICS_VERSION,
-                        resource=resource,
-                    ),
-                )
-            )
+        spec = k8s.V1SubjectAccessReviewSpec(
+            user=user.name,
+            groups=list(user.groups),
+            uid=user.uid or None,
+            extra={key: list(values) for key, values in user.extra.items()} or None,
+            resource_attributes=k8s.V1ResourceAttributes(
+                namespace=namespace,
+                verb="list",
+                group=EXTERNAL_METRICS_GROUP,
+                version=EXTERNAL_METRICS_VERSION,
+                resource=resource,
+            ),
+        )
+        review = await _reviewed(
+            "SubjectAccessReview",
+            self._authorization.create_subject_access_review(
+                k8s.V1SubjectAccessReview(spec=spec), _request_timeout=REVIEW_TIMEOUT_SECONDS
+            ),
         )
         allowed = bool(review.status is not None and review.status.allowed)
         self._decisions.put(key, allowed)
         return allowed
+
+
+async def _reviewed(kind: str, call: Awaitable[Any]) -> Any:
+    try:
+        async with asyncio.timeout(REVIEW_TIMEOUT_SECONDS):
+            return await call
+    except TimeoutError:
+        raise ReviewUnavailableError(
+            f"{kind}: no answer from the API server within {REVIEW_TIMEOUT_SECONDS:g} s"
+        ) from None
+    except ApiException as error:
+        detail = f"{kind}: the API server answered {error.status} {error.reason}"
+        raise ReviewUnavailableError(detail) from None
+    except (OSError, aiohttp.ClientError) as error:
+        raise ReviewUnavailableError(f"{kind}: cannot reach the API server: {error}") from None
 
 
 def is_master(user: User) -> bool:

@@ -11,6 +11,7 @@ block an HPA worker retrying.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import ssl
@@ -29,6 +30,7 @@ from metrics_adapter.authentication import (
     AccessReviewer,
     AuthenticationError,
     FrontProxyVerifier,
+    ReviewUnavailableError,
     User,
     is_master,
     user_from_headers,
@@ -43,6 +45,8 @@ from metrics_adapter.quantity import format_quantity
 from metrics_adapter.selectors import SelectorError, parse_selector
 from sidecar.latest_decisions import PublishedDecision
 
+log = logging.getLogger(__name__)
+
 GROUP_VERSION = f"{EXTERNAL_METRICS_GROUP}/{EXTERNAL_METRICS_VERSION}"
 API_PREFIX = f"/apis/{GROUP_VERSION}"
 # RFC 6750 b64token: what a service-account JWT or any other bearer token is made of.
@@ -50,7 +54,8 @@ _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # KEDA `metrics-api` trigger, on the same HTTPS port:
 #   url: https://<service>.<namespace>.svc:<port>/keda/v1/namespaces/<ns>/workloads/<workload>
 #   format: json, targetValue: "1", valueLocation: desired_replicas
-#   (or valueLocation: forecast_requests_per_second with targetValue = per-replica capacity in rps)
+#   (or valueLocation: forecast_requests_per_second with targetValue = replica_capacity_rps x
+#   target_utilization, the rps one replica should carry; see published_metrics)
 #   authModes: bearer (TokenReview + SubjectAccessReview for `list` on desired_replicas in <ns>).
 # Body: {"namespace", "workload", "timestamp", "reason", "desired_replicas",
 #        "forecast_requests_per_second" (absent until a finite forecast exists, never 0 or NaN)}.
@@ -178,7 +183,11 @@ class _Handlers:
                 # Never sent on: the API server answers an empty token with a 400, and a
                 # refused review is cached only when it comes back as a rejection.
                 raise AuthenticationError("the Authorization header holds no well-formed bearer token")
-            user = await self._settings.reviewer.review_token(token)
+            try:
+                user = await self._settings.reviewer.review_token(token)
+            except ReviewUnavailableError as error:
+                log.warning("cannot verify a bearer token; refusing the request", extra={"error": str(error)})
+                raise AuthenticationError(f"the bearer token could not be verified ({error})") from error
             if user is None:
                 raise AuthenticationError("the bearer token was rejected by TokenReview")
             return user
@@ -201,7 +210,12 @@ class _Handlers:
         if user is None or is_master(user):
             return
         reviewer = self._settings.reviewer
-        if reviewer is None or not await reviewer.may_list(user, namespace, resource):
+        try:
+            allowed = reviewer is not None and await reviewer.may_list(user, namespace, resource)
+        except ReviewUnavailableError as error:
+            log.warning("cannot check access; refusing the request", extra={"error": str(error)})
+            allowed = False
+        if not allowed:
             raise StatusError(
                 403,
                 f'user "{user.name}" cannot list resource "{resource}" in API group '
@@ -343,7 +357,8 @@ def _status_middleware(
             )
         except web.HTTPMethodNotAllowed:
             response = status_response(405, f"method {request.method} is not allowed on {request.path}")
-        except Exception:  # a bug or a failed review call must still answer with a Status, not a traceback
+        except Exception:  # a bug must still answer with a Status; its traceback goes to the log once
+            log.exception("unexpected error answering a request", extra={"route": route})
             response = status_response(500, "Internal error occurred: unable to answer the request")
         if request_seconds is not None:
             request_seconds.labels(route=route, code=str(response.status)).observe(

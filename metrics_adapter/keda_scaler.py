@@ -12,18 +12,23 @@ KEDA's round-robin over replicas gets the same answers from each.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from prometheus_client import Histogram
 
 from metrics_adapter import externalscaler_pb2 as pb
 from metrics_adapter import externalscaler_pb2_grpc as pb_grpc
 from metrics_adapter.published_metrics import DecisionSource, is_fresh
 from sidecar.latest_decisions import PublishedDecision
+from sidecar.listeners import ConnectionLimits
+
+log = logging.getLogger(__name__)
 
 DESIRED_REPLICAS_METRIC = "desired_replicas"
 
@@ -138,12 +143,15 @@ class PredictiveExternalScaler(pb_grpc.ExternalScalerServicer):
         )
 
 
-class _LatencyInterceptor(grpc.aio.ServerInterceptor):
-    """Times unary calls into the adapter's request histogram (route = full method, code = gRPC
-    status name). StreamIsActive is left out: a stream lives as long as KEDA keeps it open, so its
+class _Interceptor(grpc.aio.ServerInterceptor):
+    """Parses each request itself, so a malformed one is INVALID_ARGUMENT saying what it is not
+    (gRPC's own parse answered UNKNOWN naming a Python exception class, and logged an ERROR with a
+    traceback per message), logged at debug in one line. Times unary calls into the adapter's
+    request histogram when given one (route = full method, code = gRPC status name);
+    StreamIsActive is left out of it: a stream lives as long as KEDA keeps it open, so its
     duration says nothing about how fast we answer."""
 
-    def __init__(self, request_seconds: Histogram) -> None:
+    def __init__(self, request_seconds: Histogram | None) -> None:
         self._request_seconds = request_seconds
 
     async def intercept_service(
@@ -152,32 +160,71 @@ class _LatencyInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None or handler.request_deserializer is None:
             return handler
-        behavior = handler.unary_unary
         method: str = handler_call_details.method
-        histogram = self._request_seconds
+        parse = handler.request_deserializer
+        if handler.unary_unary is not None:
+            unary = handler.unary_unary
+            histogram = self._request_seconds
 
-        async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = time.perf_counter()
-            code = "UNKNOWN"
-            try:
-                response = await behavior(request, context)
-                code = "OK"
-                return response
-            except grpc.aio.AbortError:
-                # abort() has set the status on the context before raising.
-                aborted = context.code()
-                code = aborted.name if isinstance(aborted, grpc.StatusCode) else "UNKNOWN"
-                raise
-            finally:
-                histogram.labels(route=method, code=code).observe(time.perf_counter() - started)
+            async def answer(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                code = "UNKNOWN"
+                try:
+                    response = await unary(await _parsed(raw, parse, method, context), context)
+                    code = "OK"
+                    return response
+                except grpc.aio.AbortError:
+                    # abort() has set the status on the context before raising.
+                    aborted = context.code()
+                    code = aborted.name if isinstance(aborted, grpc.StatusCode) else "UNKNOWN"
+                    raise
+                finally:
+                    if histogram is not None:
+                        histogram.labels(route=method, code=code).observe(time.perf_counter() - started)
 
-        return grpc.unary_unary_rpc_method_handler(
-            timed,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+            return grpc.unary_unary_rpc_method_handler(
+                answer, request_deserializer=None, response_serializer=handler.response_serializer
+            )
+        if handler.unary_stream is not None:
+            stream = handler.unary_stream
+
+            async def push(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                async for response in stream(await _parsed(raw, parse, method, context), context):
+                    yield response
+
+            return grpc.unary_stream_rpc_method_handler(
+                push, request_deserializer=None, response_serializer=handler.response_serializer
+            )
+        return handler
+
+
+async def _parsed(
+    raw: bytes, parse: Callable[[bytes], Any], method: str, context: grpc.aio.ServicerContext
+) -> Any:
+    try:
+        return parse(raw)
+    except DecodeError as error:
+        log.debug("malformed gRPC request", extra={"method": method, "error": str(error)})
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"the request to {method} is not a valid protobuf message of its type "
+            "(externalscaler.proto): check the client's proto version",
         )
+        raise  # abort() always raises
+
+
+def _limit_options(limits: ConnectionLimits | None) -> list[tuple[str, int]]:
+    if limits is None:
+        return []
+    idle_ms = max(1, round(limits.idle_timeout_seconds * 1000))
+    return [
+        ("grpc.max_allowed_incoming_connections", limits.max_connections),
+        ("grpc.server_handshake_timeout_ms", idle_ms),
+        # A StreamIsActive stream is a call, so a connection carrying one is never idle.
+        ("grpc.max_connection_idle_ms", idle_ms),
+    ]
 
 
 def build_keda_server(
@@ -186,22 +233,32 @@ def build_keda_server(
     address: str,
     tls: tuple[bytes, bytes] | None = None,
     request_seconds: Histogram | None = None,
+    limits: ConnectionLimits | None = None,
+    client_ca: bytes | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """A grpc.aio server (not started) and its bound port; `tls` is (certificate PEM, key PEM).
 
     `request_seconds`, if given, is a Histogram with labels (route, code) (sidecar.telemetry's),
-    observed for every unary call. Start with `await server.start()`, stop with
-    `await server.stop(grace_seconds)`.
+    observed for every unary call. `limits` (sidecar.listeners) caps connections and closes one
+    that finishes no handshake, or sits idle, for its idle timeout. `client_ca` (PEM, with `tls`)
+    makes it mutual TLS: only a client presenting a certificate signed by it (KEDA, through a
+    TriggerAuthentication's tlsClientCert/tlsClientKey) gets past the handshake. Start with
+    `await server.start()`, stop with `await server.stop(grace_seconds)`.
     """
     server = grpc.aio.server(
-        interceptors=None if request_seconds is None else [_LatencyInterceptor(request_seconds)],
+        interceptors=[_Interceptor(request_seconds)],
         # gRPC shares a port already in use by default: a second sidecar would then answer half
         # of KEDA's calls from its own decisions. Binding must fail instead.
-        options=[("grpc.so_reuseport", 0)],
+        options=[("grpc.so_reuseport", 0), *_limit_options(limits)],
     )
     pb_grpc.add_ExternalScalerServicer_to_server(PredictiveExternalScaler(source, settings), server)
     if tls is None:
+        if client_ca is not None:
+            raise ValueError("client certificates need TLS: give the serving certificate and key too")
         port = server.add_insecure_port(address)
     else:
-        port = server.add_secure_port(address, grpc.ssl_server_credentials([(tls[1], tls[0])]))
+        credentials = grpc.ssl_server_credentials(
+            [(tls[1], tls[0])], root_certificates=client_ca, require_client_auth=client_ca is not None
+        )
+        port = server.add_secure_port(address, credentials)
     return server, port

@@ -4,8 +4,10 @@ Chosen so the consumer's own formula lands on our recommendation:
 - `desired_replicas`: Decision.replicas. With an HPA `AverageValue` target of 1 the HPA computes
   ceil(desired / 1) = desired, e.g. 7 -> 7 replicas (KEDA: targetSize 1 does the same).
 - `forecast_requests_per_second`: the forecast peak load (after trust and headroom) over the lead time.
-  With an `AverageValue` target of the per-replica capacity in rps, the HPA computes
-  ceil(forecast / capacity), e.g. ceil(130 rps / 20 rps) = 7 replicas.
+  With an `AverageValue` target of the rps one replica should carry, replica_capacity_rps x
+  target_utilization (the same division decide() makes), the HPA computes ceil(forecast / that),
+  e.g. 130 rps at 20 rps x 0.7 = 14 rps per replica -> 10 replicas. A target of the bare capacity
+  (20) would give 7, 0.7 x the recommendation.
 A metric with no value yet (no forecast) is missing, never 0, so it can never scale a workload down.
 """
 
@@ -52,7 +54,7 @@ PUBLISHED_METRICS: Mapping[str, PublishedMetric] = {
         PublishedMetric(
             "forecast_requests_per_second",
             "Forecast peak requests per second over the lead time; use an AverageValue target of "
-            "the per-replica capacity in rps.",
+            "replica_capacity_rps x target_utilization.",
             _forecast_rps,
         ),
     )

@@ -29,10 +29,11 @@ from autoscaler.policy import ScalingPolicy
 from forecasting.forecast import Forecast
 from forecasting.model import FittedForecaster, Forecaster
 from forecasting.series import LoadSeries
+from sidecar.budgets import read_budget
 from sidecar.clock import Clock, sleep_unless_stopped
 from sidecar.latest_decisions import LatestDecisions, PublishedDecision
 from sidecar.logs import WorkloadLogger, log_decision_change, workload_logger
-from sidecar.prometheus_reader import render_query
+from sidecar.prometheus_reader import QuerySource, render_query
 from sidecar.settings import LoopSettings, WorkloadSettings
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,12 @@ class ControlLoop:
         self.runtimes: dict[tuple[str, str], WorkloadRuntime] = {}
         self._ticking = False
         self._pending: tuple[tuple[WorkloadSettings, ...], LoopSettings] | None = None
+        self._query_sources: dict[str, QuerySource] = {}
         self.reconfigure(workloads, settings)
+
+    def query_source(self, query: str) -> QuerySource | None:
+        """The workload and signal a rendered query belongs to (the first, if two share it)."""
+        return self._query_sources.get(query)
 
     def reconfigure(self, workloads: Iterable[WorkloadSettings], settings: LoopSettings) -> None:
         """Apply new settings: unchanged workloads keep their history, model and state; changed
@@ -206,6 +212,10 @@ class ControlLoop:
                     runtime.fitted, runtime.fitted_at = old.fitted, old.fitted_at
                     runtime.refit, runtime.refit_started_at = old.refit, old.refit_started_at
             self.runtimes[key] = runtime
+        self._query_sources = {}
+        for (namespace, name), runtime in self.runtimes.items():
+            for signal, query in runtime.queries.items():
+                self._query_sources.setdefault(query, QuerySource(namespace, name, signal))
 
     async def run(
         self, stop: asyncio.Event, on_tick: Callable[[TickReport], Awaitable[None]] | None = None
@@ -267,7 +277,7 @@ async def tick_once(
     names = list(runtime.queries)
     reads = [ports.signals.instant(runtime.queries[name], now) for name in names]
     replica_read = (
-        ports.replicas.read_replicas(workload.namespace, workload.target.kind, workload.target_name)
+        _read_replicas_within(read_budget(settings.workload_timeout_seconds), runtime, ports.replicas)
         if ports.replicas is not None
         else _none()
     )
@@ -314,6 +324,22 @@ async def tick_once(
 
 async def _none() -> None:
     return None
+
+
+async def _read_replicas_within(
+    seconds: float, runtime: WorkloadRuntime, replicas: ReplicaReader
+) -> ReplicaCount | None:
+    """The replica count, or None (held: a missing count never scales down) when the reader
+    gives no answer within `seconds` (sidecar.budgets: below the workload timeout)."""
+    workload = runtime.settings
+    try:
+        async with asyncio.timeout(seconds):
+            return await replicas.read_replicas(
+                workload.namespace, workload.target.kind, workload.target_name
+            )
+    except TimeoutError:
+        runtime.logger.warning("replica read gave no answer in time", extra={"budget_seconds": seconds})
+        return None
 
 
 def _last_replicas(runtime: WorkloadRuntime) -> int | None:

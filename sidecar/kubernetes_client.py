@@ -13,7 +13,8 @@ import contextlib
 import logging
 import math
 import os
-from collections import deque
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,8 +25,10 @@ import aiohttp
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from sidecar.budgets import REQUEST_TIMEOUT_SECONDS
 from sidecar.clock import Clock, sleep_unless_stopped
 from sidecar.control_loop import ReplicaCount
+from sidecar.telemetry import CallMetrics
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +37,6 @@ SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # An API server that restarts or a load balancer that resets the connection surfaces as
 # aiohttp's ServerDisconnectedError, which is no OSError: every call treats it like a timeout.
 CONNECTION_FAILURES = (TimeoutError, OSError, aiohttp.ClientError)
-# kubernetes-asyncio waits forever by default: an API server that accepts connections and never
-# answers would hold a tick, or a drain, past the pod's grace period.
-REQUEST_TIMEOUT_SECONDS = 10.0
 
 
 async def connect(
@@ -73,8 +73,9 @@ async def connect(
 class KubernetesReader:
     """Reads a scale target's spec.replicas and ready pods (a ReplicaReader for the loop)."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, metrics: CallMetrics | None = None) -> None:
         self._apps = client.AppsV1Api(api)
+        self._metrics = metrics
 
     async def read_replicas(self, namespace: str, kind: str, name: str) -> ReplicaCount | None:
         target = await self._read_target(namespace, kind, name)
@@ -93,6 +94,8 @@ class KubernetesReader:
         return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or None
 
     async def _read_target(self, namespace: str, kind: str, name: str) -> Any | None:
+        call = f"read_{kind.lower()}"
+        started = time.perf_counter()
         try:
             if kind == "StatefulSet":
                 return await self._apps.read_namespaced_stateful_set(
@@ -102,8 +105,20 @@ class KubernetesReader:
                 name, namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS
             )
         except (ApiException, *CONNECTION_FAILURES) as error:
+            if self._metrics is not None:
+                self._metrics.kubernetes_errors.labels(call, _reason(error)).inc()
             log.warning("cannot read %s %s/%s: %s", kind, namespace, name, _describe(error))
             return None
+        finally:
+            if self._metrics is not None:
+                self._metrics.kubernetes_seconds.labels(call).observe(time.perf_counter() - started)
+
+
+def _reason(error: BaseException) -> str:
+    """The errors counter's label: the HTTP status, or how the connection failed."""
+    if isinstance(error, ApiException):
+        return str(error.status)
+    return "timeout" if isinstance(error, TimeoutError) else "connection"
 
 
 # --- Cold start: pod creation -> Ready ----------------------------------------------------------
@@ -112,19 +127,27 @@ class KubernetesReader:
 @dataclass
 class ColdStartTracker:
     """(created, ready) Unix-time pairs per workload, newest `keep` of them, learned from pod
-    watches; `estimate` turns them into seconds (the core's estimator), or None."""
+    watches; `estimate` turns them into seconds (the core's estimator), or None.
+
+    Pod UIDs already counted are remembered so a watch restart (which lists every pod again) does
+    not count a pod twice: the newest `remember_pods` of them (10,000 UIDs, about 1 MB), oldest
+    forgotten first. A pod forgotten and then listed again by a restarted watch is long Ready, and
+    its pair is the one it gave before, so at worst one sample repeats."""
 
     estimate: Callable[[Sequence[tuple[float, float]]], float | None]
     keep: int = 50
+    remember_pods: int = 10_000
     pairs: dict[tuple[str, str], deque[tuple[float, float]]] = field(default_factory=dict)
-    _seen: set[str] = field(default_factory=set)
+    _seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
     # The estimate per workload until its next sample: every tick asks, pods arrive rarely.
     _estimates: dict[tuple[str, str], float | None] = field(default_factory=dict)
 
     def record(self, key: tuple[str, str], pod_uid: str, created: float, ready: float) -> bool:
         if pod_uid in self._seen or ready < created:
             return False
-        self._seen.add(pod_uid)
+        self._seen[pod_uid] = None
+        if len(self._seen) > self.remember_pods:
+            self._seen.popitem(last=False)
         self.pairs.setdefault(key, deque(maxlen=self.keep)).append((created, ready))
         self._estimates.pop(key, None)
         return True

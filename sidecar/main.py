@@ -33,27 +33,28 @@ from metrics_adapter.external_metrics_api import (
     build_server_ssl_context,
 )
 from metrics_adapter.keda_scaler import KedaScalerSettings, build_keda_server
-from sidecar.clock import Clock, SystemClock, sleep_unless_stopped
+from sidecar.clock import Clock, SystemClock
 from sidecar.control_loop import ControlLoop, LoopPorts, ReplicaReader, SignalReader, TickReport
 from sidecar.core import Core, load_core
 from sidecar.kubernetes_client import ColdStartTracker, KubernetesReader, LeaseElector, Prewarmer, connect
 from sidecar.latest_decisions import LatestDecisions
+from sidecar.listeners import ConnectionLimits, start_listener
 from sidecar.logs import configure_logging
 from sidecar.pod_watch import supervise_pod_watchers
 from sidecar.prewarm_floors import apply_prewarm, hand_back
 from sidecar.prometheus_reader import PrometheusReader, QueryStats
 from sidecar.readiness import HealthRoutes
 from sidecar.replay_simulation import InlineExecutor, Simulation, serve_replay
-from sidecar.settings import LogFormat, Settings, SettingsError, SettingsFile
+from sidecar.settings import LogFormat, ServerSettings, Settings, SettingsError, SettingsFile
+from sidecar.settings_watch import watch_settings
 from sidecar.state_store import StateStore, restore_state, save_at_shutdown, save_periodically
-from sidecar.telemetry import Telemetry, build_metrics_app, build_telemetry
+from sidecar.telemetry import Telemetry, build_call_metrics, build_metrics_app, build_telemetry
 from simulator.trace import TraceError
 
 log = logging.getLogger(__name__)
 # SIGHUP too: a terminal or supervisor closing must not skip the drain (state, floors, Lease).
 DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
-SETTINGS_POLL_SECONDS = 5.0
 
 
 @dataclass
@@ -79,6 +80,8 @@ async def serve(
 ) -> None:
     async with AsyncExitStack() as stack:
         latest = LatestDecisions()
+        telemetry = build_telemetry(latest, clock.now)
+        call_metrics = build_call_metrics(telemetry.registry)
         executor: Executor
         signals: SignalReader
         replicas: ReplicaReader | None = None
@@ -96,14 +99,18 @@ async def serve(
             stack.callback(executor.shutdown, wait=False, cancel_futures=True)
             session = await stack.enter_async_context(aiohttp.ClientSession())
             reader = PrometheusReader(
-                session, settings.prometheus.url, clock, settings.prometheus.timeout_seconds
+                session,
+                settings.prometheus.url,
+                clock,
+                settings.prometheus.timeout_seconds,
+                call_metrics,
             )
             signals, query_stats = reader, reader.stats
             if settings.kubernetes.enabled:
                 with _starting("the Kubernetes client (kubernetes.kubeconfig)"):
                     kube_api = await connect(settings.kubernetes.kubeconfig)
                 stack.push_async_callback(kube_api.close)
-                replicas = KubernetesReader(kube_api)
+                replicas = KubernetesReader(kube_api, call_metrics)
 
         loop = ControlLoop(
             workloads=settings.workloads,
@@ -119,18 +126,19 @@ async def serve(
                 cold_starts=tracker,
             ),
         )
+        if isinstance(signals, PrometheusReader):
+            signals.source_of = loop.query_source
         store = StateStore(Path(settings.state.path)) if settings.state.path else None
         if store is not None:
             restore_state(store, loop, tracker)
 
         health = HealthRoutes(loop, clock)
         service = Service(loop=loop, latest=latest, health=health, query_stats=query_stats)
-        telemetry = build_telemetry(latest, clock.now)
         plain_app = build_metrics_app(telemetry)
         health.add_to(plain_app)
         with _starting(f"the health server (server.health_port={settings.server.health_port})"):
             service.addresses["health"] = await _start_site(
-                stack, plain_app, settings.server.host, settings.server.health_port
+                stack, plain_app, settings.server, settings.server.health_port
             )
         with _starting("the metrics adapters (server.http_port, grpc_port and TLS files)"):
             await _start_adapters(
@@ -170,7 +178,7 @@ async def serve(
                 tasks.create_task(loop.run(stop, after_tick), name="control loop")
                 if settings_file is not None:
                     tasks.create_task(
-                        _watch_settings(settings_file, loop, clock, stop, settings), name="settings watcher"
+                        watch_settings(settings_file, loop, clock, stop, settings), name="settings watcher"
                     )
                 if store is not None:
                     interval = settings.state.save_interval_seconds
@@ -211,14 +219,14 @@ def _starting(what: str) -> Iterator[None]:
 
 
 async def _start_site(
-    stack: AsyncExitStack, app: web.Application, host: str, port: int, tls: ssl.SSLContext | None = None
+    stack: AsyncExitStack,
+    app: web.Application,
+    server: ServerSettings,
+    port: int,
+    tls: ssl.SSLContext | None = None,
 ) -> str:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    stack.push_async_callback(runner.cleanup)
-    await web.TCPSite(runner, host, port, ssl_context=tls).start()
-    bound_host, bound_port = runner.addresses[0][:2]
-    return f"{bound_host}:{bound_port}"
+    limits = ConnectionLimits(server.idle_timeout_seconds, server.max_connections)
+    return await start_listener(stack, app, server.host, port, limits, tls)
 
 
 async def _start_adapters(
@@ -236,6 +244,7 @@ async def _start_adapters(
     server = settings.server
     tls_context = None
     tls_pem = None
+    grpc_client_ca = None
     front_proxy = None
     try:
         if server.tls_cert_file and server.tls_key_file:
@@ -243,6 +252,8 @@ async def _start_adapters(
                 server.tls_cert_file, server.tls_key_file, server.client_ca_file
             )
             tls_pem = (Path(server.tls_cert_file).read_bytes(), Path(server.tls_key_file).read_bytes())
+        if server.grpc_client_ca_file:
+            grpc_client_ca = Path(server.grpc_client_ca_file).read_bytes()
         if server.client_ca_file:
             # Certificate validity is judged on the wall clock, as the TLS handshake itself does,
             # even when `clock` is a replay's simulated one.
@@ -252,7 +263,7 @@ async def _start_adapters(
     except OSError as error:  # ssl names no file when one is missing
         files = ", ".join(
             f"server.{name}={getattr(server, name)}"
-            for name in ("tls_cert_file", "tls_key_file", "client_ca_file")
+            for name in ("tls_cert_file", "tls_key_file", "client_ca_file", "grpc_client_ca_file")
         )
         raise StartupError(f"cannot load the TLS files ({files}): {error.strerror or error}") from error
     external = ExternalMetricsSettings(
@@ -264,7 +275,7 @@ async def _start_adapters(
     )
     app = build_external_metrics_app(service.latest, external, telemetry.request_seconds)
     service.addresses["external_metrics"] = await _start_site(
-        stack, app, server.host, server.http_port, tls_context
+        stack, app, server, server.http_port, tls_context
     )
     keda, port = build_keda_server(
         service.latest,
@@ -272,48 +283,12 @@ async def _start_adapters(
         f"{server.host}:{server.grpc_port}",
         tls_pem,
         telemetry.request_seconds,
+        ConnectionLimits(server.idle_timeout_seconds, server.max_connections),
+        grpc_client_ca,
     )
     await keda.start()
     stack.push_async_callback(keda.stop, 5)
     service.addresses["keda_grpc"] = f"{server.host}:{port}"
-
-
-# Sections bound into clients, sockets and the state path at start: a reload cannot apply them.
-RESTART_ONLY_SECTIONS = ("prometheus", "server", "kubernetes", "state", "log_format")
-
-
-async def _watch_settings(
-    settings_file: SettingsFile,
-    loop: ControlLoop,
-    clock: Clock,
-    stop: asyncio.Event,
-    running: Settings | None = None,
-) -> None:
-    """Apply workloads, loop cadence and log level from each good new file. A change to a
-    section in RESTART_ONLY_SECTIONS (compared with `running`, the settings served at start)
-    is logged as waiting for a restart, so an edited Prometheus URL is not silently ignored."""
-    while not await sleep_unless_stopped(clock, SETTINGS_POLL_SECONDS, stop):
-        change = settings_file.reload()
-        if change is None:
-            continue
-        if change.settings is None:
-            log.error("new settings rejected; the running settings stay", extra={"error": change.error})
-            continue
-        try:
-            loop.reconfigure(change.settings.workloads, change.settings.loop)
-        except SettingsError as error:
-            log.error("new settings rejected; the running settings stay", extra={"error": str(error)})
-            continue
-        logging.getLogger().setLevel(change.settings.log_level)
-        log.info("settings reloaded", extra={"workloads": len(change.settings.workloads)})
-        if running is not None:
-            pending = [
-                name
-                for name in RESTART_ONLY_SECTIONS
-                if getattr(change.settings, name) != getattr(running, name)
-            ]
-            if pending:
-                log.warning("changed settings apply only after a restart", extra={"sections": pending})
 
 
 # --- Process entry ------------------------------------------------------------------------------

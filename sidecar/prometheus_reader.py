@@ -6,15 +6,20 @@ connection pool on the event loop and takes a per-request timeout.
 
 Everything that is not one clean, finite number becomes *missing* (None), never 0: HTTP errors,
 timeouts, `status: error`, an unexpected result type, an empty vector, several series where one
-was expected, NaN and infinities. Each failure is counted by reason for /metrics and /readyz.
+was expected, NaN and infinities. Each failure is counted by reason for /metrics
+(`autoscaler_prometheus_query_errors_total`, labelled with the workload and signal the query
+belongs to) and logged as a warning naming the Prometheus URL, at most once a minute per workload
+so an outage of a thousand workloads is a thousand lines a minute, not per tick.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from string import Template
 from typing import Any
@@ -25,11 +30,27 @@ import numpy as np
 from autoscaler.observations import Reading
 from forecasting.series import LoadSeries
 from sidecar.clock import Clock
+from sidecar.telemetry import CallMetrics
+
+log = logging.getLogger(__name__)
 
 # Prometheus refuses range queries over 11,000 points per series; stay under it per request.
 MAX_POINTS_PER_REQUEST = 10_000
 # Prometheus stamps an instant result with the evaluation time we send; allow for rounding only.
 FUTURE_TOLERANCE_SECONDS = 1.0
+WARN_EVERY_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class QuerySource:
+    """Whose query it is: the labels its failures are counted and logged under."""
+
+    namespace: str
+    workload: str
+    signal: str
+
+
+_UNKNOWN_SOURCE = QuerySource("", "", "")
 
 
 class QueryError(Exception):
@@ -67,19 +88,31 @@ class QueryStats:
 
 
 class PrometheusReader:
+    """`source_of` names the workload and signal a rendered query belongs to (the control loop's
+    `query_source`); it may be set after construction, since the loop is built on this reader."""
+
     def __init__(
-        self, session: aiohttp.ClientSession, base_url: str, clock: Clock, timeout_seconds: float = 5.0
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        clock: Clock,
+        timeout_seconds: float = 5.0,
+        metrics: CallMetrics | None = None,
     ) -> None:
         self._session = session
         self._clock = clock
         self._base_url = base_url.rstrip("/")
         self._timeout_seconds = timeout_seconds
+        self._metrics = metrics
         self.stats = QueryStats()
+        self.source_of: Callable[[str], QuerySource | None] = lambda query: None
+        # Last warning per workload; bounded by the configured workloads (cleared past 10,000).
+        self._warned_at: dict[tuple[str, str], float] = {}
 
     async def instant(self, query: str, at: float) -> Reading | None:
         """The query's single value at `at`, stamped with the time Prometheus evaluated it."""
         try:
-            data = await self._get("/api/v1/query", {"query": query, "time": _format_time(at)})
+            data = await self._get("/api/v1/query", {"query": query, "time": _format_time(at)}, "instant")
             reading = _parse_instant(data)
             if reading.observed_at > at + FUTURE_TOLERANCE_SECONDS:
                 # Its age would stay 0 for as long as the stamp is ahead: a dead signal would
@@ -90,7 +123,7 @@ class PrometheusReader:
                 )
             return reading
         except QueryError as failure:
-            self._record_failure(failure)
+            self._record_failure(failure, query)
             return None
 
     async def history(self, query: str, start: float, end: float, step_seconds: float) -> LoadSeries | None:
@@ -111,17 +144,17 @@ class PrometheusReader:
                 "step": f"{step_seconds:g}",
             }
             try:
-                data = await self._get("/api/v1/query_range", params)
+                data = await self._get("/api/v1/query_range", params, "range")
                 seen |= _fill_matrix(data, values, first, step_seconds)
             except QueryError as failure:
-                self._record_failure(failure)
+                self._record_failure(failure, query)
         if not seen:
             return None
         # A value at grid time t is the query evaluated at t (e.g. a rate over the minute before
         # t), so it describes the step ending at t: shift the grid back by one step.
         return LoadSeries(start=first - step_seconds, step_seconds=step_seconds, values=values)
 
-    async def _get(self, path: str, params: dict[str, str]) -> Any:
+    async def _get(self, path: str, params: dict[str, str], kind: str) -> Any:
         started = time.perf_counter()
         self.stats.queries_total += 1
         # Prometheus also gets the timeout, so it gives up on its side instead of working on.
@@ -136,16 +169,43 @@ class PrometheusReader:
         except aiohttp.ClientError as error:
             raise QueryError("connection", f"{type(error).__name__}: {error}") from error
         finally:
-            self.stats.duration_seconds_sum += time.perf_counter() - started
+            took = time.perf_counter() - started
+            self.stats.duration_seconds_sum += took
+            if self._metrics is not None:
+                self._metrics.prometheus_seconds.labels(kind).observe(took)
         if "data" not in body:
             raise QueryError("bad_response", "no data in a successful answer")
         self.stats.last_success_at = self._clock.now()
         return body["data"]
 
-    def _record_failure(self, failure: QueryError) -> None:
+    def _record_failure(self, failure: QueryError, query: str) -> None:
+        now = self._clock.now()
         self.stats.errors_total[failure.reason] += 1
-        self.stats.last_failure_at = self._clock.now()
+        self.stats.last_failure_at = now
         self.stats.last_error = str(failure)
+        source = self.source_of(query) or _UNKNOWN_SOURCE
+        if self._metrics is not None:
+            self._metrics.prometheus_errors.labels(
+                source.namespace, source.workload, source.signal, failure.reason
+            ).inc()
+        key = (source.namespace, source.workload)
+        if now - self._warned_at.get(key, -math.inf) < WARN_EVERY_SECONDS:
+            return
+        if len(self._warned_at) >= 10_000:
+            self._warned_at.clear()
+        self._warned_at[key] = now
+        log.warning(
+            "Prometheus query failed at %s: %s",
+            self._base_url,
+            failure,
+            extra={
+                "prometheus_url": self._base_url,
+                "namespace": source.namespace,
+                "workload": source.workload,
+                "signal": source.signal,
+                "reason": failure.reason,
+            },
+        )
 
 
 async def _decode(response: aiohttp.ClientResponse) -> dict[str, Any]:

@@ -12,6 +12,7 @@ Environment variables override the file: `PREDICTIVE_AUTOSCALER_LOOP__TICK_SECON
 from __future__ import annotations
 
 import hashlib
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -37,8 +38,17 @@ from autoscaler.policy import (
     default_scale_up,
 )
 from forecasting.registry import DEFAULT_MODEL, MODELS
+from sidecar.budgets import READ_SHARE
 
 ENV_PREFIX = "PREDICTIVE_AUTOSCALER_"
+# A ConfigMap holds at most 1 MiB, so a bigger settings file is a mistake; checked before reading,
+# since parsing 50 MB of YAML takes minutes of CPU.
+MAX_SETTINGS_BYTES = 1024 * 1024
+# Counted on the document with every alias expanded, before anything walks it: nine nested
+# aliases of nine ("billion laughs") are a few hundred bytes of YAML and 10^9 nodes. A thousand
+# workloads of a dozen fields each stay far below this.
+MAX_SETTINGS_NODES = 200_000
+MAX_SETTINGS_ALIASES = 1_000
 # Kubernetes object names (RFC 1123 labels / subdomains): also what keeps them safe in PromQL.
 _DNS_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
@@ -198,7 +208,8 @@ class WorkloadSettings(_Strict):
 
 class PrometheusSettings(_Strict):
     url: str = Field(default="http://localhost:9090", pattern=r"^https?://[^\s]+$")
-    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # At most READ_SHARE of loop.workload_timeout_seconds (checked on Settings; sidecar.budgets).
+    timeout_seconds: float = Field(default=4.0, gt=0, le=60)
 
 
 class LoopSettings(_Strict):
@@ -220,7 +231,9 @@ class ServerSettings(_Strict):
     the KEDA external scaler. `client_ca_file` is the front proxy's client CA (the aggregator's
     requestheader CA) and `requestheader_allowed_names` the certificate names it may use.
     A decision older than `decision_max_age_seconds` is answered as unavailable, so a stalled
-    loop makes HPA hold instead of reading an old number."""
+    loop makes HPA hold instead of reading an old number. Every listener closes a connection that
+    sends no whole request within `idle_timeout_seconds` (of connecting or of its last answer) and
+    holds at most `max_connections` at once (sidecar.listeners)."""
 
     host: str = "0.0.0.0"
     health_port: int = Field(default=8080, ge=0, le=65535)
@@ -229,14 +242,21 @@ class ServerSettings(_Strict):
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     client_ca_file: str | None = None
+    # Mutual TLS for the gRPC scaler: clients (KEDA) must present a certificate signed by this CA.
+    grpc_client_ca_file: str | None = None
     requestheader_allowed_names: tuple[str, ...] = ()
     allow_unauthenticated: bool = False
     decision_max_age_seconds: float = Field(default=120.0, gt=0, le=3600)
+    # Above the 15-60 s between an HPA's or KEDA's polls, so their kept-alive connections survive.
+    idle_timeout_seconds: float = Field(default=90.0, gt=0, le=3600)
+    max_connections: int = Field(default=1000, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerSettings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.grpc_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("grpc_client_ca_file needs tls_cert_file and tls_key_file (mutual TLS is TLS)")
         return self
 
 
@@ -286,6 +306,17 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
     @model_validator(mode="after")
+    def _reads_fit_the_tick(self) -> Settings:
+        budget = READ_SHARE * self.loop.workload_timeout_seconds
+        if self.prometheus.timeout_seconds > budget:
+            raise ValueError(
+                f"prometheus.timeout_seconds={self.prometheus.timeout_seconds:g} must be at most"
+                f" {READ_SHARE:g} x loop.workload_timeout_seconds ({budget:g} s), or a slow Prometheus"
+                " costs the whole tick: lower it or raise loop.workload_timeout_seconds"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _unique_workloads(self) -> Settings:
         seen: set[tuple[str, str]] = set()
         for workload in self.workloads:
@@ -299,8 +330,10 @@ class Settings(BaseSettings):
 def parse_settings(text: str, source: str = "settings") -> Settings:
     """Settings from YAML text plus the environment; SettingsError lists every bad field.
     `source` names the text in a YAML error (the file's path)."""
+    if len(text) > MAX_SETTINGS_BYTES:
+        raise SettingsError(_too_big(len(text)))
     try:
-        data = yaml.safe_load(text) if text.strip() else {}
+        data = _safe_load_bounded(text) if text.strip() else {}
     except yaml.YAMLError as error:
         raise SettingsError(_describe_yaml_error(error, source)) from error
     except RecursionError:
@@ -309,7 +342,7 @@ def parse_settings(text: str, source: str = "settings") -> Settings:
         raise SettingsError(f"settings must be a YAML mapping, got {type(data).__name__}")
     unnamed = [key for key in data if not isinstance(key, str)]
     if unnamed:
-        raise SettingsError(f"settings keys must be names, got {unnamed[0]!r}")
+        raise SettingsError(f"settings keys must be names, got {_short(unnamed[0])}")
     try:
         settings = Settings(**data)
     except ValidationError as error:
@@ -327,12 +360,88 @@ def parse_settings(text: str, source: str = "settings") -> Settings:
     return settings
 
 
-def load_settings(path: Path) -> Settings:
+class _CountingLoader(yaml.SafeLoader):
+    """Counts the aliases it resolves while composing, so a document made of aliases is refused
+    before it is constructed into Python objects."""
+
+    aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_SETTINGS_ALIASES:
+                raise SettingsError(
+                    f"settings use more than {MAX_SETTINGS_ALIASES} YAML aliases; write the values out"
+                )
+        return super().compose_node(parent, index)
+
+
+def _safe_load_bounded(text: str) -> Any:
+    loader = _CountingLoader(text)
     try:
-        text = path.read_text(encoding="utf-8")
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node) > MAX_SETTINGS_NODES:
+            raise SettingsError(
+                f"settings expand to more than {MAX_SETTINGS_NODES:,} YAML nodes once aliases are"
+                " resolved; a configuration is far smaller, so this looks like an alias bomb"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Nodes in the document with every alias expanded, counted on the shared graph (each node's
+    size once), and given up as soon as the count passes the cap."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                total += size(child)
+                if total > MAX_SETTINGS_NODES:
+                    break
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                total += size(key) + size(value)
+                if total > MAX_SETTINGS_NODES:
+                    break
+        sizes[id(node)] = total
+        return total
+
+    return size(root)
+
+
+def _too_big(size: int) -> str:
+    return (
+        f"the settings file is {size:,} bytes, over the {MAX_SETTINGS_BYTES:,}-byte limit"
+        " (a ConfigMap holds at most 1 MiB); is this the right file?"
+    )
+
+
+def load_settings(path: Path) -> Settings:
+    """Settings from a file. Anything that goes wrong (unreadable, oversize, a bug in a validator,
+    memory) is a SettingsError naming the file, so no caller has to guess what else to catch."""
+    try:
+        with path.open("rb") as file:
+            raw = file.read(MAX_SETTINGS_BYTES + 1)
+        if len(raw) > MAX_SETTINGS_BYTES:
+            raise SettingsError(f"{path}: {_too_big(path.stat().st_size)}")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise SettingsError(f"cannot read settings file {path}: {error}") from error
-    return parse_settings(text, source=str(path))
+    try:
+        return parse_settings(text, source=str(path))
+    except SettingsError:
+        raise
+    except Exception as error:  # MemoryError included: a bad file must never take the service down
+        raise SettingsError(f"cannot load settings file {path}: {type(error).__name__}: {error}") from error
 
 
 def _describe_yaml_error(error: yaml.YAMLError, source: str) -> str:
@@ -345,12 +454,21 @@ def _describe_yaml_error(error: yaml.YAMLError, source: str) -> str:
     return f"{where}: not valid YAML ({' '.join(what.split())}); fix the file (deploy/examples/settings.yaml)"
 
 
+# Values are quoted in error messages; a long one (or a structure) is shortened, not dumped.
+_shorten = reprlib.Repr()
+_shorten.maxstring = _shorten.maxother = 80
+
+
+def _short(value: Any) -> str:
+    return _shorten.repr(value)
+
+
 def _describe(error: ValidationError, data: Mapping[str, Any]) -> str:
     lines = []
     for item in error.errors():
         where = _field_path(item["loc"], data)
         value = item.get("input")
-        shown = "" if isinstance(value, Mapping) else f"={value!r}"
+        shown = "" if isinstance(value, Mapping) else f"={_short(value)}"
         lines.append(f"{where}{shown}: {item['msg']}")
     return "invalid settings:\n  " + "\n  ".join(lines)
 
@@ -409,7 +527,9 @@ class SettingsFile:
             return Reload(error=str(error))
 
     def _digest(self) -> str | None:
+        # Hashed in blocks: an oversize file is rejected by load_settings, not held in memory here.
         try:
-            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+            with self.path.open("rb") as file:
+                return hashlib.file_digest(file, "sha256").hexdigest()
         except OSError:
             return None

@@ -232,3 +232,56 @@ def build_metrics_app(telemetry: Telemetry) -> web.Application:
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     return app
+
+
+# --- Outbound calls: Prometheus queries and Kubernetes API calls ------------------------------------
+
+# Queries and API calls take milliseconds when healthy; the top buckets reach the timeouts.
+_CALL_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class CallMetrics:
+    """Errors and latency of what the sidecar asks others, so an outage shows on /metrics.
+
+    `prometheus_errors` (namespace, workload, signal, reason: QueryError reasons such as
+    connection, timeout, http, empty); `prometheus_seconds` (kind: instant or range);
+    `kubernetes_errors` (call, reason: timeout, connection or the HTTP status); `kubernetes_seconds`
+    (call). Label sets are bounded by the configured workloads and the fixed call names.
+    """
+
+    prometheus_errors: Counter
+    prometheus_seconds: Histogram
+    kubernetes_errors: Counter
+    kubernetes_seconds: Histogram
+
+
+def build_call_metrics(registry: CollectorRegistry) -> CallMetrics:
+    return CallMetrics(
+        prometheus_errors=Counter(
+            "autoscaler_prometheus_query_errors",
+            "Prometheus queries that gave no usable value, by workload, signal and reason.",
+            ["namespace", "workload", "signal", "reason"],
+            registry=registry,
+        ),
+        prometheus_seconds=Histogram(
+            "autoscaler_prometheus_query_duration_seconds",
+            "Time to answer a Prometheus query (failures included), instant or range.",
+            ["kind"],
+            buckets=_CALL_BUCKETS_SECONDS,
+            registry=registry,
+        ),
+        kubernetes_errors=Counter(
+            "autoscaler_kubernetes_request_errors",
+            "Kubernetes API calls that failed, by call and reason.",
+            ["call", "reason"],
+            registry=registry,
+        ),
+        kubernetes_seconds=Histogram(
+            "autoscaler_kubernetes_request_duration_seconds",
+            "Time to answer a Kubernetes API call (failures included).",
+            ["call"],
+            buckets=_CALL_BUCKETS_SECONDS,
+            registry=registry,
+        ),
+    )

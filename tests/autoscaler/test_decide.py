@@ -545,3 +545,16 @@ def test_absurd_but_finite_readings_ask_for_the_most_the_rate_limit_allows(
     decision, _ = decide(NOW, _obs(10.0, current=4, **readings), None, policy, DecisionState())
     # Scale-up policy: max(4 pods, 100 %) per 15 s from 4 replicas.
     assert (decision.replicas, decision.reason) == (8, Reason.RATE_LIMITED)
+
+
+def test_a_panic_held_through_missing_load_says_it_is_holding() -> None:
+    """Finding 5: during a Prometheus outage the published reason stayed `panic`. The peak still
+    holds (nothing scales down without load), but the reason names the missing data."""
+    decision, state = decide(NOW, _obs(200.0, current=4), None, BASE, DecisionState())
+    assert (decision.replicas, decision.reason) == (20, Reason.PANIC)
+    later = NOW + 30
+    decision, state = decide(later, _obs(None, current=20, now=later), None, BASE, state)
+    assert (decision.replicas, decision.reason) == (20, Reason.HELD_STALE)
+    stale = NOW + 60
+    decision, _ = decide(stale, _obs(10.0, current=20, now=stale, load_age=200.0), None, BASE, state)
+    assert (decision.replicas, decision.reason) == (20, Reason.HELD_STALE)

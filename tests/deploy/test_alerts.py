@@ -54,6 +54,7 @@ def test_prometheus_rule_carries_the_tested_rules(base_objects):
         pytest.param("AutoscalerLoadSignalStale", id="stale signals"),
         pytest.param("AutoscalerForecastErrorHigh", id="forecast error high"),
         pytest.param("AutoscalerPredictionDisabled", id="prediction disabled"),
+        pytest.param("AutoscalerPrometheusQueryFailing", id="prometheus queries failing"),
         pytest.param("GpuAgentDown", id="agent down"),
     ],
 )

@@ -15,7 +15,7 @@ import yaml
 from prometheus_client import generate_latest
 
 from gpu_agent.exporter import AgentSnapshot, LatestSnapshot, build_registry
-from sidecar.telemetry import build_telemetry
+from sidecar.telemetry import build_call_metrics, build_telemetry
 from tests.deploy.conftest import DASHBOARD_FILE, RULES_FILE
 
 PROMTOOL = shutil.which("promtool")
@@ -47,8 +47,10 @@ def _exported_names() -> set[str]:
     """Sample names from the real collectors: the sidecar's registry and the agent's."""
     latest = LatestSnapshot()
     latest.publish(AgentSnapshot(sampled_at=0.0, nvml_up=False, pod_resources_up=True))
+    telemetry = build_telemetry(_NoDecisions(), lambda: 0.0)
+    build_call_metrics(telemetry.registry)
     texts = [
-        build_telemetry(_NoDecisions(), lambda: 0.0).render().decode(),
+        telemetry.render().decode(),
         generate_latest(build_registry(latest, "node-1")).decode(),
     ]
     suffixes = {"histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count")}

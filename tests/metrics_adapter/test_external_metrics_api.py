@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import shutil
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +28,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes_asyncio import client as k8s
 
-from metrics_adapter.authentication import FrontProxyVerifier, KubernetesAccessReviewer
+from metrics_adapter.authentication import (
+    REVIEW_TIMEOUT_SECONDS,
+    FrontProxyVerifier,
+    KubernetesAccessReviewer,
+)
 from metrics_adapter.external_metrics_api import (
     API_PREFIX,
     ExternalMetricsSettings,
@@ -417,14 +423,14 @@ async def test_keda_metrics_api(
     assert body["reason"] == "forecast"
 
 
-async def test_unreachable_review_server_is_a_status_500(
-    tls: TlsMaterial, fixed_clock: Callable[[], float]
-) -> None:
+async def _ask_with_token(
+    tls: TlsMaterial, fixed_clock: Callable[[], float], api_app: web.Application
+) -> Any:
     decisions = LatestDecisions()
     decisions.publish(published("llama"))
     async with (
-        serve(web.Application(), None) as dead_url,
-        k8s.ApiClient(k8s.Configuration(host=dead_url)) as api,
+        serve(api_app, None) as api_url,
+        k8s.ApiClient(k8s.Configuration(host=api_url)) as api,
     ):
         settings_ = ExternalMetricsSettings(
             max_age_seconds=60.0, clock=fixed_clock, reviewer=KubernetesAccessReviewer(api, fixed_clock)
@@ -432,10 +438,47 @@ async def test_unreachable_review_server_is_a_status_500(
         server_tls = build_server_ssl_context(str(tls.server.cert_file), str(tls.server.key_file), None)
         async with serve(build_external_metrics_app(decisions, settings_), server_tls) as url:
             running = Running(url, decisions, KubernetesContract(), tls)
+            started = time.monotonic()
             status, body, _ = await running.get(
                 f"{API_PREFIX}/namespaces/ml/desired_replicas", headers=HPA, labelSelector="workload=llama"
             )
-    assert (status, body["kind"], body["reason"]) == (500, "Status", "InternalError")
+            return status, body, time.monotonic() - started
+
+
+async def test_an_api_server_that_cannot_review_is_a_logged_401(
+    tls: TlsMaterial, fixed_clock: Callable[[], float], caplog
+) -> None:
+    """Finding 4: an API server without the review endpoints (404s) once gave a 500 and no log
+    line; like kube-apiserver we refuse (401) and say why, once per request."""
+    with caplog.at_level(logging.WARNING, logger="metrics_adapter"):
+        status, body, _ = await _ask_with_token(tls, fixed_clock, web.Application())
+    assert (status, body["kind"], body["reason"]) == (401, "Status", "Unauthorized")
+    assert "could not be verified" in body["message"]
+    warnings = [r for r in caplog.records if "cannot verify a bearer token" in r.getMessage()]
+    assert len(warnings) == 1 and "TokenReview: the API server answered 404" in warnings[0].error
+
+
+async def test_a_silent_api_server_costs_a_review_its_timeout_not_the_clients(
+    tls: TlsMaterial, fixed_clock: Callable[[], float], caplog
+) -> None:
+    """Finding 3: an API server that accepts and never answers held each request for the
+    client's full 15 s; now the review gives up after REVIEW_TIMEOUT_SECONDS and the caller gets
+    a 401 well inside KEDA's 3 s."""
+    release = asyncio.Event()
+
+    async def never(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(status=500)
+
+    silent = web.Application()
+    silent.router.add_post("/apis/authentication.k8s.io/v1/tokenreviews", never)
+    try:
+        with caplog.at_level(logging.WARNING, logger="metrics_adapter"):
+            status, body, took = await _ask_with_token(tls, fixed_clock, silent)
+    finally:
+        release.set()
+    assert status == 401 and "no answer from the API server within 1 s" in body["message"]
+    assert REVIEW_TIMEOUT_SECONDS <= took < REVIEW_TIMEOUT_SECONDS + 1.5
 
 
 async def test_rogue_certificate_accepted_by_tls_still_cannot_impersonate(
@@ -545,3 +588,14 @@ async def test_front_proxy_extra_headers_reach_the_access_review(running: Runnin
     assert review["spec"]["user"] == headers["X-Remote-User"]
     assert review["spec"]["groups"] == ["system:serviceaccounts"]
     assert review["spec"]["extra"] == {"scopes/kind": ["read-only"]}
+
+
+def test_the_review_caches_hold_a_bounded_number_of_entries() -> None:
+    """Each distinct token (a client cycling bad tokens) is one entry: never more than the bound."""
+    from metrics_adapter.authentication import _TtlCache
+
+    cache: _TtlCache[str, bool] = _TtlCache(10.0, lambda: NOW, max_entries=100)
+    for index in range(1000):
+        cache.put(f"token-{index}", False)
+        assert len(cache._entries) <= 100
+    assert cache.get("token-999") is False

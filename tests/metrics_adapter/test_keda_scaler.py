@@ -17,7 +17,7 @@ from metrics_adapter import externalscaler_pb2_grpc as pb_grpc
 from metrics_adapter.keda_scaler import KedaScalerSettings, build_keda_server
 from sidecar.latest_decisions import LatestDecisions
 from sidecar.telemetry import build_telemetry
-from tests.metrics_adapter.conftest import NOW, TlsMaterial, published
+from tests.metrics_adapter.conftest import NOW, Pem, TlsMaterial, published
 
 pytestmark = pytest.mark.integration
 
@@ -221,3 +221,40 @@ async def test_a_port_in_use_is_not_shared(
             assert second == 0, "a second server must not bind the same port"
     finally:
         await first.stop(0)
+
+
+async def test_mutual_tls_admits_only_clients_signed_by_the_client_ca(
+    decisions: LatestDecisions, fixed_clock: Callable[[], float], tls: TlsMaterial
+) -> None:
+    """`server.grpc_client_ca_file`: KEDA presents tlsClientCert/tlsClientKey from its
+    TriggerAuthentication (deploy/examples/keda/triggerauthentication-mtls.yaml)."""
+    settings = KedaScalerSettings(max_age_seconds=60.0, clock=fixed_clock)
+    server, port = build_keda_server(
+        decisions,
+        settings,
+        "127.0.0.1:0",
+        (tls.server.cert_file.read_bytes(), tls.server.key_file.read_bytes()),
+        client_ca=tls.front_proxy_ca.cert_bytes,
+    )
+    await server.start()
+
+    async def ask(client: Pem | None) -> bool:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=tls.serving_ca.cert_bytes,
+            private_key=None if client is None else client.key_file.read_bytes(),
+            certificate_chain=None if client is None else client.cert_bytes,
+        )
+        async with grpc.aio.secure_channel(f"localhost:{port}", credentials) as channel:
+            try:
+                await pb_grpc.ExternalScalerStub(channel).IsActive(ref("llama"), timeout=5)
+            except grpc.aio.AioRpcError as error:
+                assert error.code() is grpc.StatusCode.UNAVAILABLE, error
+                return False
+            return True
+
+    try:
+        assert await ask(tls.front_proxy_client)
+        assert not await ask(None), "no client certificate"
+        assert not await ask(tls.rogue_client), "a certificate from another CA"
+    finally:
+        await server.stop(None)

@@ -278,3 +278,73 @@ async def test_run_keeps_renewing_and_releases_on_stop(cluster):
     stop.set()
     await asyncio.wait_for(running, 5)
     assert await b.try_acquire() is True, "released on stop: b needs no expiry wait"
+
+
+async def test_a_silent_api_server_costs_the_replica_read_not_the_tick(cluster):
+    """Finding 6: the replica read waited 10 s, exactly the default workload timeout, so the two
+    raced and no decision was made. The read now has a budget below the tick's (sidecar.budgets):
+    the tick decides without a count (which holds) and publishes."""
+    from sidecar.control_loop import ControlLoop, LoopPorts
+    from sidecar.latest_decisions import LatestDecisions
+    from sidecar.settings import LoopSettings, QuerySettings, WorkloadSettings
+    from tests.fakes import FlatForecaster, ScriptedSignals, proportional_decide
+
+    contract, api = cluster
+    contract.add_deployment("ml", "llama", 4, 4, {"app": "llama"})
+    contract.silent = True
+    load = 'load{workload="llama"}'
+    latest = LatestDecisions()
+    loop = ControlLoop(
+        workloads=[
+            WorkloadSettings(
+                name="llama", namespace="ml", queries=QuerySettings(load=load), replica_capacity_rps=10
+            )
+        ],
+        settings=LoopSettings(workload_timeout_seconds=2),
+        ports=LoopPorts(
+            signals=ScriptedSignals(values={load: lambda t: 30.0}),
+            decide=proportional_decide,
+            models={"recent_quantiles": FlatForecaster},
+            latest=latest,
+            clock=FakeClock(),
+            replicas=KubernetesReader(api),
+        ),
+    )
+    report = await loop.tick()
+    assert report.failed == {} and report.published == 1
+    published = latest.get("ml", "llama")
+    assert published is not None and published.observations.current_replicas is None
+
+
+async def test_failed_kubernetes_calls_are_counted_by_reason(cluster, monkeypatch):
+    from prometheus_client import CollectorRegistry
+
+    from sidecar.telemetry import build_call_metrics
+
+    contract, api = cluster
+    monkeypatch.setattr(kubernetes_client, "REQUEST_TIMEOUT_SECONDS", 0.2)
+    registry = CollectorRegistry()
+    reader = KubernetesReader(api, build_call_metrics(registry))
+    assert await reader.read_replicas("ml", "Deployment", "absent") is None
+    contract.silent = True
+    assert await reader.read_replicas("ml", "Deployment", "llama") is None
+
+    def errors(reason: str) -> float | None:
+        labels = {"call": "read_deployment", "reason": reason}
+        return registry.get_sample_value("autoscaler_kubernetes_request_errors_total", labels)
+
+    assert (errors("404"), errors("timeout")) == (1.0, 1.0)
+    count = registry.get_sample_value(
+        "autoscaler_kubernetes_request_duration_seconds_count", {"call": "read_deployment"}
+    )
+    assert count == 2.0
+
+
+def test_the_cold_start_tracker_remembers_a_bounded_number_of_pods():
+    """Found in review: the set of seen pod UIDs grew with every pod the cluster ever started."""
+    tracker = ColdStartTracker(estimate=max, remember_pods=100)
+    for index in range(1000):
+        assert tracker.record(("ml", "llama"), f"pod-{index}", 0.0, 10.0)
+    assert len(tracker._seen) == 100
+    assert not tracker.record(("ml", "llama"), "pod-999", 0.0, 10.0), "a recent pod is not counted twice"
+    assert len(tracker.pairs[("ml", "llama")]) == tracker.keep

@@ -1,5 +1,5 @@
-"""The composition root: process exit codes for bad settings, live settings reload (a bad new
-file keeps the old settings), kubeconfig connection, and SIGTERM draining of a real process."""
+"""The composition root: process exit codes for bad settings (hostile ones included), kubeconfig
+connection, and SIGTERM draining of a real process. Live reload: test_settings_watch.py."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from aiohttp import web
 from sidecar.control_loop import ControlLoop, LoopPorts
 from sidecar.kubernetes_client import KubernetesReader, connect
 from sidecar.latest_decisions import LatestDecisions
-from sidecar.main import _watch_settings
 from sidecar.settings import SettingsFile
 from tests.conftest import eventually, free_port
 from tests.fakes import FakeClock, FlatForecaster, ScriptedSignals, proportional_decide
+from tests.sidecar.hostile_settings import alias_bomb, oversize
 from tests.sidecar.kubernetes_contract import KubernetesContract
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,6 +117,38 @@ def test_a_replay_speedup_that_is_not_a_positive_number_is_refused(speedup: str)
     assert f"--speedup={float(speedup)} must be a finite number > 0" in one_log_line(result.stderr)
 
 
+def _limited_memory() -> None:
+    # A regression would expand the bomb: let it fail fast instead of taking the machine's memory.
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3))
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        pytest.param(alias_bomb(), "looks like an alias bomb", id="an alias bomb"),
+        pytest.param(oversize(50), "over the 1,048,576-byte limit", id="a 50 MB file"),
+    ],
+)
+def test_a_hostile_settings_file_at_start_exits_2_in_one_line(tmp_path: Path, content: str, named: str):
+    """Findings 1 and 2 at start: once a MemoryError traceback after 35 s of CPU (exit 1), once no
+    answer at all after 90 s. Now: exit 2 at once, one line naming the problem."""
+    path = tmp_path / "settings.yaml"
+    path.write_text(content)
+    result = subprocess.run(
+        [sys.executable, "-m", "sidecar", "serve", "--config", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        preexec_fn=_limited_memory,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert named in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+
+
 def test_no_workloads_exit_2(tmp_path: Path):
     path = tmp_path / "settings.yaml"
     path.write_text("kubernetes: {enabled: false}\n")
@@ -157,56 +189,6 @@ def test_no_cluster_names_the_missing_config_and_kubernetes_enabled_false(tmp_pa
     line = one_log_line(result.stderr)
     assert "no in-cluster service account and no kubeconfig at ~/.kube/config" in line
     assert "set kubernetes.enabled: false to run without a cluster" in line
-
-
-async def test_settings_reload_applies_good_files_and_keeps_old_on_bad(tmp_path: Path, caplog):
-    path = tmp_path / "settings.yaml"
-    path.write_text(SETTINGS)
-    watched = SettingsFile(path)
-    settings = watched.load()
-    clock = FakeClock()
-    loop = ControlLoop(
-        workloads=settings.workloads,
-        settings=settings.loop,
-        ports=LoopPorts(
-            signals=ScriptedSignals(),
-            decide=proportional_decide,
-            models={"auto": FlatForecaster},
-            latest=LatestDecisions(),
-            clock=clock,
-        ),
-    )
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(_watch_settings(watched, loop, clock, stop, settings))
-
-    async def settle() -> None:
-        for _ in range(20):
-            await asyncio.sleep(0)
-
-    path.write_text(SETTINGS.replace("max_replicas: 20", "max_replicas: 7"))
-    await settle()
-    assert loop.runtimes[("ml", "llama")].policy.max_replicas == 7
-
-    with caplog.at_level(logging.ERROR):
-        path.write_text(SETTINGS.replace("max_replicas: 20", "max_replicas: lots"))
-        await settle()
-    assert loop.runtimes[("ml", "llama")].policy.max_replicas == 7, "the bad file changed nothing"
-    rejected = [r for r in caplog.records if "rejected" in r.getMessage()]
-    assert len(rejected) == 1 and "max_replicas='lots'" in rejected[0].error
-
-    # A section bound at start (the Prometheus client) is not silently ignored: it is named.
-    with caplog.at_level(logging.WARNING):
-        path.write_text(
-            SETTINGS.replace("max_replicas: 20", "max_replicas: 9")
-            + "prometheus: {url: 'http://elsewhere:9090'}\n"
-        )
-        await settle()
-    assert loop.runtimes[("ml", "llama")].policy.max_replicas == 9
-    restart = [r for r in caplog.records if "only after a restart" in r.getMessage()]
-    assert len(restart) == 1 and restart[0].sections == ["prometheus"]
-
-    stop.set()
-    await asyncio.wait_for(watcher, 5)
 
 
 async def test_kubeconfig_file_connects(tmp_path: Path):

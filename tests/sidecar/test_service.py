@@ -11,6 +11,7 @@ decision rules themselves are tested in tests/autoscaler.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -58,7 +59,9 @@ workloads:
 """
 
 
-async def test_prometheus_outage_holds_decisions_and_recovers(prometheus_factory, load_exporter, tmp_path):
+async def test_prometheus_outage_holds_decisions_and_recovers(
+    prometheus_factory, load_exporter, tmp_path, caplog
+):
     load_exporter.set("load_rps", 42.0, workload="llama")
     prometheus = prometheus_factory([load_exporter.address], scrape_interval_seconds=1)
     # Ends ten minutes back: beyond the 5-minute lookback, so it does not add to the live series.
@@ -109,7 +112,9 @@ async def test_prometheus_outage_holds_decisions_and_recovers(prometheus_factory
         async with session.get(health + "/healthz") as response:
             assert response.status == 200
 
-        # Prometheus goes away mid-run.
+        # Prometheus goes away mid-run. Finding 5: the outage was invisible (no log line, no
+        # counter); now /metrics counts the failed queries by workload, and a warning names the URL.
+        caplog.set_level(logging.WARNING, logger="sidecar.prometheus_reader")
         prometheus.stop()
         await eventually(lambda: _status(readyz, 503), what="not ready while Prometheus is down")
         _, body = await readyz()
@@ -122,6 +127,17 @@ async def test_prometheus_outage_holds_decisions_and_recovers(prometheus_factory
             what="the held signal's age to grow",
         )
         assert service.query_stats.errors_total["connection"] > 0
+        async with session.get(health + "/metrics") as response:
+            exposition = await response.text()
+        assert (
+            'autoscaler_prometheus_query_errors_total{namespace="ml",reason="connection",signal="load",'
+            'workload="llama"}'
+        ) in exposition
+        assert "autoscaler_prometheus_query_duration_seconds_count" in exposition
+        warnings = [r for r in caplog.records if r.name == "sidecar.prometheus_reader"]
+        assert warnings and warnings[0].prometheus_url == prometheus.url
+        assert prometheus.url in warnings[0].getMessage()
+        assert len(warnings) == 1, "one warning per workload per minute, not one per failed query"
         assert await served_replicas() == "5", "HPA keeps reading the held count"
 
         # Prometheus comes back with lower load: the loop resumes and follows it.

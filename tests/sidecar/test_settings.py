@@ -9,6 +9,7 @@ import pytest
 
 from autoscaler.policy import SelectPolicy
 from sidecar.settings import SettingsError, SettingsFile, load_settings, parse_settings
+from tests.sidecar.hostile_settings import alias_bomb, oversize
 
 GOOD = textwrap.dedent(
     """
@@ -192,3 +193,47 @@ def test_forecast_defaults_are_the_policy_defaults() -> None:
 def test_settings_nested_too_deeply_are_a_settings_error():
     with pytest.raises(SettingsError, match="nested too deeply"):
         parse_settings("workloads: " + "[" * 5000 + "]" * 5000)
+
+
+def test_an_alias_bomb_is_refused_before_it_is_expanded():
+    """Finding 1: nine levels of nine aliases are 387 million strings once expanded; refused from
+    the node graph, in a one-line message that quotes none of it."""
+    with pytest.raises(SettingsError) as refused:
+        parse_settings(alias_bomb())
+    message = str(refused.value)
+    assert "alias bomb" in message and len(message) < 300 and "\n" not in message
+
+
+def test_aliases_a_configuration_would_use_still_work():
+    text = textwrap.dedent(
+        """
+        workloads:
+          - &base {name: llama, namespace: ml, queries: {load: q}, replica_capacity_rps: 10}
+          - {<<: *base, name: mistral}
+        """
+    )
+    settings = parse_settings(text)
+    assert [w.name for w in settings.workloads] == ["llama", "mistral"]
+
+
+def test_a_file_over_a_configmap_is_refused_without_parsing(tmp_path: Path):
+    """Finding 2: a 50 MB file is refused by its size, in one line naming the file and the limit."""
+    path = tmp_path / "settings.yaml"
+    path.write_text(oversize(50))
+    with pytest.raises(SettingsError) as refused:
+        load_settings(path)
+    assert f"{path}: the settings file is" in str(refused.value)
+    assert "over the 1,048,576-byte limit" in str(refused.value)
+
+
+def test_a_bad_value_is_quoted_short():
+    huge = "x" * 100_000
+    with pytest.raises(SettingsError) as refused:
+        parse_settings(f"log_level: {huge}\n")
+    assert len(str(refused.value)) < 400
+
+
+def test_a_prometheus_timeout_that_would_cost_the_tick_is_refused():
+    with pytest.raises(SettingsError, match=r"prometheus.timeout_seconds=5 must be at most 0.4 x"):
+        parse_settings("prometheus: {timeout_seconds: 5}\nloop: {workload_timeout_seconds: 10}\n")
+    assert parse_settings("prometheus: {timeout_seconds: 5}\nloop: {workload_timeout_seconds: 12.5}\n")
