@@ -2,8 +2,8 @@
 
 `run_policies` builds the policies by name and runs each through simulator/serving.serve; the
 oracle is searched (simulator/llm_policies.best_oracle) for the cheapest schedule meeting the
-SLO target, capped at what an idle replica attains (a prompt whose prefill alone exceeds the
-TTFT SLO misses it under any fleet).
+SLO target (99 %), capped one point below what an idle replica attains (a prompt whose prefill
+alone exceeds the TTFT SLO misses it under any fleet).
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ from simulator.serving_profile import ServingProfile
 
 LLM_POLICIES = ("hpa", "keda", "kv-cache", "oracle")
 ORACLE_TARGET_ATTAINMENT = 0.99
+# Requests queue behind a long prefill even on a generous fleet, so the idle ceiling itself is out
+# of reach; the oracle aims one point below it.
+IDLE_MARGIN = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +85,7 @@ def run_policies(
                 times = (outcome.first_token_s, outcome.finished_s)
                 return score_requests(trace.arrival_s, trace.output_tokens, *times, slo)["attainment"]
 
-            target = min(ORACLE_TARGET_ATTAINMENT, idle_attainment(trace, profile, slo))
+            target = min(ORACLE_TARGET_ATTAINMENT, idle_attainment(trace, profile, slo) - IDLE_MARGIN)
             schedule, _ = best_oracle(
                 lambda u: OracleSchedule(trace, profile, u, settings.cold_start_seconds, bounds),
                 attainment,
