@@ -3,7 +3,8 @@ baselines: SLO attainment (TTFT <= 2 s), TTFT p50/p99, GPU-hours, scale events, 
 of each replay (the issue's target: Azure conv with all policies under 2 minutes on 2 cores).
 
     .venv/bin/python bench/llm_replay_table.py DATA_DIR [--cold-start-seconds 120] \
-        [--synthesis-scale 0.005] [--synthesis-days 14] [--max-replicas 64] [--skip-synthesis]
+        [--synthesis-scale 0.002] [--synthesis-days 14] [--max-replicas 64] [--skip-synthesis]
+        [--skip-real] [--oracle-iterations 6]
 
 DATA_DIR is the folder holding azure-llm-inference-2023/, mooncake-kimi-conversation/ and
 alibaba-servegen-llm/. The synthesis draws its token pairs from the Mooncake trace.
@@ -26,20 +27,28 @@ def main() -> None:
     )
     parser.add_argument("data", type=Path)
     parser.add_argument("--cold-start-seconds", type=float, default=120.0)
-    parser.add_argument("--synthesis-scale", type=float, default=0.005)
+    parser.add_argument("--synthesis-scale", type=float, default=0.002)
     parser.add_argument("--synthesis-days", type=float, default=14.0)
     parser.add_argument("--max-replicas", type=int, default=64)
     parser.add_argument("--skip-synthesis", action="store_true")
+    parser.add_argument("--skip-real", action="store_true", help="only the synthesis")
+    parser.add_argument("--oracle-iterations", type=int, default=6)
     args = parser.parse_args()
     profile = load_profile()
     slo = Slo()
-    settings = LlmReplaySettings(cold_start_seconds=args.cold_start_seconds, max_replicas=args.max_replicas)
+    settings = LlmReplaySettings(
+        cold_start_seconds=args.cold_start_seconds,
+        max_replicas=args.max_replicas,
+        oracle_iterations=args.oracle_iterations,
+    )
     mooncake = read_request_trace(args.data / "mooncake-kimi-conversation" / "conversation_trace.jsonl")
     traces = [
         read_request_trace(args.data / "azure-llm-inference-2023" / "AzureLLMInferenceTrace_conv.csv"),
         read_request_trace(args.data / "azure-llm-inference-2023" / "AzureLLMInferenceTrace_code.csv"),
         mooncake,
     ]
+    if args.skip_real:
+        traces = []
     if not args.skip_synthesis:
         arrivals, inputs, outputs = synthesize(
             args.data / "alibaba-servegen-llm" / "servegen_traces.tar.gz",

@@ -46,6 +46,8 @@ class LlmReplaySettings:
     # HPA's per-pod request-rate target; None: target_utilization x the profile's capacity for
     # the trace's mean token mix.
     target_rps_per_replica: float | None = None
+    # Bisection steps of the oracle's search (each a whole serving run).
+    oracle_iterations: int = 6
 
 
 def idle_attainment(trace: RequestTrace, profile: ServingProfile, slo: Slo) -> float:
@@ -90,6 +92,7 @@ def run_policies(
                 lambda u: OracleSchedule(trace, profile, u, settings.cold_start_seconds, bounds),
                 attainment,
                 target,
+                settings.oracle_iterations,
             )
             runs.append(results[id(schedule)])
             continue
