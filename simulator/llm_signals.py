@@ -2,7 +2,8 @@
 
 The serving simulation (simulator/serving.py) scrapes every `scrape_seconds`: the gauges
 `vllm:num_requests_waiting`, `vllm:num_requests_running` and `vllm:gpu_cache_usage_perc` (the mean
-over serving pods) and the counters `vllm:prompt_tokens_total`, `vllm:generation_tokens_total` and
+over serving pods of the KV tokens held for their running requests, prompt + output reserved at
+admission) and the counters `vllm:prompt_tokens_total`, `vllm:generation_tokens_total` and
 the requests that arrived; each first token adds a TTFT observation to a histogram with vLLM's
 `vllm:time_to_first_token_seconds` buckets. A query at `now` sees only what was scraped by
 `now - delay` (the same scrape delay as simulator/metrics_pipeline.py), rates are over `window`

@@ -34,7 +34,7 @@ import numpy as np
 from simulator.llm_signals import LlmSignals
 from simulator.request_trace import RequestTrace
 from simulator.serving_profile import ServingProfile
-from simulator.view import ClusterView
+from simulator.view import ClusterView, MetricsPipeline
 
 EPSILON_TOKENS = 1e-6
 INF = math.inf
@@ -148,7 +148,7 @@ def serve(
     profile: ServingProfile,
     settings: ServingSettings,
     cold_start: Callable[[], float],
-    rate_metrics: object,
+    rate_metrics: MetricsPipeline,
     signals: LlmSignals | None = None,
 ) -> ServingRun:
     """Run the trace through a cluster scaled by `policy`; `rate_metrics` is the MetricsPipeline
@@ -349,7 +349,7 @@ def serve(
             next_scrape += scrape
         else:
             ready = sum(1 for r in pods if r.ready_at <= t)
-            view = LlmClusterView(t + offset, spec, len(pods), ready, rate_metrics, signals)  # type: ignore[arg-type]
+            view = LlmClusterView(t + offset, spec, len(pods), ready, rate_metrics, signals)
             wanted = min(max(int(policy.step(view)), settings.min_replicas), settings.max_replicas)
             if wanted != spec:
                 scale_events += 1
