@@ -36,7 +36,9 @@ from simulator.request_trace import RequestTrace
 from simulator.serving_profile import ServingProfile
 from simulator.view import ClusterView, MetricsPipeline
 
-EPSILON_TOKENS = 1e-6
+# Work within a microsecond of done is done: 14 days in is 1.2e6 s, where a float step is 2e-10 s,
+# so a remainder in tokens alone could schedule an event at the very time it is processed, forever.
+EPSILON_SECONDS = 1e-6
 INF = math.inf
 
 
@@ -232,7 +234,7 @@ def serve(
     def run_events(r: _Replica, t: float) -> None:
         nonlocal done
         advance(r, t)
-        while r.prefill and r.prefill_left <= EPSILON_TOKENS:
+        while r.prefill and r.prefill_left <= r.rate_prefill * EPSILON_SECONDS:
             request = r.prefill.popleft()
             first_token[request] = t
             r.queued_tokens -= inputs[request]
@@ -246,7 +248,7 @@ def serve(
                 r.kv_decoding += footprint[request]
             if r.prefill:
                 r.prefill_left = float(inputs[r.prefill[0]])
-        while r.decode and r.decode[0][0] - r.decode_clock <= EPSILON_TOKENS:
+        while r.decode and r.decode[0][0] - r.decode_clock <= r.rate_decode * EPSILON_SECONDS:
             _, request = heapq.heappop(r.decode)
             finished[request] = t
             r.kv_reserved -= footprint[request]
