@@ -25,6 +25,7 @@ from tqdm import tqdm
 from autoscaler.cost import DEFAULT_GPUS_PER_REPLICA
 from autoscaler.policy import PolicyError, ScalingPolicy
 from forecasting import DEFAULT_MODEL, MODELS
+from sidecar import llm_replay_command
 from sidecar.core import Core, load_core
 from sidecar.replay_simulation import ControlLoopPolicy, LoopOptions
 from sidecar.settings import ForecastSettings
@@ -44,6 +45,8 @@ from simulator.report import (
     write_plot,
     write_timeline,
 )
+from simulator.request_trace import is_request_trace
+from simulator.serving_profile import ProfileError
 from simulator.trace import TraceError, read_trace
 from simulator.view import SimulatedAutoscaler
 
@@ -65,7 +68,7 @@ class ReplayError(Exception):
 
 def register(subcommands: Any) -> None:
     parser = subcommands.add_parser("replay", help="replay a trace through every policy")
-    parser.add_argument("--trace", type=Path, help="timestamp_s,requests CSV (default: bundled NASA trace)")
+    parser.add_argument("--trace", type=Path, help="timestamp_s,requests or per-request CSV (default: NASA)")
     parser.add_argument(
         "--policies",
         help=f"comma-separated, from {', '.join(KNOWN_POLICIES)} (default: {','.join(POLICIES)})",
@@ -130,18 +133,21 @@ def register(subcommands: Any) -> None:
         help="write a picture of demand, capacity and forecast (with --sweep: violation vs replica-hours)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    llm_replay_command.add_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         return _replay(args)
-    except (TraceError, ReplayError, PolicyError) as error:
+    except (TraceError, ReplayError, PolicyError, ProfileError, llm_replay_command.LlmReplayError) as error:
         print(f"replay: {error}", file=sys.stderr)
         return 2
 
 
 def _replay(args: argparse.Namespace) -> int:
+    if args.trace is not None and is_request_trace(args.trace):
+        return llm_replay_command.run(args)
     names = [name.strip() for name in (args.policies or ",".join(POLICIES)).split(",") if name.strip()]
     unknown = [name for name in names if name not in KNOWN_POLICIES]
     if unknown or not names:
