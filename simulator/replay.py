@@ -106,13 +106,6 @@ class ClosedLoopPolicy(Protocol):
     ) -> Occupancy: ...
 
 
-@runtime_checkable
-class ForecastRecorder(Protocol):
-    """A ticked policy that can say which forecast peak it used at each tick (for the plot)."""
-
-    def forecast_points(self) -> tuple[np.ndarray, np.ndarray]: ...
-
-
 def default_capacity_rps(trace: Trace) -> float:
     """p99 of the trace's per-step rate divided by 20; 1 rps if the trace has no demand at all."""
     rates = trace.rate_rps()
@@ -156,16 +149,7 @@ def simulate(
         )
         wanted = int(autoscaler.step(view))
         deployment.scale(t, min(max(wanted, settings.min_replicas), settings.max_replicas))
-    forecast_at, forecast_rps = (
-        autoscaler.forecast_points() if isinstance(autoscaler, ForecastRecorder) else (None, None)
-    )
-    return Occupancy(
-        autoscaler.name,
-        deployment.ready_per_second(),
-        deployment.provisioned_per_second(),
-        forecast_at,
-        forecast_rps,
-    )
+    return Occupancy(autoscaler.name, deployment.ready_per_second(), deployment.provisioned_per_second())
 
 
 @dataclass(frozen=True, slots=True, eq=False)
