@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run replay test install system-deps helm
+.PHONY: run replay test install system-deps helm crd-schemas
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -52,6 +52,17 @@ $(HELM3):
 
 helm: $(HELM) $(HELM3)
 
+# The published CRD schemas of the custom kinds deploy/ renders, as validators compiled from them
+# (tests/deploy/crd_schemas/README.md names each release): npm ci installs the versions the lock
+# pins and checks each tarball against its sha512 there.
+CRD_SCHEMAS := tests/deploy/crd_schemas
+$(CRD_SCHEMAS)/node_modules/.package-lock.json: $(CRD_SCHEMAS)/package.json $(CRD_SCHEMAS)/package-lock.json
+	@command -v npm >/dev/null || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm)
+	cd $(CRD_SCHEMAS) && npm ci --ignore-scripts --no-audit --no-fund --silent
+
+crd-schemas: $(CRD_SCHEMAS)/node_modules/.package-lock.json
+
 # The embedded default: the real loop and servers over the bundled trace, 600 trace seconds a second.
 run: $(STAMP)
 	$(VENV)/bin/predictive-autoscaler serve --replay --speedup 600
@@ -59,7 +70,7 @@ run: $(STAMP)
 replay: $(STAMP)
 	$(VENV)/bin/predictive-autoscaler replay
 
-test: $(STAMP) system-deps helm
+test: $(STAMP) system-deps helm crd-schemas
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q

@@ -118,7 +118,7 @@ def log_decision_change(
         "previous_replicas": before.replicas if before else None,
         "reason": str(after.reason),
         "forecast_rps": None if after.forecast_rps is None else round(after.forecast_rps, 3),
-        "lead_seconds": after.lead_seconds,
+        "lead_seconds": None if after.lead_seconds is None else round(after.lead_seconds, 1),
         IN_MESSAGE: ("replicas", "previous_replicas", "reason"),
     }
     logger.info(

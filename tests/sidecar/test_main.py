@@ -191,6 +191,36 @@ def test_no_cluster_names_the_missing_config_and_kubernetes_enabled_false(tmp_pa
     assert "set kubernetes.enabled: false to run without a cluster" in line
 
 
+def test_prometheus_unreachable_at_start_is_named_with_the_fix_at_the_first_tick(tmp_path: Path):
+    """The first run against a wrong prometheus.url once logged only `decision none -> 1
+    (held_stale)` for a minute. Now the first failed query logs one warning naming the URL, the
+    refused connection and the setting to fix; the service keeps running (an outage is not bad
+    input) and drains on SIGTERM."""
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    path = tmp_path / "settings.yaml"
+    path.write_text(SETTINGS + f"prometheus: {{url: '{url}'}}\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sidecar", "serve", "--config", str(path)],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(120, process.kill)  # bounds a hung test; the line comes at once
+    watchdog.start()
+    try:
+        assert process.stderr is not None
+        warning = next((line for line in process.stderr if "Prometheus query failed" in line), "")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        watchdog.cancel()
+        process.kill()
+    assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING sidecar.prometheus_reader ", warning)
+    assert f"Prometheus query failed at {url}: connection: ClientConnectorError" in warning
+    assert "check prometheus.url and that Prometheus answers there" in warning
+    assert "namespace=ml" in warning and "workload=llama" in warning
+
+
 async def test_kubeconfig_file_connects(tmp_path: Path):
     contract = KubernetesContract()
     contract.add_deployment("ml", "llama", 3, 2, {"app": "llama"})
