@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from metrics_adapter.published_metrics import PUBLISHED_METRICS
-from tests.deploy.conftest import EXAMPLES, find, is_custom
+from tests.deploy.conftest import EXAMPLES, REPO, find, is_custom
 
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
 
@@ -220,3 +220,9 @@ def test_scaled_object_uses_both_triggers_with_fallback(base_objects, example_ob
         assert auth["metadata"]["namespace"] == scaled["metadata"]["namespace"]
         assert [ref["parameter"] for ref in auth["spec"]["secretTargetRef"]] == ["caCert"]
     assert types == ["external", "external-push"]
+
+
+def test_install_guide_names_every_object_kustomize_creates(external_metrics_objects):
+    guide = (REPO / "deploy" / "README.md").read_text(encoding="utf-8")
+    for obj in external_metrics_objects:
+        assert f"`{obj['metadata']['name']}`" in guide, f"deploy/README.md does not name {obj['kind']}"
