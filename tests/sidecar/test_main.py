@@ -165,7 +165,7 @@ def test_an_empty_settings_file_names_itself(tmp_path: Path):
     path.write_text("")
     result = run_cli("serve", "--config", str(path))
     assert result.returncode == 2
-    assert f"{path} lists no workloads" in one_log_line(result.stderr)
+    assert f"{path} lists no workloads: add one under `workloads:`" in one_log_line(result.stderr)
 
 
 def test_bad_yaml_is_named_by_its_path_and_line(tmp_path: Path):
