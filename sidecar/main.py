@@ -159,6 +159,9 @@ async def serve(
             )
             prewarmer = Prewarmer(kube_api, elector)
 
+        # A replay tells the person watching what it replays, how far it got and what it did.
+        progress = ReplayProgress(simulation, settings.workloads[0]) if simulation is not None else None
+
         async def after_tick(report: TickReport) -> None:
             health.ticked(report.at)
             for status in loop.statuses().values():
@@ -170,8 +173,6 @@ async def serve(
                 progress.ticked(latest.get(*simulation.cluster.key))
                 await simulation.after_tick(report, latest, stop)
 
-        # A replay tells the person watching what it replays, how far it got and what it did.
-        progress = ReplayProgress(simulation, settings.workloads[0]) if simulation is not None else None
         if started is not None:
             started(service)
         log.info("serving", extra={"workloads": len(loop.statuses()), **service.addresses})
