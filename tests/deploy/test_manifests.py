@@ -2,8 +2,8 @@
 built-in kinds validate strictly against the Kubernetes OpenAPI schema (kubernetes-validate);
 custom kinds against their published CRD schemas (tests/deploy/crd_schemas, see its README):
 ServiceMonitor and PrometheusRule from Prometheus Operator v0.90.1, ScaledObject and
-TriggerAuthentication from KEDA v2.10.1 (the oldest 2.x schema there; later 2.x releases only add
-optional fields), and beyond the schemas the fields the operators need of ours."""
+TriggerAuthentication from KEDA v2.10.1 (the oldest 2.x schema packaged; up to v2.20.2 no field
+it has became required), and beyond the schemas the fields the operators need of ours."""
 
 from __future__ import annotations
 
