@@ -187,7 +187,7 @@ class WorkloadSettings(_Strict):
         selector = data.get("preset_selector")
         raw_unit = data.get("load_unit", LoadUnit.REQUESTS)
         if raw_unit not in set(LoadUnit):
-            return data  # the field's own validation names the allowed units
+            raw_unit = LoadUnit.REQUESTS  # the field's own validation names the allowed units
         matchers = selector if isinstance(selector, str) else None
         try:
             filled = presets[name].templates(LoadUnit(raw_unit), matchers)

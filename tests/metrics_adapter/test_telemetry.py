@@ -275,6 +275,7 @@ def test_every_signal_has_one_name_from_settings_to_the_metrics_labels() -> None
         p99_latency_target_seconds=0.5,
         queue_depth_target_per_replica=4.0,
         gpu_utilization_target=0.5,
+        ttft_target_seconds=2.0,
     )
     fresh = NOW - 1.0
     observations = Observations(
@@ -284,6 +285,8 @@ def test_every_signal_has_one_name_from_settings_to_the_metrics_labels() -> None
         p99_latency=Reading(0.75, fresh),
         queue_depth=Reading(28.0, fresh),
         gpu_utilization=Reading(0.25, fresh),
+        kv_cache_utilization=Reading(0.9, fresh),
+        ttft=Reading(3.0, fresh),
     )
     decision, _ = decide(NOW, observations, None, policy, DecisionState())
     base = published("llama", replicas=decision.replicas)
