@@ -21,6 +21,7 @@ from autoscaler import (
     Signal,
     decide,
 )
+from autoscaler.capacity import CapacityEstimate
 from forecasting import Forecast
 from metrics_adapter.external_metrics_api import ExternalMetricsSettings, build_external_metrics_app
 from sidecar.latest_decisions import LatestDecisions, PublishedDecision
@@ -298,3 +299,13 @@ def test_every_signal_has_one_name_from_settings_to_the_metrics_labels() -> None
     named = {signal.value for signal in Signal}
     assert labels == {"autoscaler_signal_age_seconds": named, "autoscaler_recommended_replicas": named}
     assert named == set(QuerySettings.model_fields), "each signal is a `queries` setting"
+
+
+def test_a_learned_capacity_is_exported_with_its_evidence_and_absent_before() -> None:
+    learned = replace(published("llama"), learned_capacity=CapacityEstimate(6.25, 120, 40))
+    samples = _scrape(learned, published("mistral"))
+    llama = frozenset({("namespace", "ml"), ("workload", "llama")})
+    assert samples[("autoscaler_learned_capacity_per_replica", llama)] == 6.25
+    assert samples[("autoscaler_learned_capacity_pairs", llama | {("side", "healthy")})] == 120
+    assert samples[("autoscaler_learned_capacity_pairs", llama | {("side", "saturated")})] == 40
+    assert "autoscaler_learned_capacity_per_replica" not in _names_for(samples, "mistral")
