@@ -162,6 +162,8 @@ class Simulation:
     ends_at: float
     forecast_points: list[tuple[float, float]] = field(default_factory=list)
     decisions: list[tuple[float, int, str]] = field(default_factory=list)  # (at, replicas, reason)
+    # (at, per replica) from the first tick autoscaler.capacity has an estimate.
+    learned_capacity: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def tracker(self) -> ColdStartTracker:
@@ -174,6 +176,8 @@ class Simulation:
                 self.decisions.append((report.at, item.decision.replicas, str(item.decision.reason)))
                 if item.decision.forecast_rps is not None:
                     self.forecast_points.append((report.at, item.decision.forecast_rps))
+                if item.learned_capacity is not None:
+                    self.learned_capacity.append((report.at, item.learned_capacity.per_replica))
             self.cluster.follow(latest)
         finally:
             # Time moves on even if the HPA step failed: the loop logs the failure and ticks on.
@@ -196,14 +200,14 @@ class LoopOptions:
 def scaled_workload(
     name: str,
     queries: Mapping[str, str],
-    capacity: float,
+    capacity: float | None,
     target_utilization: float,
     bounds: tuple[int, int],
     forecast: ForecastSettings,
     queue_depth_target_per_replica: float | None = None,
 ) -> WorkloadSettings:
-    """The workload a replay scales: its queries, a replica's capacity in the load's unit, the
-    target (a sweep point) and bounds; the cold start is learned, not given."""
+    """The workload a replay scales: its queries, a replica's capacity in the load's unit (None:
+    learned online), the target (a sweep point) and bounds; the cold start is learned, not given."""
     return WorkloadSettings(
         name=name,
         namespace=NAMESPACE,
@@ -373,7 +377,10 @@ class ServingControlLoopPolicy:
     control loop with its default settings over the serving cluster, the load `load` (request
     or token rate, its capacity a replica's flat-out figure for the trace's mean token mix) as
     the forecast and reactive load, and vLLM's queue as the reactive queue signal
-    (`queue_depth_target_per_replica`, production-stack's threshold by default)."""
+    (`queue_depth_target_per_replica`, production-stack's threshold by default).
+    `capacity` replaces that figure (the load's unit); `learn_capacity` leaves the capacity out of
+    the settings, so the loop learns it from the queue (autoscaler.capacity) and scales on the
+    queue alone until it has."""
 
     core: Core
     target_utilization: float
@@ -381,6 +388,8 @@ class ServingControlLoopPolicy:
     options: LoopOptions = field(default_factory=LoopOptions)
     loop: LoopSettings = field(default_factory=LoopSettings)
     queue_depth_target_per_replica: float | None = KEDA_QUEUE_THRESHOLD
+    capacity: float | None = None
+    learn_capacity: bool = False
     name: str = "predictive"
     workload: str = WORKLOAD
 
@@ -408,7 +417,9 @@ class ServingControlLoopPolicy:
         workload = scaled_workload(
             self.workload,
             {"load": load, "queue_depth": queue},
-            load_capacity(trace, cluster.profile, self.load),
+            None
+            if self.learn_capacity
+            else self.capacity or load_capacity(trace, cluster.profile, self.load),
             self.target_utilization,
             settings.bounds,
             self.options.forecast,
