@@ -11,7 +11,9 @@ import kubernetes_validate
 import pytest
 
 from metrics_adapter.published_metrics import PUBLISHED_METRICS
-from tests.deploy.conftest import find
+from sidecar.prometheus_reader import render_query
+from sidecar.settings import load_settings
+from tests.deploy.conftest import EXAMPLES, find
 
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
 CRD_GROUPS = ("monitoring.coreos.com/", "keda.sh/")
@@ -178,3 +180,38 @@ def test_scaled_object_uses_both_triggers_with_fallback(base_objects, example_ob
         assert auth["metadata"]["namespace"] == scaled["metadata"]["namespace"]
         assert [ref["parameter"] for ref in auth["spec"]["secretTargetRef"]] == ["caCert"]
     assert types == ["external", "external-push"]
+
+
+def test_the_vllm_example_is_a_whole_workload(example_objects):
+    """Deployment, PodMonitor and HPA agree with each other and with the example's settings: the
+    sidecar's workload is the Deployment, its preset's selector picks the Deployment's pods, the
+    scrape reaches the engine's port, and the HPA follows desired_replicas within the same bounds."""
+    (workload,) = load_settings(EXAMPLES / "vllm" / "settings.yaml").workloads
+    assert workload.preset == "vllm" and workload.replica_capacity_rps is None
+    deployment = find(example_objects, "Deployment", workload.target_name)
+    assert deployment["metadata"]["namespace"] == workload.namespace
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(ports["http"])
+    monitor = find(example_objects, "PodMonitor", deployment["metadata"]["name"])
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == ["http"]
+    # Deployment pods are named <deployment>-<replicaset hash>-<suffix>: the preset's pod matcher.
+    load = render_query(workload.queries.load, {"namespace": workload.namespace, "workload": workload.name})
+    assert f'pod=~"{deployment["metadata"]["name"]}-.*"' in load
+    hpa = find(example_objects, "HorizontalPodAutoscaler", workload.name)
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": workload.name,
+    }
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["external"]["metric"]["name"] in PUBLISHED_METRICS
+    assert metric["external"]["metric"]["selector"]["matchLabels"] == {"workload": workload.name}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (
+        workload.min_replicas,
+        workload.max_replicas,
+    )
+    assert workload.prewarm is not None and workload.prewarm.name == hpa["metadata"]["name"]
