@@ -88,11 +88,11 @@ def main() -> None:
     true = load_capacity(trace, profile, args.load)
     unit = "tokens/s" if args.load == "tokens" else "requests/s"
     print(f"{name}: {len(trace)} requests, {profile.name}, cold start {args.cold_start_seconds:g} s")
-    print(f"true capacity (profile, the trace's mean token mix): {true:,.1f} {unit} per replica")
+    print(f"true capacity (profile, the trace's mean token mix): {_rate(true)} {unit} per replica")
 
     sustainable = _saturation(trace, profile, args.load)
     crossing = f"waiting per replica crosses {KEDA_QUEUE_THRESHOLD:g}"
-    print(f"measured sustainable ({crossing}): {sustainable:,.1f} {unit} per replica")
+    print(f"measured sustainable ({crossing}): {_rate(sustainable)} {unit} per replica")
 
     rows = []
     learned_points: list[tuple[float, float]] = []
@@ -125,14 +125,14 @@ def main() -> None:
         if hours * 3600 > trace.duration_seconds:
             break
         value = _at(learned_points, hours * 3600.0)
-        shown = "none yet" if value is None else f"{value:,.1f} {unit}"
+        shown = "none yet" if value is None else f"{_rate(value)} {unit}"
         ratio = "| |" if value is None else f"| {value / true:.3f} | {value / sustainable:.3f} |"
         print(f"| {hours} | {shown} {ratio}")
     final = learned_points[-1][1] if learned_points else None
     if final is not None:
         hours = trace.duration_seconds / 3600
         ratios = f"{final / true:.3f} | {final / sustainable:.3f}"
-        print(f"| end ({hours:.1f} h) | {final:,.1f} {unit} | {ratios} |")
+        print(f"| end ({hours:.1f} h) | {_rate(final)} {unit} | {ratios} |")
     first = learned_points[0][0] / 3600 if learned_points else None
     print()
     print(f"first estimate at {first:.2f} h" if first is not None else "no estimate")
@@ -195,10 +195,15 @@ def _saturation(trace: RequestTrace, profile: ServingProfile, load: str) -> floa
         )
         waiting = [signals.num_requests_waiting(t, 0.0) or 0.0 for t in np.arange(hour / 2, hour, 15.0)]
         measured.append(float(np.mean(waiting)) / fleet)
-        print(f"| {share:.3f} | {share * true:,.0f} | {measured[-1]:.2f} |")
+        print(f"| {share:.3f} | {_rate(share * true)} | {measured[-1]:.2f} |")
     print()
     # Where waiting per replica crosses the queue target, linear between the two shares around it.
     return true * float(np.interp(KEDA_QUEUE_THRESHOLD, measured, shares))
+
+
+def _rate(value: float) -> str:
+    """Tokens per second to a tenth, requests per second to four significant digits."""
+    return f"{value:,.1f}" if value >= 100 else f"{value:.4g}"
 
 
 def _at(points: list[tuple[float, float]], at: float) -> float | None:

@@ -12,7 +12,7 @@ import pytest
 
 from sidecar.core import load_core
 from sidecar.replay_simulation import ServingControlLoopPolicy
-from simulator.llm_replay import LlmReplaySettings, run_policies
+from simulator.llm_replay import LlmReplaySettings, load_capacity, run_policies
 from simulator.llm_report import Slo
 from simulator.llm_signals import LlmSignals
 from simulator.request_trace import RequestTrace
@@ -105,3 +105,35 @@ def test_run_policies_runs_the_predictive_policy_at_each_knob():
     ]
     hours = [r.gpu_hours for r in runs]
     assert hours[0] > hours[-1], "a lower target utilization buys more GPU-hours"
+
+
+def ramp_trace(seed: int = 1, low: float = 1.0, high: float = 20.0, span: float = 3600.0) -> RequestTrace:
+    """Poisson arrivals whose rate rises linearly from `low` to `high` req/s (1-4k-token prompts)."""
+    rng = np.random.default_rng(seed)
+    count = int((low + high) / 2 * span)
+    share = np.sort(rng.uniform(0, 1, count))  # the inverse of the linear intensity's CDF
+    arrivals = span * (np.sqrt(low * low + (high * high - low * low) * share) - low) / (high - low)
+    return RequestTrace(
+        "ramp", 1_700_000_000.0, arrivals, rng.integers(1000, 4000, count), rng.integers(20, 400, count)
+    )
+
+
+def test_without_a_capacity_the_loop_learns_one_from_the_queue_and_then_uses_it():
+    # A load rising past what the first replicas sustain: the queue grows at each step up.
+    trace = ramp_trace()
+    draws = SETTINGS.cold_starts.draws()
+    cluster = ServingCluster(trace, PROFILE, ServingSettings(1, 40), lambda: float(next(draws)), LlmSignals())
+    policy = ServingControlLoopPolicy(CORE, 0.6, "tokens", name="learned", learn_capacity=True)
+    simulation = policy.drive(cluster, SETTINGS)
+    assert simulation.learned_capacity, "the queue taught a capacity"
+    first = simulation.learned_capacity[0][0]
+    reasons_before = {reason for at, _, reason in simulation.decisions if at < first}
+    reasons_after = {reason for at, _, reason in simulation.decisions if at >= first}
+    # Until learned, the load and the forecast ask nothing: only the queue (or holding) decides.
+    assert not reasons_before & {"load", "forecast", "load_learned_capacity", "forecast_learned_capacity"}
+    assert reasons_after & {"load_learned_capacity", "forecast_learned_capacity"}
+    assert not reasons_after & {"load", "forecast"}, "a learned capacity always says so"
+    # A replica's queue grows before it reaches the profile's flat-out figure for this token mix
+    # (a full batch of 256), and not far before it: the estimate lies in between (one 2 % bin).
+    flat_out = load_capacity(trace, PROFILE, "tokens")
+    assert 0.75 * flat_out < simulation.learned_capacity[-1][1] <= 1.02 * flat_out
