@@ -134,7 +134,8 @@ def _load_live_without_capacity(now: float, observations: Observations, policy: 
 
 
 def _blend(asked: dict[str, int], current: int, load_known: bool) -> _Wanted:
-    """The largest ask; without a live load signal, never below the current count."""
+    """The largest ask; unless the load is known (`load_known`: its signal asks, or it is live
+    and no capacity is known to turn it into replicas), never below the current count."""
     if not asked:
         return _Wanted(current, Reason.HELD_STALE)
     name = max(asked, key=lambda signal: asked[signal])  # dicts keep SIGNALS order: ties go reactive

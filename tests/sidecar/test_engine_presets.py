@@ -251,11 +251,14 @@ def engines(module_prometheus_factory) -> Iterator[str]:
     thread.join()
 
 
-def _llm_workload(namespace: str, preset: str, extra: str) -> tuple[WorkloadSettings, WorkloadSettings]:
-    """The workload as the preset fills it, and the same with `load_unit: tokens`."""
+def _llm_workload(
+    namespace: str, preset: str, extra: str, capacity: float = 2.0
+) -> tuple[WorkloadSettings, WorkloadSettings]:
+    """The workload as the preset fills it, and the same with `load_unit: tokens`. Rates read a
+    hair off their exact value, so the expected counts keep clear of whole-number quotients."""
     text = (
         f"kubernetes: {{enabled: false}}\nworkloads:\n  - name: llama\n    namespace: {namespace}\n"
-        f"    preset: {preset}\n    replica_capacity_rps: 2\n    target_utilization: 1\n{extra}"
+        f"    preset: {preset}\n    replica_capacity_rps: {capacity:g}\n    target_utilization: 1\n{extra}"
     )
     tokens = text.replace(f"preset: {preset}", f"preset: {preset}\n    load_unit: tokens")
     return parse_settings(text).workloads[0], parse_settings(tokens).workloads[0]
@@ -304,7 +307,7 @@ async def test_vllm_preset_reads_the_engines_metrics_into_decide(namespace: str,
 @pytest.mark.slow
 async def test_tgi_preset_reads_the_engines_metrics_into_decide(engines: str) -> None:
     workload, tokens = _llm_workload(
-        "tgi", "tgi", "    queue_depth_target_per_replica: 5\n    p99_latency_target_seconds: 0.5\n"
+        "tgi", "tgi", "    queue_depth_target_per_replica: 5\n    p99_latency_target_seconds: 0.5\n", 3.0
     )
     queries = workload_queries(workload)
     assert set(queries) == {Signal.LOAD, Signal.QUEUE_DEPTH, Signal.P99_LATENCY}
@@ -312,9 +315,9 @@ async def test_tgi_preset_reads_the_engines_metrics_into_decide(engines: str) ->
     readings = await _read_when_settled(
         engines, {**queries, "tokens": workload_queries(tokens)[Signal.LOAD]}, expected
     )
-    # 8 rps at 2 -> 4; 20 waiting at 5 -> 4; p99 0.995 / 0.5 x 2 -> 4.
+    # 8 rps at 3 -> 3; 20 waiting (a gauge: exact) at 5 -> 4; p99 0.995 / 0.5 x 2 -> 4.
     decision = _decide(workload, readings)
-    assert decision.recommendations == {Signal.LOAD: 4, Signal.QUEUE_DEPTH: 4, Signal.P99_LATENCY: 4}
+    assert decision.recommendations == {Signal.LOAD: 3, Signal.QUEUE_DEPTH: 4, Signal.P99_LATENCY: 4}
 
 
 def _decide(workload: WorkloadSettings, readings: dict) -> Decision:
