@@ -12,11 +12,12 @@ DEFAULT_GPUS_PER_REPLICA = 1.0
 
 @dataclass(frozen=True, slots=True)
 class CostBasis:
-    """`replica_capacity_rps` is what one replica serves at full use (the policy's capacity);
-    `price_per_gpu_hour` None means no price is known, so no money figure is made up."""
+    """`replica_capacity_rps` is what one replica serves at full use (the policy's capacity, None
+    while it is neither set nor learned); `price_per_gpu_hour` None means no price is known, so no
+    money figure is made up."""
 
     gpus_per_replica: float
-    replica_capacity_rps: float
+    replica_capacity_rps: float | None
     price_per_gpu_hour: float | None = None
 
 
@@ -35,9 +36,9 @@ def cost_now(replicas: int | None, load_rps: float | None, basis: CostBasis) -> 
     if replicas is None:
         return None
     gpus = replicas * basis.gpus_per_replica
-    capacity = replicas * basis.replica_capacity_rps
+    capacity = None if basis.replica_capacity_rps is None else replicas * basis.replica_capacity_rps
     known_load = load_rps is not None and load_rps >= 0
-    idle = 1.0 - min(1.0, load_rps / capacity) if known_load and capacity > 0 else None
+    idle = 1.0 - min(1.0, load_rps / capacity) if known_load and capacity else None
     per_1k = None
     if basis.price_per_gpu_hour is not None and load_rps is not None and load_rps > 0:
         per_second = gpus * basis.price_per_gpu_hour / SECONDS_PER_HOUR

@@ -3,7 +3,8 @@
 Order of operations (DESIGN.md, "The decision"):
 1. every live reactive signal and the forecast's pre-warm ask for a count; the largest wins,
    so the result is never below what a reactive scaler would ask for;
-2. without a live load signal nothing may scale down: the count is held (HELD_STALE);
+2. without a live load signal nothing may scale down: the count is held (HELD_STALE); with no
+   capacity known yet (none set, none learned) a live load lets the reactive signals scale down;
 3. a load far above ready capacity is a panic (Knative's): jump at once past windows and rate
    limits, and hold the panic's peak until the load has been quiet for the scale-down window;
 4. otherwise HPA's behavior applies (stabilization windows, Pods/Percent policies, min/max),
@@ -11,7 +12,8 @@ Order of operations (DESIGN.md, "The decision"):
    use, its floor rather than HPA's 5-minute window of past asks guards the scale-down (see
    `ScalingPolicy`): the window only ever held capacity in case the load came back, which is
    what the forecast answers with evidence.
-The reason is the constraint that bound the published count.
+The reason is the constraint that bound the published count; a load or forecast bound measured
+against a learned capacity says so (`Reason.LOAD_LEARNED_CAPACITY`, `FORECAST_LEARNED_CAPACITY`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from autoscaler.decision import Decision, DecisionState, Reason, Recommendation
 from autoscaler.observations import Observations, Signal
 from autoscaler.policy import ScalingPolicy
 from autoscaler.prewarm import Prewarm, prewarm
-from autoscaler.reactive import reactive_recommendations
+from autoscaler.reactive import reactive_recommendations, usable_value
 from autoscaler.stabilization import Limit, rate_limit, record_scale_event, stabilize
 from forecasting.forecast import Forecast
 
@@ -33,7 +35,13 @@ _SIGNAL_REASONS = {
     Signal.P99_LATENCY: Reason.LATENCY,
     Signal.QUEUE_DEPTH: Reason.QUEUE,
     Signal.GPU_UTILIZATION: Reason.GPU,
+    Signal.KV_CACHE_UTILIZATION: Reason.KV_CACHE,
+    Signal.TTFT: Reason.TTFT,
     "forecast": Reason.FORECAST,
+}
+_LEARNED_REASONS = {
+    Reason.LOAD: Reason.LOAD_LEARNED_CAPACITY,
+    Reason.FORECAST: Reason.FORECAST_LEARNED_CAPACITY,
 }
 _LIMIT_REASONS = {
     Limit.SCALE_UP_LIMIT: Reason.RATE_LIMITED,
@@ -70,14 +78,15 @@ def decide(
     if ahead is not None:
         asked["forecast"] = ahead.replicas
     current = observations.current_replicas
+    load_known = Signal.LOAD in asked or _load_live_without_capacity(now, observations, policy)
     if current is None:
-        return _hold_unknown_scale(now, asked, ahead, policy, state)
+        return _hold_unknown_scale(now, asked, load_known, ahead, policy, state)
 
-    wanted = _hold_forecast_floor(_blend(asked, current), current, ahead)
+    wanted = _hold_forecast_floor(_blend(asked, current, load_known), current, ahead)
     state = _track_panic(now, asked.get(Signal.LOAD), observations, policy, state)
     if state.last_panic_at is not None:
         replicas, reason = _panic(wanted, current, policy, state)
-        if reason is Reason.PANIC and "load" not in asked:
+        if reason is Reason.PANIC and Signal.LOAD not in asked:
             # The panic's peak still holds, but what holds it now is the missing load: saying
             # "panic" during a Prometheus outage would send the operator after a burst.
             reason = Reason.HELD_STALE
@@ -89,7 +98,7 @@ def decide(
         now, current, replicas, state.scale_events, policy.scale_up, policy.scale_down
     )
     state = replace(state, recommendations=recommendations, scale_events=events, last_replicas=replicas)
-    return _decision(now, replicas, reason, asked, ahead), state
+    return _decision(now, replicas, reason, asked, ahead, policy), state
 
 
 def _check(now: float, observations: Observations) -> None:
@@ -116,13 +125,22 @@ def _rewind(now: float, state: DecisionState) -> DecisionState:
     )
 
 
-def _blend(asked: dict[str, int], current: int) -> _Wanted:
-    """The largest ask; without a live load signal, never below the current count."""
+def _load_live_without_capacity(now: float, observations: Observations, policy: ScalingPolicy) -> bool:
+    """The load is measured, only what one replica carries is unknown: the data is not stale, so
+    the reactive signals (queue, KV cache, TTFT) may scale down as well as up."""
+    if policy.replica_capacity_rps is not None:
+        return False
+    return usable_value(observations.load, now, policy.stale_after_seconds) is not None
+
+
+def _blend(asked: dict[str, int], current: int, load_known: bool) -> _Wanted:
+    """The largest ask; unless the load is known (`load_known`: its signal asks, or it is live
+    and no capacity is known to turn it into replicas), never below the current count."""
     if not asked:
         return _Wanted(current, Reason.HELD_STALE)
     name = max(asked, key=lambda signal: asked[signal])  # dicts keep SIGNALS order: ties go reactive
     wanted = _Wanted(asked[name], _SIGNAL_REASONS[name])
-    if Signal.LOAD not in asked and wanted.replicas <= current:
+    if not load_known and wanted.replicas <= current:
         return _Wanted(current, Reason.HELD_STALE)
     return wanted
 
@@ -218,25 +236,37 @@ def scale_down_window(trust: float, policy: ScalingPolicy) -> float:
 
 
 def _hold_unknown_scale(
-    now: float, asked: dict[str, int], ahead: Prewarm | None, policy: ScalingPolicy, state: DecisionState
+    now: float,
+    asked: dict[str, int],
+    load_known: bool,
+    ahead: Prewarm | None,
+    policy: ScalingPolicy,
+    state: DecisionState,
 ) -> tuple[Decision, DecisionState]:
     """The scale target's count is unknown (API error, not created yet): publish the last count,
     raised to any signal asking for more; on the very first tick, what the signals ask within
     [min, max]. Windows and events are left alone: nothing was measured against a known count."""
     held = state.last_replicas if state.last_replicas is not None else policy.min_replicas
-    wanted = _blend(asked, held)
+    wanted = _blend(asked, held, load_known)
     replicas = max(held, wanted.replicas)
     reason = Reason.HELD_STALE if replicas == held else wanted.reason
     if replicas > policy.max_replicas:
         replicas, reason = policy.max_replicas, Reason.MAX
     elif replicas < policy.min_replicas:
         replicas, reason = policy.min_replicas, Reason.MIN
-    return _decision(now, replicas, reason, asked, ahead), replace(state, last_replicas=replicas)
+    return _decision(now, replicas, reason, asked, ahead, policy), replace(state, last_replicas=replicas)
 
 
 def _decision(
-    now: float, replicas: int, reason: Reason, asked: dict[str, int], ahead: Prewarm | None
+    now: float,
+    replicas: int,
+    reason: Reason,
+    asked: dict[str, int],
+    ahead: Prewarm | None,
+    policy: ScalingPolicy,
 ) -> Decision:
+    if policy.capacity_learned:
+        reason = _LEARNED_REASONS.get(reason, reason)
     return Decision(
         at=now,
         replicas=replicas,

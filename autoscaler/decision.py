@@ -13,6 +13,8 @@ class Reason(StrEnum):
     LATENCY = "latency"
     QUEUE = "queue"
     GPU = "gpu"
+    KV_CACHE = "kv_cache"
+    TTFT = "ttft"
     FORECAST = "forecast"
     PANIC = "panic"
     HELD_STALE = "held_stale"
@@ -20,6 +22,10 @@ class Reason(StrEnum):
     RATE_LIMITED = "rate_limited"
     MIN = "min"
     MAX = "max"
+    # The load or forecast bound, measured against a capacity learned online (autoscaler.capacity)
+    # because the settings give none: a learned number can be wrong, so it is named as such.
+    LOAD_LEARNED_CAPACITY = "load_learned_capacity"
+    FORECAST_LEARNED_CAPACITY = "forecast_learned_capacity"
 
 
 @dataclass(frozen=True, slots=True)

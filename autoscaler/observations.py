@@ -19,6 +19,8 @@ class Signal(StrEnum):
     P99_LATENCY = "p99_latency"
     QUEUE_DEPTH = "queue_depth"
     GPU_UTILIZATION = "gpu_utilization"
+    KV_CACHE_UTILIZATION = "kv_cache_utilization"
+    TTFT = "ttft"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,10 @@ class Observations:
 
     Units: `load` in requests per second (whole workload), `p99_latency` in seconds,
     `queue_depth` in requests waiting (whole workload), `gpu_utilization` as a ratio 0..1
-    averaged over the workload's GPUs, `cold_start_seconds` the learned create->Ready time.
+    averaged over the workload's GPUs, `kv_cache_utilization` as a ratio 0..1 averaged over the
+    serving engines (vLLM's KV-cache usage gauge), `ttft` in seconds (a high quantile of the time
+    to first token), `cold_start_seconds` the learned create->Ready time. `load` may be a token
+    rate instead (prompt + generated tokens per second): the capacity is then in tokens too.
     `current_replicas` is the scale target's spec.replicas; `ready_replicas` its ready pods.
     """
 
@@ -49,4 +54,6 @@ class Observations:
     p99_latency: Reading | None = None
     queue_depth: Reading | None = None
     gpu_utilization: Reading | None = None
+    kv_cache_utilization: Reading | None = None
+    ttft: Reading | None = None
     cold_start_seconds: float | None = None

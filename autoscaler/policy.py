@@ -12,6 +12,9 @@ from enum import StrEnum
 
 # The Kubernetes API's replica fields (HPA maxReplicas, Deployment replicas) are int32.
 MAX_REPLICAS = 2**31 - 1
+# llm-d's workload variant autoscaler saturates an engine at 80 % KV-cache use: past it, vLLM
+# starts preempting running sequences, so new prompts wait.
+DEFAULT_KV_CACHE_UTILIZATION_TARGET = 0.8
 
 
 class SelectPolicy(StrEnum):
@@ -81,15 +84,24 @@ class ScalingPolicy:
     `forecast_scale_down_window_seconds` (default 0) at full forecast trust, sliding back to
     `scale_down`'s own window as trust falls to none. Without a forecast, `scale_down` applies
     unchanged, as in HPA.
+
+    `replica_capacity_rps` None means not known (nor learned yet): the load and the forecast ask
+    for nothing and the reactive signals alone decide, down as well as up, as long as the load
+    itself is live. `capacity_learned` says the capacity came from autoscaler.capacity rather than
+    the settings, so that decisions it binds say so. The capacity and the load share a unit:
+    tokens per second when the load query is a token rate.
     """
 
-    replica_capacity_rps: float
+    replica_capacity_rps: float | None
     target_utilization: float = 0.7
     min_replicas: int = 1
     max_replicas: int = 100
     p99_latency_target_seconds: float | None = None
     queue_depth_target_per_replica: float | None = None
     gpu_utilization_target: float | None = None
+    kv_cache_utilization_target: float | None = DEFAULT_KV_CACHE_UTILIZATION_TARGET
+    ttft_target_seconds: float | None = None
+    capacity_learned: bool = False
     tolerance: float = 0.1
     panic_threshold: float = 2.0
     stale_after_seconds: float = 90.0
@@ -104,8 +116,9 @@ class ScalingPolicy:
     scale_down: ScalingRules = field(default_factory=default_scale_down)
 
     @property
-    def target_rps_per_replica(self) -> float:
-        return self.replica_capacity_rps * self.target_utilization
+    def target_rps_per_replica(self) -> float | None:
+        capacity = self.replica_capacity_rps
+        return None if capacity is None else capacity * self.target_utilization
 
     @property
     def forecast_quantiles(self) -> tuple[float, ...]:
@@ -116,7 +129,12 @@ class ScalingPolicy:
     def validate(self) -> ScalingPolicy:
         """Return self, or raise PolicyError naming the first bad field, its value and the range."""
         capacity = self.replica_capacity_rps
-        _check(math.isfinite(capacity) and capacity > 0, "replica_capacity_rps", capacity, "finite and > 0")
+        _check(
+            capacity is None or (math.isfinite(capacity) and capacity > 0),
+            "replica_capacity_rps",
+            capacity,
+            "finite and > 0, or unset (learned)",
+        )
         _check(0 < self.target_utilization <= 1, "target_utilization", self.target_utilization, "(0, 1]")
         _check(self.min_replicas >= 0, "min_replicas", self.min_replicas, ">= 0")
         _check(
@@ -125,11 +143,13 @@ class ScalingPolicy:
             self.max_replicas,
             f">= max(1, min_replicas={self.min_replicas}) and <= {MAX_REPLICAS}",
         )
-        for name in ("p99_latency_target_seconds", "queue_depth_target_per_replica"):
+        for name in ("p99_latency_target_seconds", "queue_depth_target_per_replica", "ttft_target_seconds"):
             value = getattr(self, name)
             _check(value is None or value > 0, name, value, "> 0 or unset")
         gpu = self.gpu_utilization_target
         _check(gpu is None or 0 < gpu <= 1, "gpu_utilization_target", gpu, "(0, 1] or unset")
+        kv = self.kv_cache_utilization_target
+        _check(kv is None or 0 < kv <= 1, "kv_cache_utilization_target", kv, "(0, 1] or unset")
         _check(0 <= self.tolerance < 1, "tolerance", self.tolerance, "[0, 1)")
         _check(self.panic_threshold > 1, "panic_threshold", self.panic_threshold, "> 1")
         _check(self.stale_after_seconds > 0, "stale_after_seconds", self.stale_after_seconds, "> 0")

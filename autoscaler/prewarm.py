@@ -60,7 +60,8 @@ def prewarm(
 ) -> Prewarm | None:
     """Replicas for the forecast peak over the lead window; None when there is no usable forecast
     (absent, not covering the window, all NaN, or negative)."""
-    if forecast is None:
+    per_replica = policy.target_rps_per_replica
+    if forecast is None or per_replica is None:  # no capacity: no rate converts to replicas
         return None
     lead = lead_seconds(observations, policy)
     peak = _usable_peak(forecast, now, lead, policy.forecast_quantile)
@@ -73,8 +74,8 @@ def prewarm(
     floor_replicas = None
     if floor_peak is not None:
         floor_rps = _provisioned_rps(floor_peak, trust, load, policy)
-        floor_replicas = replicas_for_total(floor_rps, policy.target_rps_per_replica)
-    return Prewarm(replicas_for_total(rps, policy.target_rps_per_replica), rps, trust, lead, floor_replicas)
+        floor_replicas = replicas_for_total(floor_rps, per_replica)
+    return Prewarm(replicas_for_total(rps, per_replica), rps, trust, lead, floor_replicas)
 
 
 def _usable_peak(forecast: Forecast, now: float, lead: float, quantile: float) -> float | None:
@@ -92,4 +93,5 @@ def _provisioned_rps(peak: float, trust: float, load: float | None, policy: Scal
 def prewarm_floor(decision: Decision) -> int | None:
     """The floor direct pre-warm holds: the decision's count while the forecast is what drives it
     (the load has not arrived yet), None otherwise, which hands the floor back to its owner."""
-    return decision.replicas if decision.reason is Reason.FORECAST else None
+    forecast_bound = decision.reason in (Reason.FORECAST, Reason.FORECAST_LEARNED_CAPACITY)
+    return decision.replicas if forecast_bound else None

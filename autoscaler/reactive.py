@@ -8,9 +8,9 @@ not configured, so that decide() can tell "needs 0" (scale in, if allowed) from 
   AverageValue target: 70 rps at 10 rps per replica -> 7 replicas. Like HPA, a total within the
   tolerance of what the current replicas carry holds them: 6 replicas at 10 rps per replica stay
   at 6 for any load from 54 to 66 rps, so noise does not turn into scale events.
-- Ratios (p99 latency, GPU utilization) scale the ready count by value / target, as HPA does for a
-  Utilization target, with the same tolerance band: 4 ready at 0.9 GPU against 0.6 -> 6 replicas;
-  at 0.63 (within 10 %) -> stay at 4.
+- Ratios (p99 latency, GPU utilization, KV-cache utilization, TTFT) scale the ready count by
+  value / target, as HPA does for a Utilization target, with the same tolerance band: 4 ready at
+  0.9 GPU against 0.6 -> 6 replicas; at 0.63 (within 10 %) -> stay at 4.
 """
 
 from __future__ import annotations
@@ -49,9 +49,10 @@ def _whole(replicas: float) -> int:
 
 def load_replicas(now: float, observations: Observations, policy: ScalingPolicy) -> int | None:
     rps = usable_value(observations.load, now, policy.stale_after_seconds)
-    if rps is None:
+    per_replica = policy.target_rps_per_replica
+    if rps is None or per_replica is None:  # no capacity: the load alone says nothing about replicas
         return None
-    return _total_replicas(rps, policy.target_rps_per_replica, observations.current_replicas, policy)
+    return _total_replicas(rps, per_replica, observations.current_replicas, policy)
 
 
 def queue_replicas(now: float, observations: Observations, policy: ScalingPolicy) -> int | None:
@@ -80,6 +81,16 @@ def gpu_replicas(now: float, observations: Observations, policy: ScalingPolicy) 
     )
 
 
+def kv_cache_replicas(now: float, observations: Observations, policy: ScalingPolicy) -> int | None:
+    return _ratio_replicas(
+        now, observations, observations.kv_cache_utilization, policy.kv_cache_utilization_target, policy
+    )
+
+
+def ttft_replicas(now: float, observations: Observations, policy: ScalingPolicy) -> int | None:
+    return _ratio_replicas(now, observations, observations.ttft, policy.ttft_target_seconds, policy)
+
+
 def _ratio_replicas(
     now: float,
     observations: Observations,
@@ -105,6 +116,8 @@ SIGNALS = {
     Signal.P99_LATENCY: latency_replicas,
     Signal.QUEUE_DEPTH: queue_replicas,
     Signal.GPU_UTILIZATION: gpu_replicas,
+    Signal.KV_CACHE_UTILIZATION: kv_cache_replicas,
+    Signal.TTFT: ttft_replicas,
 }
 
 

@@ -14,6 +14,8 @@ import argparse
 import time
 from pathlib import Path
 
+from sidecar.core import load_core
+from sidecar.replay_simulation import ServingControlLoopPolicy
 from simulator.llm_replay import LLM_POLICIES, LlmReplaySettings, run_policies
 from simulator.llm_report import Slo, score
 from simulator.request_trace import RequestTrace, read_request_trace
@@ -35,6 +37,11 @@ def main() -> None:
     parser.add_argument("--oracle-iterations", type=int, default=6)
     args = parser.parse_args()
     profile = load_profile()
+    core = load_core()
+
+    def predictive(knob: float, name: str) -> ServingControlLoopPolicy:
+        return ServingControlLoopPolicy(core, knob, name=name)
+
     slo = Slo()
     settings = LlmReplaySettings(
         cold_start_seconds=args.cold_start_seconds,
@@ -72,7 +79,7 @@ def main() -> None:
         total = time.perf_counter()
         for name in LLM_POLICIES:
             began = time.perf_counter()
-            (run,) = run_policies(trace, profile, [name], settings, slo)
+            (run,) = run_policies(trace, profile, [name], settings, slo, predictive)
             s = score(trace, run, slo)
             print(
                 f"| {Path(trace.source).name} | {len(trace)} | {name} | {s.attainment:.4f} "

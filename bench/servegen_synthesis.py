@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator.request_trace import read_request_trace, write_request_trace
-from simulator.servegen_synthesis import synthesize
+from simulator.servegen_synthesis import WINDOW_SECONDS, published_per_window, synthesize
 
 
 def main() -> None:
@@ -35,12 +35,16 @@ def main() -> None:
         args.archive, args.model, tokens.input_tokens, tokens.output_tokens, args.scale, args.seed
     )
     keep = arrivals < args.days * 86_400
+    published = published_per_window(args.archive, args.model, args.scale)
+    expected = sum(
+        count for start, count in published.items() if start + WINDOW_SECONDS <= args.days * 86_400
+    )
     write_request_trace(args.out, arrivals[keep], inputs[keep], outputs[keep])
     print(
         f"{args.out}: {int(keep.sum())} requests over {args.days:g} days, mean "
         f"{keep.sum() / (args.days * 86_400):.2f} req/s, tokens from {tokens.source} "
         f"(mean input {np.mean(inputs):.0f}, output {np.mean(outputs):.0f}), "
-        f"{time.perf_counter() - began:.1f} s"
+        f"{time.perf_counter() - began:.1f} s; synthesized / published requests {keep.sum() / expected:.4f}"
     )
 
 

@@ -24,6 +24,13 @@ from typing import Protocol
 
 import numpy as np
 
+from autoscaler.capacity import (
+    CapacityEstimate,
+    CapacityEvidence,
+    capacity_pair,
+    estimate_capacity,
+    record_pair,
+)
 from autoscaler.decision import Decision, DecisionState
 from autoscaler.observations import Observations, Reading, Signal
 from autoscaler.policy import ScalingPolicy
@@ -115,6 +122,7 @@ class WorkloadRuntime:
     refit_started_at: float | None = None
     decision_state: DecisionState = field(default_factory=DecisionState)
     readings: dict[Signal, Reading] = field(default_factory=dict)
+    capacity_evidence: CapacityEvidence = field(default_factory=CapacityEvidence)
     published: PublishedDecision | None = None
     consecutive_failures: int = 0
     last_error: str | None = None
@@ -132,7 +140,8 @@ class WorkloadRuntime:
 
 
 # What a reload invalidates: a new load query makes the history another series, a new model makes
-# the fit (and one in flight) another model's. Everything else a runtime carries survives.
+# the fit (and one in flight) another model's, new queries or targets the capacity evidence
+# another's. Everything else a runtime carries survives.
 _HISTORY_FIELDS = ("history", "history_read_at", "history_read", "history_requested_at")
 _MODEL_FIELDS = ("fitted", "fitted_at", "refit", "refit_started_at")
 
@@ -220,6 +229,12 @@ def _carried_over(old: WorkloadRuntime, fresh: WorkloadRuntime) -> WorkloadRunti
         carried = replace(carried, **{name: getattr(fresh, name) for name in _HISTORY_FIELDS})
     if old.settings.forecast.model != fresh.settings.forecast.model:
         carried = replace(carried, **{name: getattr(fresh, name) for name in _MODEL_FIELDS})
+    # Pairs are judged saturated by the queries and targets: new ones make the old evidence moot.
+    if (old.settings.queries, old.settings.policy_targets()) != (
+        fresh.settings.queries,
+        fresh.settings.policy_targets(),
+    ):
+        carried = replace(carried, capacity_evidence=fresh.capacity_evidence)
     return carried
 
 
@@ -394,10 +409,17 @@ async def tick_once(
         p99_latency=runtime.readings.get(Signal.P99_LATENCY),
         queue_depth=runtime.readings.get(Signal.QUEUE_DEPTH),
         gpu_utilization=runtime.readings.get(Signal.GPU_UTILIZATION),
+        kv_cache_utilization=runtime.readings.get(Signal.KV_CACHE_UTILIZATION),
+        ttft=runtime.readings.get(Signal.TTFT),
         cold_start_seconds=_cold_start(runtime, ports.cold_starts),
     )
+    runtime.capacity_evidence = record_pair(
+        runtime.capacity_evidence, capacity_pair(now, observations, runtime.policy)
+    )
+    learned = estimate_capacity(runtime.capacity_evidence)
+    policy = _policy_with_capacity(runtime.policy, learned)
     decision, runtime.decision_state = ports.decide(
-        now, observations, forecast, runtime.policy, runtime.decision_state
+        now, observations, forecast, policy, runtime.decision_state
     )
     published = PublishedDecision(
         namespace=workload.namespace,
@@ -407,12 +429,21 @@ async def tick_once(
         published_at=now,
         forecast=forecast,
         labels={"namespace": workload.namespace, "workload": workload.name, **workload.labels},
-        cost_basis=workload.cost_basis(),
+        cost_basis=replace(workload.cost_basis(), replica_capacity_rps=policy.replica_capacity_rps),
+        learned_capacity=learned,
     )
     ports.latest.publish(published)
     log_decision_change(runtime.logger, runtime.published, published)
     runtime.published = published
     return published
+
+
+def _policy_with_capacity(policy: ScalingPolicy, learned: CapacityEstimate | None) -> ScalingPolicy:
+    """The settings' capacity when they give one (the learned one is then only reported), else the
+    learned one, else none: decide() then scales on the reactive signals alone."""
+    if policy.replica_capacity_rps is not None or learned is None:
+        return policy
+    return replace(policy, replica_capacity_rps=learned.per_replica, capacity_learned=True)
 
 
 async def _none() -> None:

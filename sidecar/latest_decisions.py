@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from autoscaler import CostBasis, Decision, Observations
+from autoscaler.capacity import CapacityEstimate
 from forecasting import Forecast
 
 
@@ -16,6 +17,8 @@ class PublishedDecision:
 
     `labels` are the workload's selectable labels (always `namespace` and `workload`, plus any
     configured ones such as `model`); `published_at` is the Unix time of publication.
+    `learned_capacity` is what autoscaler.capacity has learned so far (None until it has enough
+    pairs), whether or not the decision used it (only when the settings give no capacity).
     """
 
     namespace: str
@@ -26,6 +29,7 @@ class PublishedDecision:
     forecast: Forecast | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     cost_basis: CostBasis | None = None
+    learned_capacity: CapacityEstimate | None = None
 
 
 class LatestDecisions:

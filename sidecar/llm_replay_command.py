@@ -1,16 +1,35 @@
 """`replay --trace` of a per-request trace (Azure LLM, Mooncake or `arrival_s,input_tokens,
 output_tokens`): the LLM serving replay (simulator/serving.py) under the LLM policies, scored on
 TTFT/TPOT SLO attainment and GPU-hours. replay_command dispatches here on the file's header.
+
+The predictive policy is the shipped control loop over the serving cluster, through the example
+HPA (sidecar/replay_simulation.ServingControlLoopPolicy), forecasting `--llm-load` (token or
+request rate) with vLLM's queue as its reactive signal. `--sweep` runs every swept policy over
+its own knob and compares them at equal attainment (simulator/llm_report.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from simulator.llm_replay import LLM_POLICIES, LlmReplaySettings, run_policies
+from sidecar.core import Core, load_core
+from sidecar.replay_simulation import LoopOptions, ServingControlLoopPolicy
+from simulator.consumer import describe_chain
+from simulator.llm_replay import (
+    DEFAULT_LOAD,
+    KNOBS,
+    LLM_POLICIES,
+    LOADS,
+    LlmReplaySettings,
+    PredictiveFactory,
+    hpa_target_rps,
+    load_capacity,
+    run_policies,
+)
 from simulator.llm_report import Slo, comparison_table, summary, write_json, write_plot, write_requests
 from simulator.request_trace import read_request_trace
 from simulator.serving_profile import load_profile
@@ -30,9 +49,22 @@ def add_arguments(parser: Any) -> None:
     group.add_argument(
         "--serving-profile", type=Path, help="serving profile YAML (default: Llama-3.1-8B on one H100)"
     )
+    group.add_argument(
+        "--llm-load",
+        choices=list(LOADS),
+        default=DEFAULT_LOAD,
+        help=f"the load predictive forecasts and scales on (default {DEFAULT_LOAD})",
+    )
 
 
-def run(args: argparse.Namespace) -> int:
+def predictive_factory(args: argparse.Namespace, core: Core, options: LoopOptions) -> PredictiveFactory:
+    def build(knob: float, name: str) -> ServingControlLoopPolicy:
+        return ServingControlLoopPolicy(core, knob, args.llm_load, options, name=name)
+
+    return build
+
+
+def run(args: argparse.Namespace, options: LoopOptions) -> int:
     names = [n.strip() for n in (args.policies or ",".join(LLM_POLICIES)).split(",") if n.strip()]
     unknown = [n for n in names if n not in LLM_POLICIES]
     if unknown or not names:
@@ -60,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     trace = read_request_trace(args.trace)
     settings = LlmReplaySettings(
         cold_start_seconds=float(args.cold_start_seconds),
+        cold_start_spread=args.cold_start_spread,
+        seed=args.seed,
         min_replicas=args.min_replicas,
         max_replicas=args.max_replicas,
         scrape_delay_seconds=args.scrape_delay_seconds,
@@ -68,16 +102,21 @@ def run(args: argparse.Namespace) -> int:
         target_rps_per_replica=None if capacity is None else capacity * args.target_utilization,
     )
     slo = Slo(args.slo_ttft_seconds, tpot)
-    runs = run_policies(trace, profile, names, settings, slo)
+    predictive = predictive_factory(args, load_core(), options) if "predictive" in names else None
+    runs = run_policies(trace, profile, names, settings, slo, predictive, args.sweep)
     parameters = {
         "profile": profile.name,
         "cold_start_seconds": settings.cold_start_seconds,
+        "cold_start_distribution": settings.cold_starts.describe(),
+        "predictive_chain": describe_chain(options.tolerance),
+        "predictive_load": args.llm_load,
+        "predictive_capacity_per_replica": load_capacity(trace, profile, args.llm_load),
         "min_replicas": settings.min_replicas,
         "max_replicas": settings.max_replicas,
         "scrape_delay_seconds": settings.scrape_delay_seconds,
         "rate_window_seconds": settings.rate_window_seconds,
-        "hpa_target_rps_per_replica": settings.target_rps_per_replica
-        or settings.target_utilization * profile.capacity_rps(trace.input_tokens, trace.output_tokens),
+        "hpa_target_rps_per_replica": hpa_target_rps(trace, profile, settings, settings.target_utilization),
+        "knobs": {name: asdict(knob) for name, knob in KNOBS.items()},
     }
     try:
         if args.json is not None:

@@ -34,7 +34,6 @@ from simulator.frontier import SWEEP_TARGETS, sweep_name
 from simulator.hpa import HpaAutoscaler
 from simulator.knative import KnativeAutoscaler
 from simulator.metrics_pipeline import TraceMetrics
-from simulator.pods import ColdStartDistribution
 from simulator.policies import Oracle, StaticPeak
 from simulator.replay import ClosedLoopPolicy, PlannedPolicy, ReplaySettings, default_capacity_rps, replay
 from simulator.report import (
@@ -144,32 +143,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    options = loop_options(args)
     if args.trace is not None and is_request_trace(args.trace):
-        return llm_replay_command.run(args)
+        return llm_replay_command.run(args, options)
     names = [name.strip() for name in (args.policies or ",".join(POLICIES)).split(",") if name.strip()]
     unknown = [name for name in names if name not in KNOWN_POLICIES]
     if unknown or not names:
         raise ReplayError(
             f"--policies: unknown {unknown or 'empty list'}; choose from {', '.join(KNOWN_POLICIES)}"
         )
-    if args.cold_start_seconds < 0:
-        raise ReplayError(f"--cold-start-seconds={args.cold_start_seconds}: must be >= 0")
-    # Written so that NaN, which fails every comparison, is refused too.
-    if not 0 <= args.cold_start_spread <= 2:
-        raise ReplayError(f"--cold-start-spread={args.cold_start_spread:g}: allowed 0 to 2")
-    if not 0 <= args.hpa_tolerance < 1:
-        raise ReplayError(f"--hpa-tolerance={args.hpa_tolerance:g}: allowed 0 up to (not including) 1")
-    if not 0 <= args.scrape_delay_seconds <= 3600:
-        raise ReplayError(f"--scrape-delay-seconds={args.scrape_delay_seconds:g}: allowed 0 to 3600")
-    if not 0 < args.rate_window_seconds <= 3600:
-        raise ReplayError(
-            f"--rate-window-seconds={args.rate_window_seconds:g}: allowed more than 0, up to 3600"
-        )
-    # Written so that NaN, which fails every comparison, is refused too.
-    if not 0 <= args.gpus_per_replica <= 64:
-        raise ReplayError(f"--gpus-per-replica={args.gpus_per_replica:g}: allowed 0 to 64")
-    if args.price_per_gpu_hour is not None and not 0 <= args.price_per_gpu_hour < math.inf:
-        raise ReplayError(f"--price-per-gpu-hour={args.price_per_gpu_hour:g}: must be a finite number >= 0")
     if args.plot is not None and args.plot.suffix.lower() not in PLOT_SUFFIXES:
         raise ReplayError(f"--plot={args.plot}: the file name must end in one of {', '.join(PLOT_SUFFIXES)}")
     trace = read_trace(args.trace if args.trace is not None else BUNDLED_TRACE)
@@ -189,16 +171,6 @@ def _replay(args: argparse.Namespace) -> int:
         price_per_gpu_hour=args.price_per_gpu_hour,
     )
     scaling_policy(settings)  # validates capacity, utilization and bounds, naming the field
-    try:
-        forecast = ForecastSettings(
-            model=args.forecast_model,
-            quantile=args.forecast_quantile,
-            floor_quantile=args.forecast_floor_quantile,
-        )
-    except ValidationError as error:
-        problem = error.errors()[0]
-        raise ReplayError(f"--forecast-{problem['loc'][0]}: {problem['msg']}".replace("_", "-")) from error
-    options = LoopOptions(forecast=forecast, tolerance=args.hpa_tolerance)
     core = load_core() if "predictive" in names else None
     if args.sweep:
         policies = sweep_policies(names, settings, options, core)
@@ -216,7 +188,7 @@ def _replay(args: argparse.Namespace) -> int:
         _progress_bar if show_progress else None,
         parameters={
             "predictive_chain": describe_chain(args.hpa_tolerance),
-            "cold_start_distribution": describe_cold_starts(settings.cold_starts),
+            "cold_start_distribution": settings.cold_starts.describe(),
         },
     )
     plot = write_frontier_plot if args.sweep else write_plot
@@ -239,12 +211,36 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe_cold_starts(cold_starts: ColdStartDistribution) -> str:
-    return (
-        f"lognormal per pod: median {cold_starts.median_seconds:g} s, log standard deviation "
-        f"{cold_starts.spread:g} (p90 {cold_starts.quantile_seconds(0.9):.0f} s), seed {cold_starts.seed}, "
-        "the same draws in pod-creation order for every policy"
-    )
+def loop_options(args: argparse.Namespace) -> LoopOptions:
+    """The flags both replays share, validated, and the predictive policy's loop options."""
+    if args.cold_start_seconds < 0:
+        raise ReplayError(f"--cold-start-seconds={args.cold_start_seconds}: must be >= 0")
+    # Written so that NaN, which fails every comparison, is refused too.
+    if not 0 <= args.cold_start_spread <= 2:
+        raise ReplayError(f"--cold-start-spread={args.cold_start_spread:g}: allowed 0 to 2")
+    if not 0 <= args.hpa_tolerance < 1:
+        raise ReplayError(f"--hpa-tolerance={args.hpa_tolerance:g}: allowed 0 up to (not including) 1")
+    if not 0 <= args.scrape_delay_seconds <= 3600:
+        raise ReplayError(f"--scrape-delay-seconds={args.scrape_delay_seconds:g}: allowed 0 to 3600")
+    if not 0 < args.rate_window_seconds <= 3600:
+        raise ReplayError(
+            f"--rate-window-seconds={args.rate_window_seconds:g}: allowed more than 0, up to 3600"
+        )
+    # Written so that NaN, which fails every comparison, is refused too.
+    if not 0 <= args.gpus_per_replica <= 64:
+        raise ReplayError(f"--gpus-per-replica={args.gpus_per_replica:g}: allowed 0 to 64")
+    if args.price_per_gpu_hour is not None and not 0 <= args.price_per_gpu_hour < math.inf:
+        raise ReplayError(f"--price-per-gpu-hour={args.price_per_gpu_hour:g}: must be a finite number >= 0")
+    try:
+        forecast = ForecastSettings(
+            model=args.forecast_model,
+            quantile=args.forecast_quantile,
+            floor_quantile=args.forecast_floor_quantile,
+        )
+    except ValidationError as error:
+        problem = error.errors()[0]
+        raise ReplayError(f"--forecast-{problem['loc'][0]}: {problem['msg']}".replace("_", "-")) from error
+    return LoopOptions(forecast=forecast, tolerance=args.hpa_tolerance)
 
 
 def scaling_policy(settings: ReplaySettings) -> ScalingPolicy:

@@ -1,15 +1,17 @@
-"""The shipped control loop over a simulated cluster: what both `replay`'s predictive policy and
-`serve --replay` run, so every replay figure about the predictive policy is measured on the
-code a cluster runs.
+"""The shipped control loop over a simulated cluster: what `replay`'s predictive policy (on a
+request-rate trace and on a per-request LLM trace) and `serve --replay` run, so every replay
+figure about the predictive policy is measured on the code a cluster runs.
 
 The chain is the cluster's: `ControlLoop` (the production tick, refit schedule, history read,
-horizon and state) reads the load through `TraceSignals` (a Prometheus-like rate with the
-replay's scrape delay and window) and the replica counts and pod readiness from
-`SimulatedCluster`; it publishes to `LatestDecisions`; the consumer HPA (simulator/consumer.py,
-configured as deploy/examples/hpa/hpa.yaml) reads `desired_replicas` as the external metrics
-API serves it (absent when stale) and sets the simulated Deployment's spec.replicas; pods become
-Ready after a cold start drawn per pod, and the loop learns it from their readiness through the
-same `ColdStartSource` port a pod watch feeds.
+horizon and state) reads its signals through `TraceSignals` (each query a simulator source with
+the replay's scrape delay and window: the request rate of a trace, or the vLLM counters and
+gauges of the serving cluster) and the replica counts and pod readiness from `SimulatedCluster`;
+it publishes to `LatestDecisions`; the consumer HPA (simulator/consumer.py, configured as
+deploy/examples/hpa/hpa.yaml) reads `desired_replicas` as the external metrics API serves it
+(absent when stale) and sets the simulated Deployment's spec.replicas (simulator/pods.Deployment:
+pods only, or vLLM replicas serving the requests); pods become Ready after a cold start drawn per
+pod, and the loop learns it from their readiness through the same `ColdStartSource` port a pod
+watch feeds. After each tick the cluster runs to the next tick, then the clock moves there.
 
 Determinism: time is a `SteppedClock` moved one tick at a time after each tick, and fits run
 inline (`InlineExecutor`), so a model fitted at one tick is used from the next, in every run.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +46,13 @@ from sidecar.settings import (
 )
 from simulator.consumer import SYNC_SECONDS, ConsumerHpa, example_hpa_spec
 from simulator.hpa import Scale
+from simulator.llm_policies import KEDA_QUEUE_THRESHOLD
+from simulator.llm_replay import DEFAULT_LOAD, LOADS, LlmReplaySettings, load_capacity
 from simulator.metrics_pipeline import TraceMetrics
-from simulator.pods import SimulatedDeployment
+from simulator.pods import Deployment
 from simulator.replay import Occupancy, ReplaySettings, default_capacity_rps
+from simulator.serving import ServingCluster
+from simulator.signal_sources import LlmCounterRate, LlmGauge, PipelineRate, SignalSource
 from simulator.trace import read_trace
 from simulator.view import MetricsPipeline
 
@@ -64,28 +70,19 @@ def load_query(workload: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TraceSignals:
-    """A SignalReader over the replay's metrics pipeline: the load query reads the rate over the
-    window ending one scrape delay ago, stamped then, as Prometheus would answer it; every other
+    """A SignalReader over the replay's sources (simulator/signal_sources.py), one per rendered
+    query, each answering as Prometheus would (one scrape delay late, stamped then); every other
     query is absent, as an unconfigured one would be."""
 
-    metrics: MetricsPipeline
-    load_query: str
-    delay_seconds: float
-    window_seconds: float
+    sources: Mapping[str, SignalSource]
 
     async def instant(self, query: str, at: float) -> Reading | None:
-        if query != self.load_query:
-            return None
-        rate = self.metrics.rate(at, self.window_seconds, self.delay_seconds)
-        return None if rate is None else Reading(rate, at - self.delay_seconds)
+        source = self.sources.get(query)
+        return None if source is None else source.instant(at)
 
     async def history(self, query: str, start: float, end: float, step_seconds: float) -> LoadSeries | None:
-        if query != self.load_query:
-            return None
-        series = self.metrics.history(end, step_seconds, self.delay_seconds, end - start)
-        if not len(series.values) or np.all(np.isnan(series.values)):
-            return None
-        return series
+        source = self.sources.get(query)
+        return None if source is None else source.history(start, end, step_seconds)
 
 
 class InlineExecutor(Executor):
@@ -107,7 +104,7 @@ class SimulatedCluster:
     ReplicaReader) and for the pod watch (each pod that turned Ready by a read is handed to the
     cold-start tracker, keyed by the workload)."""
 
-    deployment: SimulatedDeployment
+    deployment: Deployment
     consumer: ConsumerHpa
     tracker: ColdStartTracker
     clock: SteppedClock
@@ -147,6 +144,10 @@ class SimulatedCluster:
         )
         self.deployment.scale(t, self.consumer.sync(now, value, scale))
 
+    def advance(self, until: float) -> None:
+        """Run the cluster up to `until` (Unix seconds) before the loop reads it there."""
+        self.deployment.advance(round(until - self.start_seconds))
+
 
 @dataclass
 class Simulation:
@@ -161,6 +162,8 @@ class Simulation:
     ends_at: float
     forecast_points: list[tuple[float, float]] = field(default_factory=list)
     decisions: list[tuple[float, int, str]] = field(default_factory=list)  # (at, replicas, reason)
+    # (at, per replica) from the first tick autoscaler.capacity has an estimate.
+    learned_capacity: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def tracker(self) -> ColdStartTracker:
@@ -173,12 +176,15 @@ class Simulation:
                 self.decisions.append((report.at, item.decision.replicas, str(item.decision.reason)))
                 if item.decision.forecast_rps is not None:
                     self.forecast_points.append((report.at, item.decision.forecast_rps))
+                if item.learned_capacity is not None:
+                    self.learned_capacity.append((report.at, item.learned_capacity.per_replica))
             self.cluster.follow(latest)
         finally:
             # Time moves on even if the HPA step failed: the loop logs the failure and ticks on.
             if report.at + self.tick_seconds >= self.ends_at:
                 stop.set()
             else:
+                self.cluster.advance(report.at + self.tick_seconds)
                 await self.clock.step(self.tick_seconds)
 
 
@@ -191,24 +197,76 @@ class LoopOptions:
     speedup: float | None = None
 
 
-def replay_workload(
-    name: str, settings: ReplaySettings, forecast: ForecastSettings, target_utilization: float | None = None
+def scaled_workload(
+    name: str,
+    queries: Mapping[str, str],
+    capacity: float | None,
+    target_utilization: float,
+    bounds: tuple[int, int],
+    forecast: ForecastSettings,
+    queue_depth_target_per_replica: float | None = None,
 ) -> WorkloadSettings:
-    """The workload a replay scales: the run's capacity, target (or `target_utilization`, a sweep
-    point) and bounds; the cold start is learned, not given."""
+    """The workload a replay scales: its queries, a replica's capacity in the load's unit (None:
+    learned online), the target (a sweep point) and bounds; the cold start is learned, not given."""
     return WorkloadSettings(
         name=name,
         namespace=NAMESPACE,
-        queries={"load": load_query(name)},
-        replica_capacity_rps=settings.replica_capacity_rps,
-        target_utilization=settings.target_utilization if target_utilization is None else target_utilization,
-        min_replicas=settings.min_replicas,
-        max_replicas=settings.max_replicas,
+        queries=dict(queries),
+        replica_capacity_rps=capacity,
+        target_utilization=target_utilization,
+        min_replicas=bounds[0],
+        max_replicas=bounds[1],
+        queue_depth_target_per_replica=queue_depth_target_per_replica,
         forecast=forecast,
     )
 
 
+def replay_workload(
+    name: str, settings: ReplaySettings, forecast: ForecastSettings, target_utilization: float | None = None
+) -> WorkloadSettings:
+    """The request-rate replay's workload: the run's capacity, target (or `target_utilization`)."""
+    return scaled_workload(
+        name,
+        {"load": load_query(name)},
+        settings.replica_capacity_rps,
+        settings.target_utilization if target_utilization is None else target_utilization,
+        (settings.min_replicas, settings.max_replicas),
+        forecast,
+    )
+
+
 def build_simulation(
+    name: str,
+    deployment: Deployment,
+    signals: TraceSignals,
+    start_seconds: float,
+    seconds: float,
+    bounds: tuple[int, int],
+    loop: LoopSettings,
+    options: LoopOptions,
+    estimate_cold_start: Callable[[Any], float | None],
+    decision_max_age_seconds: float = ServerSettings().decision_max_age_seconds,
+) -> Simulation:
+    clock = SteppedClock(start_seconds, options.speedup)
+    cluster = SimulatedCluster(
+        deployment=deployment,
+        consumer=ConsumerHpa(example_hpa_spec(*bounds, options.tolerance)),
+        tracker=ColdStartTracker(estimate=estimate_cold_start),
+        clock=clock,
+        key=(NAMESPACE, name),
+        start_seconds=start_seconds,
+        decision_max_age_seconds=decision_max_age_seconds,
+    )
+    return Simulation(
+        signals=signals,
+        cluster=cluster,
+        clock=clock,
+        tick_seconds=loop.tick_seconds,
+        ends_at=start_seconds + seconds,
+    )
+
+
+def rate_simulation(
     name: str,
     demand_per_second: np.ndarray,
     start_seconds: float,
@@ -219,27 +277,19 @@ def build_simulation(
     estimate_cold_start: Callable[[Any], float | None],
     decision_max_age_seconds: float = ServerSettings().decision_max_age_seconds,
 ) -> Simulation:
-    clock = SteppedClock(start_seconds, options.speedup)
-    cluster = SimulatedCluster(
-        deployment=settings.deployment(np.nan_to_num(demand_per_second, nan=0.0)),
-        consumer=ConsumerHpa(
-            example_hpa_spec(settings.min_replicas, settings.max_replicas, options.tolerance)
-        ),
-        tracker=ColdStartTracker(estimate=estimate_cold_start),
-        clock=clock,
-        key=(NAMESPACE, name),
-        start_seconds=start_seconds,
-        decision_max_age_seconds=decision_max_age_seconds,
-    )
-    signals = TraceSignals(
-        metrics, load_query(name), settings.scrape_delay_seconds, settings.rate_window_seconds
-    )
-    return Simulation(
-        signals=signals,
-        cluster=cluster,
-        clock=clock,
-        tick_seconds=loop.tick_seconds,
-        ends_at=start_seconds + len(demand_per_second),
+    """The request-rate replay's simulation: pods only, the load read from the trace's demand."""
+    rate = PipelineRate(metrics, settings.scrape_delay_seconds, settings.rate_window_seconds)
+    return build_simulation(
+        name,
+        settings.deployment(np.nan_to_num(demand_per_second, nan=0.0)),
+        TraceSignals({load_query(name): rate}),
+        start_seconds,
+        len(demand_per_second),
+        (settings.min_replicas, settings.max_replicas),
+        loop,
+        options,
+        estimate_cold_start,
+        decision_max_age_seconds,
     )
 
 
@@ -294,7 +344,7 @@ class ControlLoopPolicy:
         settings: ReplaySettings,
     ) -> Simulation:
         """The whole replay; the finished simulation holds the pods and every decision."""
-        simulation = build_simulation(
+        simulation = rate_simulation(
             self.workload,
             demand_per_second,
             start_seconds,
@@ -305,6 +355,76 @@ class ControlLoopPolicy:
             self.core.estimate_cold_start,
         )
         workload = replay_workload(self.workload, settings, self.options.forecast, self.target_utilization)
+        asyncio.run(run_loop(simulation, workload, self.loop, self.core))
+        return simulation
+
+
+def serving_load_query(load: str, workload: str) -> str:
+    """The load query a workload's settings would hold for `load` (simulator/llm_replay.LOADS):
+    the arrivals a gateway counts, or the prompt and generated tokens vLLM counts."""
+    if load == "requests":
+        return load_query(workload)
+    return " + ".join(f'sum(rate(vllm:{counter}{{workload="{workload}"}}[1m]))' for counter in LOADS[load])
+
+
+def queue_query(workload: str) -> str:
+    return f'sum(vllm:num_requests_waiting{{workload="{workload}"}})'
+
+
+@dataclass(frozen=True, slots=True)
+class ServingControlLoopPolicy:
+    """`replay`'s predictive policy on a per-request trace (a ClosedLoopServingPolicy): the
+    control loop with its default settings over the serving cluster, the load `load` (request
+    or token rate, its capacity a replica's flat-out figure for the trace's mean token mix) as
+    the forecast and reactive load, and vLLM's queue as the reactive queue signal
+    (`queue_depth_target_per_replica`, production-stack's threshold by default).
+    `capacity` replaces that figure (the load's unit); `learn_capacity` leaves the capacity out of
+    the settings, so the loop learns it from the queue (autoscaler.capacity) and scales on the
+    queue alone until it has."""
+
+    core: Core
+    target_utilization: float
+    load: str = DEFAULT_LOAD
+    options: LoopOptions = field(default_factory=LoopOptions)
+    loop: LoopSettings = field(default_factory=LoopSettings)
+    queue_depth_target_per_replica: float | None = KEDA_QUEUE_THRESHOLD
+    capacity: float | None = None
+    learn_capacity: bool = False
+    name: str = "predictive"
+    workload: str = WORKLOAD
+
+    def drive(self, cluster: ServingCluster, settings: LlmReplaySettings) -> Simulation:
+        """The whole replay over `cluster`; the finished simulation holds every decision."""
+        trace, signals = cluster.trace, cluster.signals
+        delay, window = settings.scrape_delay_seconds, settings.rate_window_seconds
+        load = serving_load_query(self.load, self.workload)
+        queue = queue_query(self.workload)
+        sources: dict[str, SignalSource] = {
+            load: LlmCounterRate(signals, LOADS[self.load], delay, window),
+            queue: LlmGauge(signals, "num_requests_waiting", delay),
+        }
+        simulation = build_simulation(
+            self.workload,
+            cluster,
+            TraceSignals(sources),
+            trace.start_seconds,
+            trace.duration_seconds,
+            settings.bounds,
+            self.loop,
+            self.options,
+            self.core.estimate_cold_start,
+        )
+        workload = scaled_workload(
+            self.workload,
+            {"load": load, "queue_depth": queue},
+            None
+            if self.learn_capacity
+            else self.capacity or load_capacity(trace, cluster.profile, self.load),
+            self.target_utilization,
+            settings.bounds,
+            self.options.forecast,
+            self.queue_depth_target_per_replica,
+        )
         asyncio.run(run_loop(simulation, workload, self.loop, self.core))
         return simulation
 
@@ -362,7 +482,7 @@ def serve_replay(
     demand = trace.demand_per_second()
     settings = ReplaySettings(replica_capacity_rps=default_capacity_rps(trace))
     name = workload_name(trace_path)
-    simulation = build_simulation(
+    simulation = rate_simulation(
         name,
         demand,
         float(trace.start_seconds),

@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from autoscaler.cost import DEFAULT_GPUS_PER_REPLICA, CostBasis
 from autoscaler.observations import Signal
 from autoscaler.policy import (
+    DEFAULT_KV_CACHE_UTILIZATION_TARGET,
     PolicyError,
     RatePolicy,
     RatePolicyType,
@@ -39,6 +40,7 @@ from autoscaler.policy import (
 )
 from forecasting.registry import DEFAULT_MODEL, MODELS
 from sidecar.budgets import READ_SHARE
+from sidecar.engine_presets import LoadUnit, engine_presets
 
 ENV_PREFIX = "PREDICTIVE_AUTOSCALER_"
 # A ConfigMap holds at most 1 MiB, so a bigger settings file is a mistake; checked before reading,
@@ -106,12 +108,16 @@ class TargetSettings(_Strict):
 class QuerySettings(_Strict):
     """PromQL per signal. `$namespace` and `$workload` are replaced by the workload's (escaped)
     values, so one template serves many workloads. Units: load in requests per second for the
-    whole workload, latency in seconds, queue in requests, GPU utilization as a 0..1 ratio."""
+    whole workload (or tokens per second, with `load_unit: tokens`), latency in seconds, queue in
+    requests, GPU and KV-cache utilization as 0..1 ratios, TTFT in seconds (a high quantile). A
+    workload's `preset` fills these from its engine's metrics; any given here wins, null drops one."""
 
     load: str = Field(min_length=1)
     p99_latency: str | None = None
     queue_depth: str | None = None
     gpu_utilization: str | None = None
+    kv_cache_utilization: str | None = None
+    ttft: str | None = None
 
 
 class ForecastSettings(_Strict):
@@ -132,20 +138,29 @@ class PrewarmSettings(_Strict):
 
 
 class WorkloadSettings(_Strict):
-    """One scaled workload. `cold_start_seconds`, when set, replaces the learned estimate."""
+    """One scaled workload. `cold_start_seconds`, when set, replaces the learned estimate.
+    `preset` (an engine: sidecar/presets/) fills the queries from the engine's own metrics, its
+    pods picked by `preset_selector` (PromQL label matchers; null: the preset's own). Without
+    `replica_capacity_rps` the capacity is learned from the queue and TTFT (autoscaler.capacity);
+    until it is, the reactive signals alone decide."""
 
     name: str = Field(pattern=_DNS_NAME, max_length=253)
     namespace: str = Field(default="default", pattern=_DNS_NAME, max_length=63)
     target: TargetSettings = TargetSettings()
     labels: dict[str, str] = Field(default_factory=dict)
+    preset: str | None = Field(default=None, json_schema_extra={"enum": [*sorted(engine_presets()), None]})
+    preset_selector: str | None = Field(default=None, min_length=1)
+    load_unit: LoadUnit = LoadUnit.REQUESTS
     queries: QuerySettings
-    replica_capacity_rps: float = Field(gt=0)
+    replica_capacity_rps: float | None = Field(default=None, gt=0)
     target_utilization: float = Field(default=0.7, gt=0, le=1)
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(default=100, ge=1)
     p99_latency_target_seconds: float | None = Field(default=None, gt=0)
     queue_depth_target_per_replica: float | None = Field(default=None, gt=0)
     gpu_utilization_target: float | None = Field(default=None, gt=0, le=1)
+    kv_cache_utilization_target: float | None = Field(default=DEFAULT_KV_CACHE_UTILIZATION_TARGET, gt=0, le=1)
+    ttft_target_seconds: float | None = Field(default=None, gt=0)
     stale_after_seconds: float = Field(default=90.0, gt=0)
     behavior: BehaviorSettings = BehaviorSettings()
     forecast: ForecastSettings = ForecastSettings()
@@ -155,6 +170,42 @@ class WorkloadSettings(_Strict):
     # Cost on /metrics: GPUs one replica holds, and what a GPU-hour costs (None: no money figure).
     gpus_per_replica: float = Field(default=DEFAULT_GPUS_PER_REPLICA, ge=0, le=64)
     price_per_gpu_hour: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, data: Any) -> Any:
+        """The preset's queries under the workload's own: what the workload writes wins."""
+        if not isinstance(data, Mapping) or data.get("preset") is None:
+            return data
+        presets = engine_presets()
+        name = data["preset"]
+        if not isinstance(name, str) or name not in presets:
+            raise ValueError(f"preset={_short(name)} is not a known engine preset: allowed {sorted(presets)}")
+        own = data.get("queries", {})
+        if not isinstance(own, Mapping):
+            return data  # the field's own validation names the problem
+        selector = data.get("preset_selector")
+        raw_unit = data.get("load_unit", LoadUnit.REQUESTS)
+        if raw_unit not in set(LoadUnit):
+            raw_unit = LoadUnit.REQUESTS  # the field's own validation names the allowed units
+        matchers = selector if isinstance(selector, str) else None
+        try:
+            filled = presets[name].templates(LoadUnit(raw_unit), matchers)
+        except ValueError as error:
+            raise ValueError(f"load_unit={_short(raw_unit)}: {error}") from None
+        return {**data, "queries": {**filled, **own}}
+
+    @model_validator(mode="after")
+    def _capacity_known_or_learnable(self) -> WorkloadSettings:
+        learnable = self.queries.queue_depth is not None or (
+            self.queries.ttft is not None and self.ttft_target_seconds is not None
+        )
+        if self.replica_capacity_rps is None and not learnable:
+            raise ValueError(
+                "replica_capacity_rps is unset and cannot be learned: set it, or give queries.queue_depth"
+                " (or queries.ttft with ttft_target_seconds) to learn it from, e.g. with preset: vllm"
+            )
+        return self
 
     @model_validator(mode="after")
     def _known_placeholders(self) -> WorkloadSettings:
@@ -172,6 +223,10 @@ class WorkloadSettings(_Strict):
                     f"queries.{signal} uses unknown placeholder(s) {sorted(unknown)}: allowed {sorted(known)}"
                 )
         return self
+
+    def policy_targets(self) -> tuple[float | None, float | None]:
+        """What says whether a capacity pair is saturated: changing it voids learned evidence."""
+        return (self.queue_depth_target_per_replica, self.ttft_target_seconds)
 
     @property
     def target_name(self) -> str:
@@ -191,6 +246,8 @@ class WorkloadSettings(_Strict):
             p99_latency_target_seconds=self.p99_latency_target_seconds,
             queue_depth_target_per_replica=self.queue_depth_target_per_replica,
             gpu_utilization_target=self.gpu_utilization_target,
+            kv_cache_utilization_target=self.kv_cache_utilization_target,
+            ttft_target_seconds=self.ttft_target_seconds,
             stale_after_seconds=self.stale_after_seconds,
             forecast_quantile=self.forecast.quantile,
             forecast_floor_quantile=self.forecast.floor_quantile,

@@ -113,8 +113,24 @@ class DecisionCollector(Collector):
             " without a price or load).",
             labels=labels,
         )
+        learned = GaugeMetricFamily(
+            "autoscaler_learned_capacity_per_replica",
+            "Load one ready replica sustains before its queue grows or TTFT crosses the bound, learned"
+            " online (the load's unit; absent until enough pairs); decisions use it only when the"
+            " settings give no replica_capacity_rps.",
+            labels=labels,
+        )
+        evidence = GaugeMetricFamily(
+            "autoscaler_learned_capacity_pairs",
+            "Pairs (load per ready replica, saturated or not) the learned capacity rests on, by side.",
+            labels=[*labels, "side"],
+        )
         for item in self._source.all():
             workload = [item.namespace, item.workload]
+            if item.learned_capacity is not None:
+                learned.add_metric(workload, item.learned_capacity.per_replica)
+                evidence.add_metric([*workload, "healthy"], item.learned_capacity.healthy_pairs)
+                evidence.add_metric([*workload, "saturated"], item.learned_capacity.saturated_pairs)
             load_reading = item.observations.load
             cost = (
                 cost_now(
@@ -174,6 +190,8 @@ class DecisionCollector(Collector):
             gpus,
             idle,
             per_1k,
+            learned,
+            evidence,
         )
 
 

@@ -65,9 +65,15 @@ class _HpaOnSignals:
 
 
 class KedaQueueAutoscaler(_HpaOnSignals):
-    def __init__(self, min_replicas: int, max_replicas: int, delay_seconds: float) -> None:
+    def __init__(
+        self,
+        min_replicas: int,
+        max_replicas: int,
+        delay_seconds: float,
+        threshold: float = KEDA_QUEUE_THRESHOLD,
+    ) -> None:
         spec = HpaSpec(
-            metrics=(ExternalTarget(TargetType.AVERAGE_VALUE, KEDA_QUEUE_THRESHOLD),),
+            metrics=(ExternalTarget(TargetType.AVERAGE_VALUE, threshold),),
             min_replicas=min_replicas,
             max_replicas=max_replicas,
             behavior=None,
@@ -82,10 +88,16 @@ class KedaQueueAutoscaler(_HpaOnSignals):
 
 
 class KvCacheAutoscaler(_HpaOnSignals):
-    def __init__(self, min_replicas: int, max_replicas: int, delay_seconds: float) -> None:
+    def __init__(
+        self,
+        min_replicas: int,
+        max_replicas: int,
+        delay_seconds: float,
+        kv_target: float = KV_CACHE_TARGET,
+    ) -> None:
         spec = HpaSpec(
             metrics=(
-                ExternalTarget(TargetType.VALUE, KV_CACHE_TARGET),
+                ExternalTarget(TargetType.VALUE, kv_target),
                 ExternalTarget(TargetType.AVERAGE_VALUE, KV_QUEUE_THRESHOLD),
             ),
             min_replicas=min_replicas,

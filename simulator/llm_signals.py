@@ -120,9 +120,12 @@ class LlmSignals:
 
     def history(self, counter: str, start: float, end: float, step: float) -> LoadSeries | None:
         """A counter's rate per step over [start, end) (steps ending after the last scrape are
-        NaN); None when nothing was scraped by `end`."""
+        NaN; steps starting before the first scrape are left out, so the series starts with the
+        cluster, on the grid of `start`); None when nothing was scraped by `end`."""
         if not self._at or self._at[0] > end:
             return None
+        if start < self._at[0]:
+            start += math.ceil((self._at[0] - start) / step) * step
         steps = max(0, math.floor((end - start) / step))
         edges = start + step * np.arange(steps + 1)
         values = np.interp(edges, self._at, self._counters[counter], left=np.nan, right=np.nan)

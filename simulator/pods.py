@@ -18,6 +18,7 @@ import bisect
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -53,6 +54,13 @@ class ColdStartDistribution:
             chunk = np.rint(rng.lognormal(location, self.spread, DRAW_CHUNK)).astype(np.int64)
             yield from np.clip(chunk, 0, None).tolist()
 
+    def describe(self) -> str:
+        return (
+            f"lognormal per pod: median {self.median_seconds:g} s, log standard deviation "
+            f"{self.spread:g} (p90 {self.quantile_seconds(0.9):.0f} s), seed {self.seed}, "
+            "the same draws in pod-creation order for every policy"
+        )
+
     def quantile_seconds(self, q: float) -> float:
         """The distribution's q-quantile (before rounding): p90 at spread 0.2 is 1.29x the median."""
         from scipy.stats import norm
@@ -64,8 +72,28 @@ class ColdStartDistribution:
 class PodStart:
     """One pod's creation and readiness, seconds since the trace start."""
 
-    created: int
-    ready: int
+    created: float
+    ready: float
+
+
+class Deployment(Protocol):
+    """What the shipped control loop's simulated cluster scales (sidecar/replay_simulation): this
+    module's SimulatedDeployment (pods only) or simulator/serving.ServingCluster (pods serving
+    requests). `t` is seconds since the trace start and never goes back; `advance(t)` runs
+    whatever happens up to `t`, before the loop reads its signals there."""
+
+    spec: int
+
+    @property
+    def status_replicas(self) -> int: ...
+
+    def ready_replicas(self, t: int) -> int: ...
+
+    def became_ready(self, t: int) -> list[PodStart]: ...
+
+    def scale(self, t: int, replicas: int) -> None: ...
+
+    def advance(self, t: int) -> None: ...
 
 
 class SimulatedDeployment:
@@ -100,6 +128,9 @@ class SimulatedDeployment:
         count = bisect.bisect_right(self._starting, (t, math.inf))
         done, self._starting = self._starting[:count], self._starting[count:]
         return [PodStart(created=created, ready=ready) for ready, created in done]
+
+    def advance(self, t: int) -> None:
+        """Nothing to run: readiness is a function of time, answered when asked."""
 
     def scale(self, t: int, replicas: int) -> None:
         """Set spec.replicas at second `t`: create pods (each with its next cold start) or remove

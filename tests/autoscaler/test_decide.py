@@ -23,6 +23,16 @@ CALM = replace(BASE, panic_threshold=100.0).validate()
 SIGNALS = replace(
     BASE, p99_latency_target_seconds=0.2, queue_depth_target_per_replica=5.0, gpu_utilization_target=0.6
 ).validate()
+# An LLM engine's: KV cache at the default 0.8, TTFT p99 bound 2 s.
+LLM = replace(BASE, ttft_target_seconds=2.0, panic_threshold=100.0).validate()
+# No capacity set or learned: queue target 5 per replica, no scale-down window.
+UNKNOWN_CAPACITY = replace(
+    LLM,
+    replica_capacity_rps=None,
+    queue_depth_target_per_replica=5.0,
+    scale_down=replace(LLM.scale_down, stabilization_window_seconds=0.0),
+).validate()
+LEARNED = replace(BASE, capacity_learned=True).validate()
 NO_DOWN_WINDOW = replace(
     CALM, scale_down=replace(CALM.scale_down, stabilization_window_seconds=0.0)
 ).validate()
@@ -176,6 +186,71 @@ CASES = [
         id="load wins when the other signals sit on target",
     ),
     pytest.param(
+        Case(_obs(40.0, kv_cache_utilization=1.0), 5, Reason.KV_CACHE, policy=LLM),
+        id="KV cache wins when it binds",
+    ),
+    pytest.param(Case(_obs(40.0, ttft=4.0), 8, Reason.TTFT, policy=LLM), id="TTFT wins when it binds"),
+    pytest.param(
+        Case(
+            replace(_obs(40.0), kv_cache_utilization=Reading(1.0, NOW - 91.0), ttft=Reading(4.0, NOW - 91.0)),
+            4,
+            Reason.LOAD,
+            policy=LLM,
+        ),
+        id="stale KV cache and TTFT readings ask nothing",
+    ),
+    pytest.param(
+        Case(_obs(None, current=4, kv_cache_utilization=1.0), 5, Reason.KV_CACHE, policy=LLM),
+        id="without load a full KV cache still scales up",
+    ),
+    pytest.param(
+        Case(_obs(None, current=4, kv_cache_utilization=0.2, ttft=0.5), 4, Reason.HELD_STALE, policy=LLM),
+        id="without load an idle KV cache and fast TTFT still hold",
+    ),
+    pytest.param(
+        Case(_obs(40.0, current=10, queue_depth=10.0), 2, Reason.QUEUE, policy=UNKNOWN_CAPACITY),
+        id="no capacity known: with the load live the queue scales down",
+    ),
+    pytest.param(
+        Case(_obs(None, current=10, queue_depth=10.0), 10, Reason.HELD_STALE, policy=UNKNOWN_CAPACITY),
+        id="no capacity known and no live load: nothing scales down",
+    ),
+    pytest.param(
+        Case(
+            _obs(40.0, current=10, queue_depth=10.0, load_age=200.0),
+            10,
+            Reason.HELD_STALE,
+            policy=UNKNOWN_CAPACITY,
+        ),
+        id="no capacity known and a stale load: nothing scales down",
+    ),
+    pytest.param(
+        Case(_obs(400.0, current=4, queue_depth=40.0), 8, Reason.QUEUE, policy=UNKNOWN_CAPACITY),
+        id="no capacity known: the load asks nothing and the queue scales up",
+    ),
+    pytest.param(
+        Case(
+            _obs(20.0, current=4, kv_cache_utilization=0.8),
+            4,
+            Reason.KV_CACHE,
+            policy=UNKNOWN_CAPACITY,
+            forecast=_forecast(800.0),
+        ),
+        id="no capacity known: the forecast asks nothing",
+    ),
+    pytest.param(
+        Case(_obs(70.0), 7, Reason.LOAD_LEARNED_CAPACITY, policy=LEARNED),
+        id="a load bound on a learned capacity says so",
+    ),
+    pytest.param(
+        Case(_obs(20.0), 8, Reason.FORECAST_LEARNED_CAPACITY, policy=LEARNED, forecast=_forecast(80.0)),
+        id="a forecast bound on a learned capacity says so",
+    ),
+    pytest.param(
+        Case(_obs(40.0, queue_depth=30.0), 6, Reason.QUEUE, policy=replace(SIGNALS, capacity_learned=True)),
+        id="a queue bound says queue even with a learned capacity",
+    ),
+    pytest.param(
         Case(_obs(20.0, current=None), 7, Reason.HELD_STALE, state=DecisionState(last_replicas=7)),
         id="unknown current replicas holds the last published count",
     ),
@@ -217,6 +292,10 @@ REASON_CASES = {
     Reason.LATENCY: "latency wins when it binds",
     Reason.QUEUE: "queue wins when it binds",
     Reason.GPU: "GPU wins when it binds",
+    Reason.KV_CACHE: "KV cache wins when it binds",
+    Reason.TTFT: "TTFT wins when it binds",
+    Reason.LOAD_LEARNED_CAPACITY: "a load bound on a learned capacity says so",
+    Reason.FORECAST_LEARNED_CAPACITY: "a forecast bound on a learned capacity says so",
     Reason.FORECAST: "a forecast above the load pre-scales",
     Reason.PANIC: "panic jumps past the scale-up rate limit of 8",
     Reason.HELD_STALE: "stale load never scales down",

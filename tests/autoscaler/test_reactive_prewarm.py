@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,7 +11,14 @@ import pytest
 from autoscaler.observations import Observations, Reading
 from autoscaler.policy import ScalingPolicy
 from autoscaler.prewarm import forecast_trust, lead_seconds, prewarm
-from autoscaler.reactive import gpu_replicas, latency_replicas, load_replicas, queue_replicas
+from autoscaler.reactive import (
+    gpu_replicas,
+    kv_cache_replicas,
+    latency_replicas,
+    load_replicas,
+    queue_replicas,
+    ttft_replicas,
+)
 from forecasting.forecast import Forecast
 
 NOW = 10_000.0
@@ -23,6 +31,10 @@ POLICY = ScalingPolicy(
     gpu_utilization_target=0.6,
 ).validate()
 BARE = ScalingPolicy(replica_capacity_rps=10.0, target_utilization=1.0).validate()
+# An LLM engine's policy: KV cache at the default 0.8, TTFT p99 bound 2 s.
+LLM = ScalingPolicy(replica_capacity_rps=10.0, target_utilization=1.0, ttft_target_seconds=2.0).validate()
+NO_KV = ScalingPolicy(replica_capacity_rps=10.0, kv_cache_utilization_target=None).validate()
+UNKNOWN_CAPACITY = ScalingPolicy(replica_capacity_rps=None, queue_depth_target_per_replica=5.0).validate()
 
 
 def _fresh(value: float, age_seconds: float = 0.0) -> Reading:
@@ -105,6 +117,53 @@ def test_latency_replicas(
 def test_gpu_replicas(reading: Reading, ready: int, policy: ScalingPolicy, expected: int | None) -> None:
     observations = Observations(at=NOW, current_replicas=4, ready_replicas=ready, gpu_utilization=reading)
     assert gpu_replicas(NOW, observations, policy) == expected
+
+
+def test_load_asks_nothing_while_the_capacity_is_unknown() -> None:
+    observations = Observations(at=NOW, current_replicas=4, ready_replicas=4, load=_fresh(70.0))
+    assert load_replicas(NOW, observations, UNKNOWN_CAPACITY) is None
+    assert queue_replicas(NOW, replace(observations, queue_depth=_fresh(30.0)), UNKNOWN_CAPACITY) == 6
+
+
+@pytest.mark.parametrize(
+    ("reading", "ready", "policy", "expected"),
+    [
+        pytest.param(_fresh(1.0), 4, LLM, 5, id="KV cache full against 0.8 on 4 ready needs 5"),
+        pytest.param(_fresh(0.85), 4, LLM, 4, id="KV cache within 10 percent of 0.8 holds"),
+        pytest.param(_fresh(0.2), 8, LLM, 2, id="KV cache at a quarter of the target quarters the count"),
+        pytest.param(_fresh(1.0), 4, BARE, 5, id="the 0.8 target is the default"),
+        pytest.param(_fresh(1.0), 4, NO_KV, None, id="a KV target set to none asks nothing"),
+        pytest.param(_fresh(1.0), 0, LLM, None, id="KV cache with zero ready replicas asks nothing"),
+        pytest.param(_fresh(math.nan), 4, LLM, None, id="NaN KV cache usage is unusable"),
+        pytest.param(_fresh(-0.5), 4, LLM, None, id="negative KV cache usage is unusable"),
+        pytest.param(_fresh(1.0, age_seconds=91.0), 4, LLM, None, id="stale KV cache usage is unusable"),
+        pytest.param(None, 4, LLM, None, id="missing KV cache usage asks nothing"),
+    ],
+)
+def test_kv_cache_replicas(
+    reading: Reading | None, ready: int, policy: ScalingPolicy, expected: int | None
+) -> None:
+    observations = Observations(
+        at=NOW, current_replicas=4, ready_replicas=ready, kv_cache_utilization=reading
+    )
+    assert kv_cache_replicas(NOW, observations, policy) == expected
+
+
+@pytest.mark.parametrize(
+    ("reading", "ready", "policy", "expected"),
+    [
+        pytest.param(_fresh(4.0), 4, LLM, 8, id="TTFT twice the 2 s bound doubles the ready count"),
+        pytest.param(_fresh(2.1), 4, LLM, 4, id="TTFT within 10 percent of the bound holds"),
+        pytest.param(_fresh(0.5), 4, LLM, 1, id="TTFT a quarter of the bound quarters the count"),
+        pytest.param(_fresh(4.0), 4, BARE, None, id="no TTFT bound asks nothing"),
+        pytest.param(_fresh(4.0), 0, LLM, None, id="TTFT with zero ready replicas asks nothing"),
+        pytest.param(_fresh(math.inf), 4, LLM, None, id="infinite TTFT is unusable"),
+        pytest.param(_fresh(4.0, age_seconds=120.0), 4, LLM, None, id="stale TTFT is unusable"),
+    ],
+)
+def test_ttft_replicas(reading: Reading, ready: int, policy: ScalingPolicy, expected: int | None) -> None:
+    observations = Observations(at=NOW, current_replicas=4, ready_replicas=ready, ttft=reading)
+    assert ttft_replicas(NOW, observations, policy) == expected
 
 
 @pytest.mark.parametrize(

@@ -71,8 +71,8 @@ def external_metrics_objects() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def example_objects() -> list[dict[str, Any]]:
-    """The HPA and KEDA examples together (each is its own kustomization: one per workload)."""
-    return render(EXAMPLES / "hpa") + render(EXAMPLES / "keda")
+    """The HPA, KEDA and vLLM examples together (each is its own kustomization: one per workload)."""
+    return render(EXAMPLES / "hpa") + render(EXAMPLES / "keda") + render(EXAMPLES / "vllm")
 
 
 @pytest.fixture(scope="session")

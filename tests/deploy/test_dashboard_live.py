@@ -5,7 +5,8 @@ The agent runs over the fake libnvidia-ml.so.1 (tests/gpu_agent/fake_nvml, loade
 nvidia-ml-py binding through LD_LIBRARY_PATH) and asks a real gRPC pod-resources server on a Unix
 socket, which says pod ml/llama-0 holds the fake H100; so the GPU-utilization panel's join returns
 the fake's 63 % for that pod. Only ready replicas, which come from kube-state-metrics, the cost
-per 1,000 requests, which needs a price the replay does not set, and the Prometheus query panel,
+per 1,000 requests, which needs a price the replay does not set, the learned capacity, which
+the replay's workload has no queue to learn from, and the Prometheus query panel,
 which a replay does not use, are not asserted (SKIPPED_TARGETS). Everything else, the cold-start
 estimate (learned in replay from the simulated cluster's pod starts) and the forecast error
 included, must return data. The test lasts well under 5 minutes, so the forecast-error panel's
@@ -52,6 +53,10 @@ SKIPPED_TARGETS = (
     # The replay's workload (sidecar.replay_simulation.replay_workload) sets no price_per_gpu_hour, so this
     # series is absent by design; tests/metrics_adapter/test_telemetry.py checks it with a price.
     "max by (namespace, workload) (autoscaler_cost_per_1k_requests",
+    # The replay's workload has a capacity and no queue to learn one from; absent until learned by
+    # design, tests/metrics_adapter/test_telemetry.py checks both series once one is.
+    "autoscaler_learned_capacity_per_replica",
+    "autoscaler_learned_capacity_pairs",
 )
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$namespace": ".*", "$workload": ".*"}
 # Look-backs longer than the test: the sidecar has only been publishing for a few seconds.
@@ -239,7 +244,7 @@ def test_every_panel_returns_data_from_a_running_sidecar_and_agent(
     _wait_for(f"{api}/-/ready", prometheus, tmp_path / "prometheus.log", "prometheus")
 
     queries = [*_panel_queries(), ("agent scraped", 'up{job="gpu-agent"} == 1')]
-    # Every target of the 10 panels less the two skipped: 15 targets, plus `up`.
+    # Every target of the 12 panels less the skipped ones: 15 targets, plus `up`.
     assert len(queries) == 16
     pending = dict.fromkeys(queries)
     answers: dict[tuple[str, str], list[dict]] = {}

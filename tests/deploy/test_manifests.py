@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from metrics_adapter.published_metrics import PUBLISHED_METRICS
+from sidecar.prometheus_reader import render_query
+from sidecar.settings import load_settings
 from tests.deploy.conftest import EXAMPLES, REPO, find, is_custom
 
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
@@ -226,3 +228,38 @@ def test_install_guide_names_every_object_kustomize_creates(external_metrics_obj
     guide = (REPO / "deploy" / "README.md").read_text(encoding="utf-8")
     for obj in external_metrics_objects:
         assert f"`{obj['metadata']['name']}`" in guide, f"deploy/README.md does not name {obj['kind']}"
+
+
+def test_the_vllm_example_is_a_whole_workload(example_objects):
+    """Deployment, PodMonitor and HPA agree with each other and with the example's settings: the
+    sidecar's workload is the Deployment, its preset's selector picks the Deployment's pods, the
+    scrape reaches the engine's port, and the HPA follows desired_replicas within the same bounds."""
+    (workload,) = load_settings(EXAMPLES / "vllm" / "settings.yaml").workloads
+    assert workload.preset == "vllm" and workload.replica_capacity_rps is None
+    deployment = find(example_objects, "Deployment", workload.target_name)
+    assert deployment["metadata"]["namespace"] == workload.namespace
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(ports["http"])
+    monitor = find(example_objects, "PodMonitor", deployment["metadata"]["name"])
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == ["http"]
+    # Deployment pods are named <deployment>-<replicaset hash>-<suffix>: the preset's pod matcher.
+    load = render_query(workload.queries.load, {"namespace": workload.namespace, "workload": workload.name})
+    assert f'pod=~"{deployment["metadata"]["name"]}-.*"' in load
+    hpa = find(example_objects, "HorizontalPodAutoscaler", workload.name)
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": workload.name,
+    }
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["external"]["metric"]["name"] in PUBLISHED_METRICS
+    assert metric["external"]["metric"]["selector"]["matchLabels"] == {"workload": workload.name}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (
+        workload.min_replicas,
+        workload.max_replicas,
+    )
+    assert workload.prewarm is not None and workload.prewarm.name == hpa["metadata"]["name"]

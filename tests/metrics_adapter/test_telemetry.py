@@ -21,6 +21,7 @@ from autoscaler import (
     Signal,
     decide,
 )
+from autoscaler.capacity import CapacityEstimate
 from forecasting import Forecast
 from metrics_adapter.external_metrics_api import ExternalMetricsSettings, build_external_metrics_app
 from sidecar.latest_decisions import LatestDecisions, PublishedDecision
@@ -275,6 +276,7 @@ def test_every_signal_has_one_name_from_settings_to_the_metrics_labels() -> None
         p99_latency_target_seconds=0.5,
         queue_depth_target_per_replica=4.0,
         gpu_utilization_target=0.5,
+        ttft_target_seconds=2.0,
     )
     fresh = NOW - 1.0
     observations = Observations(
@@ -284,6 +286,8 @@ def test_every_signal_has_one_name_from_settings_to_the_metrics_labels() -> None
         p99_latency=Reading(0.75, fresh),
         queue_depth=Reading(28.0, fresh),
         gpu_utilization=Reading(0.25, fresh),
+        kv_cache_utilization=Reading(0.9, fresh),
+        ttft=Reading(3.0, fresh),
     )
     decision, _ = decide(NOW, observations, None, policy, DecisionState())
     base = published("llama", replicas=decision.replicas)
@@ -295,3 +299,13 @@ def test_every_signal_has_one_name_from_settings_to_the_metrics_labels() -> None
     named = {signal.value for signal in Signal}
     assert labels == {"autoscaler_signal_age_seconds": named, "autoscaler_recommended_replicas": named}
     assert named == set(QuerySettings.model_fields), "each signal is a `queries` setting"
+
+
+def test_a_learned_capacity_is_exported_with_its_evidence_and_absent_before() -> None:
+    learned = replace(published("llama"), learned_capacity=CapacityEstimate(6.25, 120, 40))
+    samples = _scrape(learned, published("mistral"))
+    llama = frozenset({("namespace", "ml"), ("workload", "llama")})
+    assert samples[("autoscaler_learned_capacity_per_replica", llama)] == 6.25
+    assert samples[("autoscaler_learned_capacity_pairs", llama | {("side", "healthy")})] == 120
+    assert samples[("autoscaler_learned_capacity_pairs", llama | {("side", "saturated")})] == 40
+    assert "autoscaler_learned_capacity_per_replica" not in _names_for(samples, "mistral")

@@ -14,7 +14,8 @@ import pytest
 from autoscaler.decision import Reason
 from autoscaler.observations import Reading
 from forecasting.series import LoadSeries
-from sidecar.control_loop import ControlLoop, LoopPorts, append_reading, build_runtime
+from sidecar.control_loop import ControlLoop, LoopPorts, ReplicaCount, append_reading, build_runtime
+from sidecar.core import load_core
 from sidecar.latest_decisions import LatestDecisions
 from sidecar.settings import LoopSettings, QuerySettings, WorkloadSettings
 from tests.fakes import FakeClock, FlatForecaster, ScriptedSignals, proportional_decide
@@ -311,3 +312,83 @@ def test_refit_intervals_spread_within_ten_percent_and_stay_put(harness):
     assert max(intervals) - min(intervals) > 600, "spread over most of the band"
     same = WorkloadSettings(name="w7", namespace="ml", queries=LOAD, replica_capacity_rps=10.0)
     assert build_runtime(same).refit_interval_seconds(harness.loop.settings) == intervals[7], "stable"
+
+
+class FixedReplicas:
+    """A scale target that stays at `count` ready pods whatever is published."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    async def read_replicas(self, namespace: str, kind: str, name: str) -> ReplicaCount:
+        return ReplicaCount(spec=self.count, ready=self.count)
+
+
+def _learning_loop(capacity: float | None) -> tuple[ControlLoop, ScriptedSignals, LatestDecisions, FakeClock]:
+    """4 ready pods whose queue grows (over 2 per pod) once the load passes 6 rps per pod, the
+    load sweeping 2..10 rps per pod and back; the real decide()."""
+    clock = FakeClock(START)
+    signals = ScriptedSignals()
+    latest = LatestDecisions()
+    settings = workload(
+        "llama",
+        replica_capacity_rps=capacity,
+        queries=QuerySettings(load=query("llama"), queue_depth='waiting{workload="$workload"}'),
+        queue_depth_target_per_replica=2.0,
+    )
+    per_pod = lambda t: 2.0 + 8.0 * abs(math.sin((t - START) / 3000.0))  # noqa: E731
+    signals.values = {
+        query("llama"): lambda t: 4 * per_pod(t),
+        'waiting{workload="llama"}': lambda t: 4 * (20.0 if per_pod(t) > 6.0 else 1.0),
+    }
+    loop = ControlLoop(
+        workloads=[settings],
+        settings=LoopSettings(tick_seconds=15, history_seconds=3600),
+        ports=LoopPorts(
+            signals=signals,
+            decide=load_core().decide,
+            models={"flat": FlatForecaster},
+            latest=latest,
+            clock=clock,
+            replicas=FixedReplicas(4),
+        ),
+    )
+    return loop, signals, latest, clock
+
+
+async def test_a_workload_without_capacity_learns_one_uses_it_and_says_so():
+    loop, signals, latest, clock = _learning_loop(None)
+    first = None
+    for _ in range(400):
+        await loop.tick()
+        item = latest.get("ml", "llama")
+        assert item is not None
+        if item.learned_capacity is None:
+            # Until both sides have evidence, the reactive queue alone decides.
+            assert item.decision.reason not in (Reason.LOAD, Reason.LOAD_LEARNED_CAPACITY)
+        elif first is None:
+            first = clock.now() - START
+        clock.advance(15)
+    assert first is not None, "a capacity was learned"
+    learned = item.learned_capacity
+    assert learned is not None and learned.per_replica == pytest.approx(6.0, rel=0.03)
+    # 40 rps on 4 pods at 6 rps each (utilization 1.0) needs 7: the learned capacity binds.
+    signals.values = {query("llama"): lambda t: 40.0, 'waiting{workload="llama"}': lambda t: 0.0}
+    await loop.tick()
+    item = latest.get("ml", "llama")
+    assert item is not None
+    assert (item.decision.replicas, item.decision.reason) == (7, Reason.LOAD_LEARNED_CAPACITY)
+    assert item.cost_basis is not None and item.cost_basis.replica_capacity_rps == learned.per_replica
+
+
+async def test_a_configured_capacity_wins_over_the_learned_one():
+    loop, signals, latest, clock = _learning_loop(10.0)
+    for _ in range(400):
+        await loop.tick()
+        clock.advance(15)
+    signals.values = {query("llama"): lambda t: 60.0, 'waiting{workload="llama"}': lambda t: 0.0}
+    await loop.tick()
+    item = latest.get("ml", "llama")
+    assert item is not None and item.learned_capacity is not None, "learned and reported"
+    # ...but the settings' 10 rps per replica decides: 60 rps -> 6, said as plain load.
+    assert (item.decision.replicas, item.decision.reason) == (6, Reason.LOAD)

@@ -34,7 +34,7 @@ def test_json_figures_recompute_from_the_request_csvs(trace, tmp_path, capsys):
     )  # fmt: skip
     assert code == 0
     document = json.loads((tmp_path / "r.json").read_text())
-    assert set(document["policies"]) == {"hpa", "keda", "kv-cache", "oracle"}
+    assert set(document["policies"]) == {"hpa", "keda", "kv-cache", "predictive", "oracle"}
     assert (tmp_path / "p.png").stat().st_size > 0
     for name, figures in document["policies"].items():
         with (out / f"{name}.csv").open() as rows:

@@ -48,3 +48,21 @@ def test_a_high_cv_window_is_burstier(tmp_path):
     bursty = np.diff(arrivals[arrivals >= 600])
     assert np.std(smooth) / np.mean(smooth) == pytest.approx(1.0, rel=0.2)
     assert np.std(bursty) / np.mean(bursty) > 2.5
+
+
+@pytest.mark.parametrize("family", ["Gamma", "Weibull"])
+def test_the_synthesized_rate_per_window_is_the_published_one(tmp_path, family):
+    # Bursty clients at a small scale, where a process opened at an ordinary gap over-counted by
+    # (CV^2 - 1) / 2 = 7.5 arrivals per client and window against 1.5 expected: 400 clients of
+    # 0.5 req/s and CV 4 over 8 windows, scale 0.005.
+    cv, rate, scale, windows = 4.0, 0.5, 0.005, 8
+    rows = "".join(f"{600 * w},{rate},{cv},{family},1,1\n" for w in range(windows))
+    path = archive(tmp_path, {str(client): rows for client in range(400)})
+    arrivals, _, _ = synthesize(path, "m-test", np.array([1]), np.array([1]), scale=scale, seed=4)
+    per_window = np.bincount((arrivals // 600).astype(int), minlength=windows)
+    published = 400 * rate * 600 * scale  # 600 requests per window
+    # Tolerance: a renewal count's standard deviation is about sqrt(N) x CV (98 here); every
+    # window within 3.5 of them, the whole run (4,800 requests) within 5 %.
+    spread = np.sqrt(published) * cv
+    assert np.all(np.abs(per_window - published) < 3.5 * spread), per_window
+    assert per_window.sum() == pytest.approx(published * windows, rel=0.05)
