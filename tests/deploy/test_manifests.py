@@ -38,7 +38,7 @@ def test_every_custom_object_validates_against_its_published_crd(
     custom = [o for o in rendered + examples if is_custom(o)]
     assert "predictive-autoscaler-mtls" in {o["metadata"]["name"] for o in custom}
     assert {o["kind"] for o in custom} == {
-        "ServiceMonitor", "PrometheusRule", "ScaledObject", "TriggerAuthentication"
+        "ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject", "TriggerAuthentication"
     }
     assert crd_validator(custom) == {}
 
