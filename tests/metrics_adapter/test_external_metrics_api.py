@@ -569,7 +569,9 @@ async def test_a_silent_api_server_costs_a_review_its_timeout_not_the_clients(
     silent.router.add_post("/apis/authentication.k8s.io/v1/tokenreviews", never)
     try:
         with caplog.at_level(logging.WARNING, logger="metrics_adapter"):
-            status, body, took = await _ask_with_token(tls, fixed_clock, silent)
+            # Bounded, so a review without its timeout fails here instead of hanging the run.
+            asking = _ask_with_token(tls, fixed_clock, silent)
+            status, body, took = await asyncio.wait_for(asking, REVIEW_TIMEOUT_SECONDS + 10)
     finally:
         release.set()
     assert status == 401 and "no answer from the API server within 1 s" in body["message"]
