@@ -34,6 +34,8 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 from multidict import CIMultiDictProxy
 
+from sidecar.telemetry import CallMetrics, kubernetes_call
+
 EXTERNAL_METRICS_GROUP = "external.metrics.k8s.io"
 EXTERNAL_METRICS_VERSION = "v1beta1"
 _MASTERS_GROUP = "system:masters"
@@ -168,8 +170,13 @@ class KubernetesAccessReviewer:
     """TokenReview and SubjectAccessReview through kubernetes-asyncio, each cached for `ttl_seconds`."""
 
     def __init__(
-        self, api_client: k8s.ApiClient, clock: Callable[[], float], ttl_seconds: float = 10.0
+        self,
+        api_client: k8s.ApiClient,
+        clock: Callable[[], float],
+        ttl_seconds: float = 10.0,
+        metrics: CallMetrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._authentication = k8s.AuthenticationV1Api(api_client)
         self._authorization = k8s.AuthorizationV1Api(api_client)
         self._tokens: _TtlCache[str, User] = _TtlCache(ttl_seconds, clock)
@@ -179,7 +186,7 @@ class KubernetesAccessReviewer:
         cached = self._tokens.get(token)
         if cached is not None:
             return None if cached is _REJECTED else cached
-        review = await _reviewed(
+        review = await self._reviewed(
             "TokenReview",
             self._authentication.create_token_review(
                 k8s.V1TokenReview(spec=k8s.V1TokenReviewSpec(token=token)),
@@ -220,7 +227,7 @@ class KubernetesAccessReviewer:
                 resource=resource,
             ),
         )
-        review = await _reviewed(
+        review = await self._reviewed(
             "SubjectAccessReview",
             self._authorization.create_subject_access_review(
                 k8s.V1SubjectAccessReview(spec=spec), _request_timeout=REVIEW_TIMEOUT_SECONDS
@@ -231,19 +238,20 @@ class KubernetesAccessReviewer:
         return allowed
 
 
-async def _reviewed(kind: str, call: Awaitable[Any]) -> Any:
-    try:
-        async with asyncio.timeout(REVIEW_TIMEOUT_SECONDS):
-            return await call
-    except TimeoutError:
-        raise ReviewUnavailableError(
-            f"{kind}: no answer from the API server within {REVIEW_TIMEOUT_SECONDS:g} s"
-        ) from None
-    except ApiException as error:
-        detail = f"{kind}: the API server answered {error.status} {error.reason}"
-        raise ReviewUnavailableError(detail) from None
-    except (OSError, aiohttp.ClientError) as error:
-        raise ReviewUnavailableError(f"{kind}: cannot reach the API server: {error}") from None
+    async def _reviewed(self, kind: str, call: Awaitable[Any]) -> Any:
+        try:
+            with kubernetes_call(self._metrics, f"create_{kind.lower()}"):
+                async with asyncio.timeout(REVIEW_TIMEOUT_SECONDS):
+                    return await call
+        except TimeoutError:
+            raise ReviewUnavailableError(
+                f"{kind}: no answer from the API server within {REVIEW_TIMEOUT_SECONDS:g} s"
+            ) from None
+        except ApiException as error:
+            detail = f"{kind}: the API server answered {error.status} {error.reason}"
+            raise ReviewUnavailableError(detail) from None
+        except (OSError, aiohttp.ClientError) as error:
+            raise ReviewUnavailableError(f"{kind}: cannot reach the API server: {error}") from None
 
 
 def is_master(user: User) -> bool:

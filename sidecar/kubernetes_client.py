@@ -13,7 +13,6 @@ import contextlib
 import logging
 import math
 import os
-import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,22 +20,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from sidecar.budgets import REQUEST_TIMEOUT_SECONDS
 from sidecar.clock import Clock, sleep_unless_stopped
 from sidecar.control_loop import ReplicaCount
-from sidecar.telemetry import CallMetrics
+from sidecar.telemetry import KUBERNETES_CALL_FAILURES, CallMetrics, kubernetes_call
 
 log = logging.getLogger(__name__)
 
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-# An API server that restarts or a load balancer that resets the connection surfaces as
-# aiohttp's ServerDisconnectedError, which is no OSError: every call treats it like a timeout.
-CONNECTION_FAILURES = (TimeoutError, OSError, aiohttp.ClientError)
 
 
 async def connect(
@@ -75,7 +70,7 @@ class KubernetesReader:
 
     def __init__(self, api: client.ApiClient, metrics: CallMetrics | None = None) -> None:
         self._apps = client.AppsV1Api(api)
-        self._metrics = metrics
+        self.metrics = metrics
 
     async def read_replicas(self, namespace: str, kind: str, name: str) -> ReplicaCount | None:
         target = await self._read_target(namespace, kind, name)
@@ -94,31 +89,18 @@ class KubernetesReader:
         return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or None
 
     async def _read_target(self, namespace: str, kind: str, name: str) -> Any | None:
-        call = f"read_{kind.lower()}"
-        started = time.perf_counter()
         try:
-            if kind == "StatefulSet":
-                return await self._apps.read_namespaced_stateful_set(
+            with kubernetes_call(self.metrics, f"read_{kind.lower()}"):
+                if kind == "StatefulSet":
+                    return await self._apps.read_namespaced_stateful_set(
+                        name, namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS
+                    )
+                return await self._apps.read_namespaced_deployment(
                     name, namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS
                 )
-            return await self._apps.read_namespaced_deployment(
-                name, namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS
-            )
-        except (ApiException, *CONNECTION_FAILURES) as error:
-            if self._metrics is not None:
-                self._metrics.kubernetes_errors.labels(call, _reason(error)).inc()
+        except KUBERNETES_CALL_FAILURES as error:
             log.warning("cannot read %s %s/%s: %s", kind, namespace, name, _describe(error))
             return None
-        finally:
-            if self._metrics is not None:
-                self._metrics.kubernetes_seconds.labels(call).observe(time.perf_counter() - started)
-
-
-def _reason(error: BaseException) -> str:
-    """The errors counter's label: the HTTP status, or how the connection failed."""
-    if isinstance(error, ApiException):
-        return str(error.status)
-    return "timeout" if isinstance(error, TimeoutError) else "connection"
 
 
 # --- Cold start: pod creation -> Ready ----------------------------------------------------------
@@ -191,6 +173,7 @@ async def watch_cold_starts(
     stop: asyncio.Event,
     retry_seconds: float = 5.0,
     watch_seconds: int = 300,
+    metrics: CallMetrics | None = None,
 ) -> None:
     """Watch the workload's pods until `stop`; each pod that becomes Ready adds one sample. The
     watch restarts after the server ends it (every `watch_seconds`) or fails."""
@@ -199,20 +182,21 @@ async def watch_cold_starts(
     while not stop.is_set():
         watcher = watch.Watch()
         try:
-            async for event in watcher.stream(
-                core.list_namespaced_pod,
-                namespace,
-                label_selector=label_selector,
-                timeout_seconds=watch_seconds,
-                # The server ends the watch after watch_seconds; a silent one is given up a bit later.
-                _request_timeout=watch_seconds + REQUEST_TIMEOUT_SECONDS,
-            ):
-                if event["type"] in ("ADDED", "MODIFIED") and (pair := first_ready_pair(event["object"])):
-                    uid, created, ready = pair
-                    tracker.record(key, uid, created, ready)
-                if stop.is_set():
-                    break
-        except (ApiException, *CONNECTION_FAILURES) as error:
+            with kubernetes_call(metrics, "watch_pods", timed=False):
+                async for event in watcher.stream(
+                    core.list_namespaced_pod,
+                    namespace,
+                    label_selector=label_selector,
+                    timeout_seconds=watch_seconds,
+                    # The server ends the watch after watch_seconds; a silent one is given up a bit later.
+                    _request_timeout=watch_seconds + REQUEST_TIMEOUT_SECONDS,
+                ):
+                    if event["type"] in ("ADDED", "MODIFIED") and (pair := first_ready_pair(event["object"])):
+                        uid, created, ready = pair
+                        tracker.record(key, uid, created, ready)
+                    if stop.is_set():
+                        break
+        except KUBERNETES_CALL_FAILURES as error:
             log.warning("pod watch for %s/%s failed: %s", *key, _describe(error))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), retry_seconds)
@@ -240,8 +224,10 @@ class LeaseElector:
         name: str,
         identity: str,
         duration_seconds: float,
+        metrics: CallMetrics | None = None,
     ) -> None:
         self._leases = client.CoordinationV1Api(api)
+        self._metrics = metrics
         self._clock = clock
         self.namespace, self.name, self.identity = namespace, name, identity
         self.duration_seconds = duration_seconds
@@ -257,15 +243,16 @@ class LeaseElector:
         """One attempt to become or stay leader; returns `is_leader` afterwards."""
         now = self._clock.now()
         try:
-            lease = await self._leases.read_namespaced_lease(
-                self.name, self.namespace, _request_timeout=self._request_timeout
-            )
+            with kubernetes_call(self._metrics, "read_lease"):
+                lease = await self._leases.read_namespaced_lease(
+                    self.name, self.namespace, _request_timeout=self._request_timeout
+                )
         except ApiException as error:
             if error.status != 404:
                 log.warning("cannot read lease %s/%s: %s", self.namespace, self.name, _describe(error))
                 return self.is_leader
             return await self._write(now, None)
-        except CONNECTION_FAILURES as error:
+        except KUBERNETES_CALL_FAILURES as error:
             log.warning("cannot read lease %s/%s: %s", self.namespace, self.name, _describe(error))
             return self.is_leader
         spec = lease.spec or client.V1LeaseSpec()
@@ -295,25 +282,27 @@ class LeaseElector:
                 body = client.V1Lease(
                     metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace), spec=spec
                 )
-                await self._leases.create_namespaced_lease(
-                    self.namespace, body, _request_timeout=self._request_timeout
-                )
+                with kubernetes_call(self._metrics, "create_lease"):
+                    await self._leases.create_namespaced_lease(
+                        self.namespace, body, _request_timeout=self._request_timeout
+                    )
             else:
                 metadata = client.V1ObjectMeta(
                     name=self.name, namespace=self.namespace, resource_version=lease.metadata.resource_version
                 )
-                await self._leases.replace_namespaced_lease(
-                    self.name,
-                    self.namespace,
-                    client.V1Lease(metadata=metadata, spec=spec),
-                    _request_timeout=self._request_timeout,
-                )
+                with kubernetes_call(self._metrics, "replace_lease"):
+                    await self._leases.replace_namespaced_lease(
+                        self.name,
+                        self.namespace,
+                        client.V1Lease(metadata=metadata, spec=spec),
+                        _request_timeout=self._request_timeout,
+                    )
         except ApiException as error:
             if error.status not in (409, 422):
                 log.warning("cannot write lease %s/%s: %s", self.namespace, self.name, _describe(error))
             self._renewed_at = None
             return False
-        except CONNECTION_FAILURES as error:
+        except KUBERNETES_CALL_FAILURES as error:
             log.warning("cannot write lease %s/%s: %s", self.namespace, self.name, _describe(error))
             return self.is_leader
         if not ours:
@@ -338,16 +327,18 @@ class LeaseElector:
         if not self.is_leader:
             return
         self._renewed_at = None
-        with contextlib.suppress(ApiException, *CONNECTION_FAILURES):
-            lease = await self._leases.read_namespaced_lease(
-                self.name, self.namespace, _request_timeout=self._request_timeout
-            )
+        with contextlib.suppress(*KUBERNETES_CALL_FAILURES):
+            with kubernetes_call(self._metrics, "read_lease"):
+                lease = await self._leases.read_namespaced_lease(
+                    self.name, self.namespace, _request_timeout=self._request_timeout
+                )
             if lease.spec is not None and lease.spec.holder_identity == self.identity:
                 lease.spec.holder_identity = None
                 lease.spec.renew_time = None
-                await self._leases.replace_namespaced_lease(
-                    self.name, self.namespace, lease, _request_timeout=self._request_timeout
-                )
+                with kubernetes_call(self._metrics, "replace_lease"):
+                    await self._leases.replace_namespaced_lease(
+                        self.name, self.namespace, lease, _request_timeout=self._request_timeout
+                    )
 
 
 # --- Direct pre-warm ------------------------------------------------------------------------------
@@ -372,8 +363,11 @@ class Prewarmer:
     writes, and a replica that was not leader forgets what it knew, since another may have
     written since."""
 
-    def __init__(self, api: client.ApiClient, elector: LeaseElector | None) -> None:
+    def __init__(
+        self, api: client.ApiClient, elector: LeaseElector | None, metrics: CallMetrics | None = None
+    ) -> None:
         self._hpa = client.AutoscalingV2Api(api)
+        self._metrics = metrics
         self._custom = client.CustomObjectsApi(api)
         self._elector = elector
         self.original: dict[PrewarmTarget, int] = {}
@@ -404,7 +398,7 @@ class Prewarmer:
             if floor != self.applied[target]:
                 await self._write_min(target, floor, None if floor == owner else owner)
                 written = floor
-        except (ApiException, *CONNECTION_FAILURES) as error:
+        except KUBERNETES_CALL_FAILURES as error:
             log.warning(
                 "pre-warm of %s %s/%s failed: %s",
                 target.kind,
@@ -424,20 +418,22 @@ class Prewarmer:
     async def _read_min(self, target: PrewarmTarget) -> tuple[int, int]:
         """(the owner's minimum, the floor now). They differ only while a raise of ours stands."""
         if target.kind == "ScaledObject":
-            body = await self._custom.get_namespaced_custom_object(
-                "keda.sh",
-                "v1alpha1",
-                target.namespace,
-                "scaledobjects",
-                target.name,
-                _request_timeout=REQUEST_TIMEOUT_SECONDS,
-            )
+            with kubernetes_call(self._metrics, "read_scaledobject"):
+                body = await self._custom.get_namespaced_custom_object(
+                    "keda.sh",
+                    "v1alpha1",
+                    target.namespace,
+                    "scaledobjects",
+                    target.name,
+                    _request_timeout=REQUEST_TIMEOUT_SECONDS,
+                )
             current = int(body.get("spec", {}).get("minReplicaCount", 0))
             annotations = body.get("metadata", {}).get("annotations") or {}
         else:
-            hpa = await self._hpa.read_namespaced_horizontal_pod_autoscaler(
-                target.name, target.namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS
-            )
+            with kubernetes_call(self._metrics, "read_horizontalpodautoscaler"):
+                hpa = await self._hpa.read_namespaced_horizontal_pod_autoscaler(
+                    target.name, target.namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS
+                )
             current = int(hpa.spec.min_replicas or 1)
             annotations = hpa.metadata.annotations or {}
         recorded = annotations.get(OWNER_MIN_ANNOTATION)
@@ -450,25 +446,27 @@ class Prewarmer:
         """Set the floor; `owner` is recorded with a raise, None (restored) removes the record."""
         note = {OWNER_MIN_ANNOTATION: None if owner is None else str(owner)}
         if target.kind == "ScaledObject":
-            await self._custom.patch_namespaced_custom_object(
-                "keda.sh",
-                "v1alpha1",
-                target.namespace,
-                "scaledobjects",
-                target.name,
-                {"metadata": {"annotations": note}, "spec": {"minReplicaCount": floor}},
-                # A dict would otherwise go out as a JSON Patch, which needs a list; custom
-                # resources take no strategic merge either, so say merge patch explicitly.
-                _content_type="application/merge-patch+json",
-                _request_timeout=REQUEST_TIMEOUT_SECONDS,
-            )
+            with kubernetes_call(self._metrics, "patch_scaledobject"):
+                await self._custom.patch_namespaced_custom_object(
+                    "keda.sh",
+                    "v1alpha1",
+                    target.namespace,
+                    "scaledobjects",
+                    target.name,
+                    {"metadata": {"annotations": note}, "spec": {"minReplicaCount": floor}},
+                    # A dict would otherwise go out as a JSON Patch, which needs a list; custom
+                    # resources take no strategic merge either, so say merge patch explicitly.
+                    _content_type="application/merge-patch+json",
+                    _request_timeout=REQUEST_TIMEOUT_SECONDS,
+                )
         else:
-            await self._hpa.patch_namespaced_horizontal_pod_autoscaler(
-                target.name,
-                target.namespace,
-                {"metadata": {"annotations": note}, "spec": {"minReplicas": floor}},
-                _request_timeout=REQUEST_TIMEOUT_SECONDS,
-            )
+            with kubernetes_call(self._metrics, "patch_horizontalpodautoscaler"):
+                await self._hpa.patch_namespaced_horizontal_pod_autoscaler(
+                    target.name,
+                    target.namespace,
+                    {"metadata": {"annotations": note}, "spec": {"minReplicas": floor}},
+                    _request_timeout=REQUEST_TIMEOUT_SECONDS,
+                )
 
 
 def _unix(moment: datetime) -> float:

@@ -49,7 +49,7 @@ from sidecar.replay_simulation import InlineExecutor, Simulation, serve_replay
 from sidecar.settings import LogFormat, ServerSettings, Settings, SettingsError, SettingsFile
 from sidecar.settings_watch import watch_settings
 from sidecar.state_store import StateStore, restore_state, save_at_shutdown, save_periodically
-from sidecar.telemetry import Telemetry, build_call_metrics, build_metrics_app, build_telemetry
+from sidecar.telemetry import CallMetrics, Telemetry, build_call_metrics, build_metrics_app, build_telemetry
 from simulator.trace import TraceError
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ async def serve(
             )
         with _starting("the metrics adapters (server.http_port, grpc_port and TLS files)"):
             await _start_adapters(
-                stack, service, settings, telemetry, clock, kube_api, simulation is not None
+                stack, service, settings, telemetry, call_metrics, clock, kube_api, simulation is not None
             )
 
         elector = prewarmer = None
@@ -156,8 +156,9 @@ async def serve(
                 settings.kubernetes.lease_name,
                 identity,
                 settings.kubernetes.lease_duration_seconds,
+                call_metrics,
             )
-            prewarmer = Prewarmer(kube_api, elector)
+            prewarmer = Prewarmer(kube_api, elector, call_metrics)
 
         # A replay tells the person watching what it replays, how far it got and what it did.
         progress = ReplayProgress(simulation, settings.workloads[0]) if simulation is not None else None
@@ -241,6 +242,7 @@ async def _start_adapters(
     service: Service,
     settings: Settings,
     telemetry: Telemetry,
+    call_metrics: CallMetrics,
     clock: Clock,
     kube_api: client.ApiClient | None,
     local_demo: bool,
@@ -277,7 +279,9 @@ async def _start_adapters(
         max_age_seconds=server.decision_max_age_seconds,
         clock=clock.now,
         front_proxy=front_proxy,
-        reviewer=KubernetesAccessReviewer(kube_api, clock.now) if kube_api is not None else None,
+        reviewer=(
+            None if kube_api is None else KubernetesAccessReviewer(kube_api, clock.now, metrics=call_metrics)
+        ),
         allow_unauthenticated=server.allow_unauthenticated or local_demo,
     )
     app = build_external_metrics_app(service.latest, external, telemetry.request_seconds)

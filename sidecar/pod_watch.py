@@ -62,4 +62,5 @@ async def _watch_pods(
         # Retried by the supervisor at its next sync: the target may not exist yet.
         log.warning("no pod selector; cold start uses the default for now", extra={"workload": workload.name})
         return
-    await watch_cold_starts(api, (workload.namespace, workload.name), selector, tracker, stop)
+    key = (workload.namespace, workload.name)
+    await watch_cold_starts(api, key, selector, tracker, stop, metrics=reader.metrics)

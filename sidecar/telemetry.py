@@ -8,12 +8,16 @@ published records; counters that need every decision (not just the newest) are f
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+import aiohttp
 from aiohttp import web
+from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -265,7 +269,11 @@ class CallMetrics:
     `prometheus_errors` (namespace, workload, signal, reason: QueryError reasons such as
     connection, timeout, http, empty); `prometheus_seconds` (kind: instant or range);
     `kubernetes_errors` (call, reason: timeout, connection or the HTTP status); `kubernetes_seconds`
-    (call). Label sets are bounded by the configured workloads and the fixed call names.
+    (call), both fed by `kubernetes_call`. Calls: read_deployment, read_statefulset, watch_pods,
+    read_lease, create_lease, replace_lease, read_horizontalpodautoscaler,
+    patch_horizontalpodautoscaler, read_scaledobject, patch_scaledobject, create_tokenreview,
+    create_subjectaccessreview. Label sets are bounded by the configured workloads and these
+    fixed call names.
     """
 
     prometheus_errors: Counter
@@ -303,3 +311,35 @@ def build_call_metrics(registry: CollectorRegistry) -> CallMetrics:
             registry=registry,
         ),
     )
+
+
+# An API server that restarts or a load balancer that resets the connection surfaces as
+# aiohttp's ServerDisconnectedError, which is no OSError: every call treats it like a timeout.
+KUBERNETES_CALL_FAILURES = (ApiException, TimeoutError, OSError, aiohttp.ClientError)
+
+
+def kubernetes_failure_reason(error: BaseException) -> str:
+    """The errors counter's label: the HTTP status, or how the connection failed."""
+    if isinstance(error, ApiException):
+        return str(error.status)
+    return "timeout" if isinstance(error, TimeoutError) else "connection"
+
+
+@contextlib.contextmanager
+def kubernetes_call(metrics: CallMetrics | None, call: str, *, timed: bool = True) -> Iterator[None]:
+    """Count one Kubernetes API call: every one the sidecar makes (replica reads, the Lease, pod
+    watches, pre-warm reads and patches, TokenReview and SubjectAccessReview) runs inside this,
+    so `call` names it on both instruments. A failure (KUBERNETES_CALL_FAILURES) is counted by
+    reason and re-raised; what the caller makes of it (a 404 Lease means "create it") is its own.
+    `timed=False` for a watch: it lasts as long as the server keeps it open, so its duration
+    says nothing about the API server's health."""
+    started = time.perf_counter()
+    try:
+        yield
+    except KUBERNETES_CALL_FAILURES as error:
+        if metrics is not None:
+            metrics.kubernetes_errors.labels(call, kubernetes_failure_reason(error)).inc()
+        raise
+    finally:
+        if metrics is not None and timed:
+            metrics.kubernetes_seconds.labels(call).observe(time.perf_counter() - started)

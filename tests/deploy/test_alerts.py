@@ -55,6 +55,7 @@ def test_prometheus_rule_carries_the_tested_rules(base_objects):
         pytest.param("AutoscalerForecastErrorHigh", id="forecast error high"),
         pytest.param("AutoscalerPredictionDisabled", id="prediction disabled"),
         pytest.param("AutoscalerPrometheusQueryFailing", id="prometheus queries failing"),
+        pytest.param("AutoscalerKubernetesCallsFailing", id="kubernetes calls failing"),
         pytest.param("GpuAgentDown", id="agent down"),
     ],
 )

@@ -50,6 +50,9 @@ SKIPPED_TARGETS = (
     "kube_deployment_status_replicas_ready",
     "autoscaler_prometheus_query_errors_total",
     "autoscaler_prometheus_query_duration_seconds_bucket",
+    # The replay runs without a cluster: no Kubernetes calls (test_kubernetes_client.py counts them).
+    "autoscaler_kubernetes_request_errors_total",
+    "autoscaler_kubernetes_request_duration_seconds_bucket",
     # The replay's workload (sidecar.replay_simulation.replay_workload) sets no price_per_gpu_hour, so this
     # series is absent by design; tests/metrics_adapter/test_telemetry.py checks it with a price.
     "max by (namespace, workload) (autoscaler_cost_per_1k_requests",

@@ -263,3 +263,29 @@ def test_the_vllm_example_is_a_whole_workload(example_objects):
         workload.max_replicas,
     )
     assert workload.prewarm is not None and workload.prewarm.name == hpa["metadata"]["name"]
+
+
+def test_the_mutual_tls_trigger_authentication_example_fits_the_scaled_object(example_objects):
+    """deploy/examples/keda/triggerauthentication-mtls.yaml (optional, outside the kustomization;
+    its shape is checked against the CRD above), read as shipped: KEDA's external scalers take mutual TLS
+    from the parameters caCert, tlsClientCert and tlsClientKey; all three must come from the one
+    Secret its comment tells the operator to create, under the keys that command writes, in the
+    ScaledObject's namespace."""
+    (auth,) = list(yaml.safe_load_all((EXAMPLES / "keda" / "triggerauthentication-mtls.yaml").read_text()))
+    assert (auth["apiVersion"], auth["kind"]) == ("keda.sh/v1alpha1", "TriggerAuthentication")
+    scaled = find(example_objects, "ScaledObject", "llama")
+    assert auth["metadata"]["namespace"] == scaled["metadata"]["namespace"]
+    refs = {ref["parameter"]: ref for ref in auth["spec"]["secretTargetRef"]}
+    assert set(refs) == {"caCert", "tlsClientCert", "tlsClientKey"}
+    (secret,) = {ref["name"] for ref in refs.values()}
+    assert {name: ref["key"] for name, ref in refs.items()} == {
+        "caCert": "ca.crt",
+        "tlsClientCert": "tls.crt",
+        "tlsClientKey": "tls.key",
+    }
+    comment = (EXAMPLES / "keda" / "triggerauthentication-mtls.yaml").read_text()
+    command = f"kubectl -n {auth['metadata']['namespace']} create secret generic {secret}"
+    assert command in comment
+    assert all(f"--from-file={key}" in comment for key in ("ca.crt", "tls.crt=", "tls.key="))
+    # Swapping it in is a one-line change to the triggers: a name, not a different shape.
+    assert all(t["authenticationRef"].keys() == {"name"} for t in scaled["spec"]["triggers"])

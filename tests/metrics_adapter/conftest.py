@@ -138,8 +138,10 @@ def client_ssl_context(tls: TlsMaterial, client: Pem | None = None) -> ssl.SSLCo
 
 @asynccontextmanager
 async def serve(app: web.Application, ssl_context: ssl.SSLContext | None) -> AsyncIterator[str]:
-    """Run `app` on 127.0.0.1 with a free port; yields the base URL."""
-    runner = web.AppRunner(app)
+    """Run `app` on 127.0.0.1 with a free port; yields the base URL. A handler still running when
+    its client hangs up is cancelled (as a fake that never answers is), so cleanup does not wait
+    out aiohttp's 60 s shutdown for it."""
+    runner = web.AppRunner(app, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()

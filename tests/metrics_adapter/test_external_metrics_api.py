@@ -4,6 +4,9 @@ TokenReview and SubjectAccessReview cannot reach a real Kubernetes API server he
 through kubernetes-asyncio to a small aiohttp contract server on loopback that implements
 POST /apis/authentication.k8s.io/v1/tokenreviews and POST /apis/authorization.k8s.io/v1/subjectaccessreviews
 with the request/response shapes of authentication.k8s.io/v1 and authorization.k8s.io/v1.
+RefusingApiServer serves the same two endpoints over HTTPS (a certificate from the test CA, which
+the kubernetes-asyncio client verifies) and answers them as kube-apiserver does when a review
+cannot be done: 401 or 403 with a metav1.Status body.
 """
 
 from __future__ import annotations
@@ -439,9 +442,13 @@ async def _ask_with_token(
         async with serve(build_external_metrics_app(decisions, settings_), server_tls) as url:
             running = Running(url, decisions, KubernetesContract(), tls)
             started = time.monotonic()
-            status, body, _ = await running.get(
-                f"{API_PREFIX}/namespaces/ml/desired_replicas", headers=HPA, labelSelector="workload=llama"
-            )
+            # Bounded, so a review without a timeout of its own fails here instead of hanging the run.
+            async with asyncio.timeout(REVIEW_TIMEOUT_SECONDS + 10):
+                status, body, _ = await running.get(
+                    f"{API_PREFIX}/namespaces/ml/desired_replicas",
+                    headers=HPA,
+                    labelSelector="workload=llama",
+                )
             return status, body, time.monotonic() - started
 
 
@@ -456,6 +463,98 @@ async def test_an_api_server_that_cannot_review_is_a_logged_401(
     assert "could not be verified" in body["message"]
     warnings = [r for r in caplog.records if "cannot verify a bearer token" in r.getMessage()]
     assert len(warnings) == 1 and "TokenReview: the API server answered 404" in warnings[0].error
+
+
+class RefusingApiServer:
+    """The review endpoints of authentication.k8s.io/v1 and authorization.k8s.io/v1 as
+    kube-apiserver answers them when the sidecar itself may not ask: 401 when its own service
+    account token is not accepted, 403 when it lacks RBAC to create the review
+    (system:auth-delegator), each with a metav1.Status body. `refuse` names the endpoint that
+    refuses; the other answers as a healthy server does."""
+
+    def __init__(self, refuse: str, code: int) -> None:
+        self.refuse, self.code = refuse, code
+        self.asked: list[str] = []
+
+    async def review(self, request: web.Request) -> web.Response:
+        endpoint = request.path.rsplit("/", 1)[1]
+        self.asked.append(endpoint)
+        body = await request.json()
+        if endpoint == self.refuse:
+            reason = "Unauthorized" if self.code == 401 else "Forbidden"
+            status = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "reason": reason,
+                "message": f"{endpoint}.x is forbidden",
+                "code": self.code,
+            }
+            return web.json_response(status, status=self.code)
+        if endpoint == "tokenreviews":
+            user = {"username": "system:serviceaccount:kube-system:horizontal-pod-autoscaler"}
+            return web.json_response({**body, "status": {"authenticated": True, "user": user}}, status=201)
+        return web.json_response({**body, "status": {"allowed": True}}, status=201)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/apis/authentication.k8s.io/v1/tokenreviews", self.review)
+        app.router.add_post("/apis/authorization.k8s.io/v1/subjectaccessreviews", self.review)
+        return app
+
+
+@pytest.mark.parametrize(
+    ("refuse", "code", "expected", "warning"),
+    [
+        pytest.param("tokenreviews", 401, 401, "cannot verify a bearer token", id="TokenReview 401"),
+        pytest.param("tokenreviews", 403, 401, "cannot verify a bearer token", id="TokenReview 403"),
+        pytest.param("subjectaccessreviews", 401, 403, "cannot check access", id="SubjectAccessReview 401"),
+        pytest.param("subjectaccessreviews", 403, 403, "cannot check access", id="SubjectAccessReview 403"),
+    ],
+)
+async def test_an_api_server_refusing_a_review_is_one_logged_refusal(
+    tls: TlsMaterial, fixed_clock: Callable[[], float], caplog, refuse, code, expected, warning
+) -> None:
+    """Finding 4: kube-apiserver answers 401/403 when a review cannot be done (over HTTPS, as
+    here); the caller gets 401 for a token that could not be checked, 403 for an access check,
+    never a 500, with one warning naming the review and the API server's answer, and the
+    refused review is counted on the Kubernetes call metrics."""
+    from prometheus_client import CollectorRegistry
+
+    from sidecar.telemetry import build_call_metrics
+
+    fake = RefusingApiServer(refuse, code)
+    api_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    api_tls.load_cert_chain(tls.server.cert_file, tls.server.key_file)
+    registry = CollectorRegistry()
+    decisions = LatestDecisions()
+    decisions.publish(published("llama"))
+    async with serve(fake.app(), api_tls) as api_url:
+        configuration = k8s.Configuration(host=api_url)
+        configuration.ssl_ca_cert = str(tls.serving_ca.cert_file)
+        async with k8s.ApiClient(configuration) as api:
+            reviewer = KubernetesAccessReviewer(api, fixed_clock, metrics=build_call_metrics(registry))
+            settings_ = ExternalMetricsSettings(max_age_seconds=60.0, clock=fixed_clock, reviewer=reviewer)
+            server_tls = build_server_ssl_context(str(tls.server.cert_file), str(tls.server.key_file), None)
+            async with serve(build_external_metrics_app(decisions, settings_), server_tls) as url:
+                running = Running(url, decisions, KubernetesContract(), tls)
+                with caplog.at_level(logging.DEBUG, logger="metrics_adapter"):
+                    status, body, _ = await running.get(
+                        f"{API_PREFIX}/namespaces/ml/desired_replicas",
+                        headers=HPA,
+                        labelSelector="workload=llama",
+                    )
+    assert (status, body["kind"], body["code"]) == (expected, "Status", expected)
+    assert fake.asked[-1] == refuse
+    ours = [
+        r for r in caplog.records if r.name.startswith("metrics_adapter") and r.levelno >= logging.WARNING
+    ]
+    assert len(ours) == 1 and ours[0].getMessage().startswith(warning), [r.getMessage() for r in ours]
+    kind = "TokenReview" if refuse == "tokenreviews" else "SubjectAccessReview"
+    assert f"{kind}: the API server answered {code}" in ours[0].error
+    assert not ours[0].exc_info, "an expected refusal, not a traceback"
+    labels = {"call": f"create_{kind.lower()}", "reason": str(code)}
+    assert registry.get_sample_value("autoscaler_kubernetes_request_errors_total", labels) == 1.0
 
 
 async def test_a_silent_api_server_costs_a_review_its_timeout_not_the_clients(

@@ -340,6 +340,75 @@ async def test_failed_kubernetes_calls_are_counted_by_reason(cluster, monkeypatc
     assert count == 2.0
 
 
+async def test_lease_pod_watch_and_prewarm_calls_are_counted_too(cluster):
+    """Every call the sidecar makes goes through telemetry.kubernetes_call: the Lease, the pod
+    watch and the pre-warm read and patch show on the same two instruments as the replica read,
+    successes timed, failures counted by reason (the watch counted, not timed)."""
+    from prometheus_client import CollectorRegistry
+
+    from sidecar.telemetry import build_call_metrics
+
+    contract, api = cluster
+    registry = CollectorRegistry()
+    metrics = build_call_metrics(registry)
+    contract.add_hpa("ml", "llama", 2)
+    elector = LeaseElector(api, FakeClock(), "ml", "autoscaler", "a", duration_seconds=15, metrics=metrics)
+    assert await elector.try_acquire()  # read 404, then create
+    assert await elector.try_acquire()  # read, then replace
+    prewarmer = Prewarmer(api, elector, metrics)
+    assert await prewarmer.apply(PrewarmTarget("ml", "HorizontalPodAutoscaler", "llama"), 6) == 6
+    missing = PrewarmTarget("ml", "ScaledObject", "ghost")
+    assert await prewarmer.apply(missing, 6) is None
+    contract.down = True
+    stop = asyncio.Event()
+    watch = asyncio.create_task(
+        watch_cold_starts(
+            api,
+            ("ml", "llama"),
+            "app=llama",
+            ColdStartTracker(estimate=max),
+            stop,
+            retry_seconds=60,
+            metrics=metrics,
+        )
+    )
+
+    def errors(call: str, reason: str) -> float | None:
+        labels = {"call": call, "reason": reason}
+        return registry.get_sample_value("autoscaler_kubernetes_request_errors_total", labels)
+
+    def timed(call: str) -> float | None:
+        return registry.get_sample_value(
+            "autoscaler_kubernetes_request_duration_seconds_count", {"call": call}
+        )
+
+    await eventually(lambda: errors("watch_pods", "503") == 1.0, what="the failed watch counted")
+    stop.set()
+    await asyncio.wait_for(watch, 5)
+    assert errors("read_lease", "404") == 1.0
+    assert errors("read_scaledobject", "404") == 1.0
+    assert {
+        call: timed(call)
+        for call in (
+            "read_lease",
+            "create_lease",
+            "replace_lease",
+            "read_horizontalpodautoscaler",
+            "patch_horizontalpodautoscaler",
+            "read_scaledobject",
+            "watch_pods",
+        )
+    } == {
+        "read_lease": 2.0,
+        "create_lease": 1.0,
+        "replace_lease": 1.0,
+        "read_horizontalpodautoscaler": 1.0,
+        "patch_horizontalpodautoscaler": 1.0,
+        "read_scaledobject": 1.0,
+        "watch_pods": None,
+    }
+
+
 def test_the_cold_start_tracker_remembers_a_bounded_number_of_pods():
     """Found in review: the set of seen pod UIDs grew with every pod the cluster ever started."""
     tracker = ColdStartTracker(estimate=max, remember_pods=100)
