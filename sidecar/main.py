@@ -160,9 +160,9 @@ async def serve(
 
         async def after_tick(report: TickReport) -> None:
             health.ticked(report.at)
-            for runtime in loop.runtimes.values():
-                if runtime.published is not None and runtime.published.published_at == report.at:
-                    telemetry.record_decision(runtime.published)
+            for status in loop.statuses().values():
+                if status.published is not None and status.published.published_at == report.at:
+                    telemetry.record_decision(status.published)
             if prewarmer is not None:
                 await apply_prewarm(prewarmer, loop)
             if simulation is not None:
@@ -172,7 +172,7 @@ async def serve(
 
         if started is not None:
             started(service)
-        log.info("serving", extra={"workloads": len(loop.runtimes), **service.addresses})
+        log.info("serving", extra={"workloads": len(loop.statuses()), **service.addresses})
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(loop.run(stop, after_tick), name="control loop")

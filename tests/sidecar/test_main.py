@@ -300,7 +300,7 @@ def test_truncated_state_at_start_is_logged_and_rebuilt(tmp_path: Path, caplog):
     tracker = ColdStartTracker(estimate=max)
     with caplog.at_level(logging.WARNING):
         restore_state(store, loop, tracker)
-    assert loop.runtimes[("ml", "llama")].decision_state.last_replicas is None, "nothing restored"
+    assert loop.status("ml", "llama").decision_state.last_replicas is None, "nothing restored"
     assert tracker.pairs == {}
     warning = next(r for r in caplog.records if "state file ignored" in r.getMessage())
     assert warning.problem == "checksum mismatch: truncated or corrupt"
@@ -414,9 +414,7 @@ async def test_pod_watchers_follow_the_configured_workloads(tmp_path: Path):
 
 async def test_prewarm_follows_forecast_decisions_only(cluster):
     from autoscaler.decision import Decision, Reason
-    from autoscaler.observations import Observations
     from sidecar.kubernetes_client import LeaseElector, Prewarmer
-    from sidecar.latest_decisions import PublishedDecision
     from sidecar.prewarm_floors import _restore_prewarm, apply_prewarm
     from sidecar.settings import parse_settings
 
@@ -426,26 +424,28 @@ async def test_prewarm_follows_forecast_decisions_only(cluster):
         SETTINGS.replace("max_replicas: 20", "max_replicas: 20\n    prewarm: {name: llama}")
     )
     clock = FakeClock()
+    wanted: list[Decision] = []
+
+    def scripted_decide(now, observations, forecast, policy, state):
+        return wanted[-1], state
+
     loop = ControlLoop(
         workloads=settings.workloads,
         settings=settings.loop,
         ports=LoopPorts(
-            ScriptedSignals(), proportional_decide, {"auto": FlatForecaster}, LatestDecisions(), clock
+            ScriptedSignals(), scripted_decide, {"auto": FlatForecaster}, LatestDecisions(), clock
         ),
     )
     elector = LeaseElector(api, clock, "ml", "autoscaler", "me", 15)
     await elector.try_acquire()
     prewarmer = Prewarmer(api, elector)
-    runtime = loop.runtimes[("ml", "llama")]
 
     def floor() -> int:
         return contract.objects[("horizontalpodautoscalers", "ml", "llama")]["spec"]["minReplicas"]
 
     async def decide(replicas: int, reason: Reason) -> None:
-        decision = Decision(clock.now(), replicas, reason)
-        runtime.published = PublishedDecision(
-            "ml", "llama", decision, Observations(clock.now(), 2), clock.now()
-        )
+        wanted.append(Decision(clock.now(), replicas, reason))
+        await loop.tick()
         await apply_prewarm(prewarmer, loop)
 
     await decide(7, Reason.FORECAST)

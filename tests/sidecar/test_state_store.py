@@ -90,7 +90,7 @@ async def test_a_restarted_loop_resumes_without_refitting(tmp_path: Path):
     first.signals.history_values = {query("llama"): lambda t: 80.0}
     first.signals.values = {query("llama"): lambda t: 10.0}
     await first.loop.tick()
-    await first.loop.runtimes[KEY].refit
+    await first.loop.settle()
     first.clock.advance(15)
     await first.loop.tick()
     store.save(snapshot(first.loop, first.clock.now()))
