@@ -15,6 +15,7 @@ policy is the shipped control loop through the example HPA (sidecar/replay_simul
 """
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from simulator.llm_replay import (
     run_policies,
     target_attainment,
 )
-from simulator.llm_report import Slo, equal_attainment_table, score
+from simulator.llm_report import Slo, equal_attainment_table, score, summary
 from simulator.request_trace import RequestTrace, read_request_trace
 from simulator.servegen_synthesis import synthesize
 from simulator.serving import ServingRun
@@ -51,7 +52,10 @@ def main() -> None:
     parser.add_argument("--skip-wall", action="store_true", help="no Azure conv wall-time line")
     parser.add_argument("--loads", nargs="+", default=list(LOADS), choices=list(LOADS))
     parser.add_argument("--knobs", nargs="*", default=[], help="POLICY=V1,V2 instead of its default sweep")
-    parser.add_argument("--policies", default=",".join(LLM_POLICIES))
+    parser.add_argument("--policies", default=",".join(LLM_POLICIES), help="in the order to run them")
+    parser.add_argument(
+        "--json", type=Path, help="write every trace's summary (frontier, equal attainment) here"
+    )
     args = parser.parse_args()
     profile = load_profile()
     slo = Slo()
@@ -82,6 +86,7 @@ def main() -> None:
         traces.append(RequestTrace(name, 0.0, arrivals[keep], inputs[keep], outputs[keep]))
     print(f"profile: {profile.name}; max replicas {args.max_replicas}; sweep {sweep}; loads {args.loads}")
     core = load_core()
+    saved: list[dict] = []
     for cold_start in args.cold_start_seconds:
         settings = LlmReplaySettings(cold_start_seconds=cold_start, max_replicas=args.max_replicas)
         for trace in traces:
@@ -96,17 +101,37 @@ def main() -> None:
                     flush=True,
                 )
 
-            baselines = [n for n in names if n != "predictive"]
-            runs = run_policies(trace, profile, baselines, settings, slo, sweep=sweep, progress=progress)
+            # In --policies order, so a long run can put what matters first.
+            runs: list[ServingRun] = []
+            predictive: dict[str, list[ServingRun]] = {}
+            for name in names:
+                if name != "predictive":
+                    runs += run_policies(
+                        trace, profile, [name], settings, slo, sweep=sweep, progress=progress
+                    )
+                    continue
+                for load in args.loads:
+
+                    def factory(knob: float, label: str, load: str = load) -> ServingControlLoopPolicy:
+                        return ServingControlLoopPolicy(core, knob, load, name=label)
+
+                    predictive[load] = run_policies(
+                        trace, profile, [name], settings, slo, factory, sweep, progress
+                    )
             target = target_attainment(trace, profile, slo)
-            for load in args.loads if "predictive" in names else ():
-
-                def factory(knob: float, label: str, load: str = load) -> ServingControlLoopPolicy:
-                    return ServingControlLoopPolicy(core, knob, load, name=label)
-
-                mine = run_policies(trace, profile, ["predictive"], settings, slo, factory, sweep, progress)
+            for load, mine in predictive.items():
                 print(f"\n{title}, predictive forecasting the {load} rate:\n")
                 print(equal_attainment_table(trace, [*runs, *mine], slo, (target, "predictive", BASELINES)))
+                if args.json is not None:
+                    document = summary(
+                        trace,
+                        [*runs, *mine],
+                        slo,
+                        {"cold_start_seconds": cold_start, "load": load},
+                        (target, "predictive", BASELINES),
+                    )
+                    saved.append(document)
+                    args.json.write_text(json.dumps(saved, indent=1) + "\n", encoding="utf-8")
             print(f"\n({time.perf_counter() - began:.0f} s for this trace)", flush=True)
     if not args.skip_wall:
         conv = azure / "AzureLLMInferenceTrace_conv.csv"
