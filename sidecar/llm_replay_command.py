@@ -20,17 +20,28 @@ from sidecar.core import Core, load_core
 from sidecar.replay_simulation import LoopOptions, ServingControlLoopPolicy
 from simulator.consumer import describe_chain
 from simulator.llm_replay import (
+    BASELINES,
     DEFAULT_LOAD,
     KNOBS,
     LLM_POLICIES,
     LOADS,
     LlmReplaySettings,
     PredictiveFactory,
+    default_sweep,
     hpa_target_rps,
     load_capacity,
     run_policies,
+    target_attainment,
 )
-from simulator.llm_report import Slo, comparison_table, summary, write_json, write_plot, write_requests
+from simulator.llm_report import (
+    Slo,
+    comparison_table,
+    equal_attainment_table,
+    summary,
+    write_json,
+    write_plot,
+    write_requests,
+)
 from simulator.request_trace import read_request_trace
 from simulator.serving_profile import load_profile
 
@@ -103,7 +114,8 @@ def run(args: argparse.Namespace, options: LoopOptions) -> int:
     )
     slo = Slo(args.slo_ttft_seconds, tpot)
     predictive = predictive_factory(args, load_core(), options) if "predictive" in names else None
-    runs = run_policies(trace, profile, names, settings, slo, predictive, args.sweep)
+    sweep = default_sweep() if args.sweep else None
+    runs = run_policies(trace, profile, names, settings, slo, predictive, sweep)
     parameters = {
         "profile": profile.name,
         "cold_start_seconds": settings.cold_start_seconds,
@@ -118,10 +130,11 @@ def run(args: argparse.Namespace, options: LoopOptions) -> int:
         "hpa_target_rps_per_replica": hpa_target_rps(trace, profile, settings, settings.target_utilization),
         "knobs": {name: asdict(knob) for name, knob in KNOBS.items()},
     }
+    equal = (target_attainment(trace, profile, slo), "predictive", BASELINES) if args.sweep else None
     try:
         if args.json is not None:
             target = args.json
-            write_json(summary(trace, runs, slo, parameters), args.json)
+            write_json(summary(trace, runs, slo, parameters, equal), args.json)
         if args.requests is not None:
             target = args.requests
             for one in runs:
@@ -136,5 +149,9 @@ def run(args: argparse.Namespace, options: LoopOptions) -> int:
             f"{trace.source}: {len(trace)} requests over {trace.duration_seconds} s, {profile.name}, "
             f"cold start {settings.cold_start_seconds:g} s"
         )
-        print(comparison_table(trace, runs, slo))
+        print(
+            comparison_table(trace, runs, slo)
+            if equal is None
+            else equal_attainment_table(trace, runs, slo, equal)
+        )
     return 0

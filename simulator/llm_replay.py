@@ -19,7 +19,7 @@ seed) in creation order, so the n-th pod of any policy takes as long to become R
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -139,18 +139,22 @@ def hpa_target_rps(
     return knob * load_capacity(trace, profile, "requests")
 
 
+def default_sweep() -> dict[str, tuple[float, ...]]:
+    return {name: knob.sweep for name, knob in KNOBS.items()}
+
+
 def policy_points(
-    names: Iterable[str], sweep: bool, settings: LlmReplaySettings
+    names: Iterable[str], sweep: Mapping[str, Sequence[float]] | None, settings: LlmReplaySettings
 ) -> list[tuple[str, float | None]]:
-    """(policy, knob) to run: each swept policy over its sweep, or once at its default; the
-    HPA's and predictive's default is the run's target utilization."""
+    """(policy, knob) to run: a policy named in `sweep` at each of its knobs, the others once at
+    their default (the HPA's and predictive's is the run's target utilization)."""
     points: list[tuple[str, float | None]] = []
     for name in names:
         knob = KNOBS.get(name)
-        if knob is None:
+        if sweep is not None and name in sweep:
+            points += [(name, float(value)) for value in sweep[name]]
+        elif knob is None:
             points.append((name, None))
-        elif sweep:
-            points += [(name, value) for value in knob.sweep]
         else:
             default = settings.target_utilization if name in ("hpa", "predictive") else knob.default
             points.append((name, default))
@@ -164,12 +168,12 @@ def run_policies(
     settings: LlmReplaySettings,
     slo: Slo,
     predictive: PredictiveFactory | None = None,
-    sweep: bool = False,
-    progress: Callable[[str, float], None] | None = None,
+    sweep: Mapping[str, Sequence[float]] | None = None,
+    progress: Callable[[ServingRun, float], None] | None = None,
 ) -> list[ServingRun]:
-    """One run per policy (per sweep point with `sweep`, named `policy@knob`); `predictive` builds
-    the predictive policy, required when it is named. `progress(name, seconds)` is told each
-    run's wall time."""
+    """One run per policy, or per knob of the policies in `sweep` (named `policy@knob`);
+    `predictive` builds the predictive policy, required when it is named. `progress(run,
+    seconds)` is told each run and its wall time."""
     bounds = settings.bounds
     start = initial_replicas(trace, profile, settings.target_utilization, bounds)
     serving = ServingSettings(settings.min_replicas, settings.max_replicas, initial_replicas=start)
@@ -186,7 +190,7 @@ def run_policies(
     runs = []
     for name, knob in policy_points(names, sweep, settings):
         began = time.perf_counter()
-        label = name if knob is None or not sweep else sweep_name(name, knob)
+        label = name if knob is None or sweep is None or name not in sweep else sweep_name(name, knob)
         if name == "oracle":
             runs.append(_oracle(trace, profile, settings, slo, run))
         elif name == "predictive":
@@ -201,7 +205,7 @@ def run_policies(
             assert knob is not None
             runs.append(run(_baseline(name, knob, label, trace, profile, settings)))
         if progress is not None:
-            progress(label, time.perf_counter() - began)
+            progress(runs[-1], time.perf_counter() - began)
     return runs
 
 

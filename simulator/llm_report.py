@@ -2,6 +2,12 @@
 GPU-hours and scale events (JSON and a markdown table), one CSV of requests per policy from which
 every figure can be recomputed (`score_requests`), and a plot of TTFT over time beside replicas.
 
+With a sweep (runs named `policy@knob`), the cost-matched comparison in these units
+(simulator/frontier.py: violation = 1 - attainment, hours = GPU-hours): each policy's GPU-hours
+at the target attainment (99 %), interpolated on its own curve; where the target lies outside
+its sweep, the cheapest swept point meeting it (an upper bound) or, when none does, the best
+attainment it reached. The predictive policy is set against the cheapest baseline there.
+
 TTFT = first_token_s - arrival_s; TPOT = (finished_s - first_token_s) / (output_tokens - 1), for
 requests of more than one output token (a one-token request meets any TPOT SLO). Percentiles are
 numpy's default (linear) over all requests.
@@ -16,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator.frontier import AtViolation, FrontierPoint, at_violation, curves, parse_sweep_name
 from simulator.request_trace import RequestTrace
 from simulator.serving import ServingRun
 
@@ -78,7 +85,163 @@ def score(trace: RequestTrace, run: ServingRun, slo: Slo) -> LlmScore:
     )
 
 
-def summary(trace: RequestTrace, runs: list[ServingRun], slo: Slo, parameters: dict[str, object]) -> dict:
+def frontier_points(scores: list[LlmScore]) -> list[FrontierPoint]:
+    """The swept runs' points: violation = 1 - attainment, hours = GPU-hours."""
+    points = []
+    for s in scores:
+        parsed = parse_sweep_name(s.name)
+        if parsed is not None:
+            points.append(FrontierPoint(parsed[0], parsed[1], 1.0 - s.attainment, s.gpu_hours))
+    return points
+
+
+@dataclass(frozen=True, slots=True)
+class EqualAttainment:
+    """Every swept policy at `target` attainment, and `policy` against the cheapest baseline."""
+
+    target: float
+    curves: tuple[AtViolation, ...]
+    policy: str
+    baselines: tuple[str, ...]
+
+    @staticmethod
+    def hours(curve: AtViolation) -> float | None:
+        """GPU-hours at the target: interpolated, else the cheapest swept point meeting it."""
+        return curve.hours if curve.hours is not None else curve.cheapest_meeting_hours
+
+    def of(self, name: str) -> AtViolation | None:
+        return next((c for c in self.curves if c.policy == name), None)
+
+    @property
+    def best_baseline(self) -> AtViolation | None:
+        priced = [c for c in self.curves if c.policy in self.baselines and self.hours(c) is not None]
+        return min(priced, key=lambda c: self.hours(c) or 0.0) if priced else None
+
+    @property
+    def saving(self) -> float | None:
+        """1 - policy's GPU-hours / the best baseline's at the target: 0.2 is 20 % fewer."""
+        mine, best = self.of(self.policy), self.best_baseline
+        if mine is None or best is None:
+            return None
+        ours, theirs = self.hours(mine), self.hours(best)
+        return None if ours is None or not theirs else 1.0 - ours / theirs
+
+
+def equal_attainment(
+    scores: list[LlmScore], target: float, policy: str, baselines: tuple[str, ...]
+) -> list[EqualAttainment]:
+    """The comparison at `target`, and, when the policy or every baseline falls short of it, at
+    the highest attainment the policy and a baseline both reach (min of the policy's best and
+    the best baseline's best): a target near the idle ceiling is often outside every sweep."""
+    by_policy = curves(frontier_points(scores))
+    if not by_policy:
+        return []
+    levels = [target]
+    best = {name: 1.0 - min(p.violation_ratio for p in curve) for name, curve in by_policy.items()}
+    reached = [best[name] for name in baselines if name in best]
+    if policy in best and reached:
+        common = min(target, best[policy], max(reached))
+        if common < target:
+            levels.append(common)
+    return [
+        EqualAttainment(
+            level, tuple(at_violation(c, 1.0 - level) for c in by_policy.values()), policy, baselines
+        )
+        for level in levels
+    ]
+
+
+def summary(
+    trace: RequestTrace,
+    runs: list[ServingRun],
+    slo: Slo,
+    parameters: dict[str, object],
+    equal: tuple[float, str, tuple[str, ...]] | None = None,
+) -> dict:
+    """The JSON document; with `equal` = (target attainment, policy, baselines) and swept runs,
+    also `frontier` (the points per policy) and `equal_attainment` (at the target, then at the
+    highest attainment both reach when that is lower)."""
+    scores = [score(trace, r, slo) for r in runs]
+    document = _summary(trace, scores, slo, parameters)
+    compared = equal_attainment(scores, *equal) if equal is not None else []
+    if compared:
+        document["frontier"] = {
+            name: [
+                {"knob": p.knob, "attainment": 1.0 - p.violation_ratio, "gpu_hours": p.hours} for p in curve
+            ]
+            for name, curve in curves(frontier_points(scores)).items()
+        }
+        document["equal_attainment"] = [_equal_json(c) for c in compared]
+    return document
+
+
+def _equal_json(compared: EqualAttainment) -> dict[str, object]:
+    best = compared.best_baseline
+    return {
+        "attainment": compared.target,
+        "policies": {
+            c.policy: {
+                "gpu_hours_at_attainment": c.hours,
+                "cheapest_meeting_gpu_hours": c.cheapest_meeting_hours,
+                "cheapest_meeting_knob": c.cheapest_meeting_knob,
+                "best_attainment": 1.0 - c.least_violation,
+                "gpu_hours_at_best_attainment": c.hours_at_least_violation,
+            }
+            for c in compared.curves
+        },
+        "policy": compared.policy,
+        "best_baseline": None if best is None else best.policy,
+        "saving_vs_best_baseline": compared.saving,
+    }
+
+
+def equal_attainment_table(
+    trace: RequestTrace, runs: list[ServingRun], slo: Slo, equal: tuple[float, str, tuple[str, ...]]
+) -> str:
+    scores = [score(trace, r, slo) for r in runs]
+    compared = equal_attainment(scores, *equal)
+    lines = [
+        "| policy | knob | attainment | TTFT p99 s | GPU-hours |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for s in scores:
+        parsed = parse_sweep_name(s.name)
+        knob = "-" if parsed is None else f"{parsed[1]:g}"
+        name = s.name if parsed is None else parsed[0]
+        lines.append(f"| {name} | {knob} | {s.attainment:.4f} | {s.ttft_p99_s:.2f} | {s.gpu_hours:.2f} |")
+    for index, level in enumerate(compared):
+        what = "the target" if index == 0 else "the highest attainment both reach"
+        lines += [
+            "",
+            f"At equal attainment {level.target:.4f} ({what}; TTFT <= {slo.ttft_seconds:g} s), "
+            "each policy over its own knob:",
+            "",
+            "| policy | GPU-hours there (interpolated) | cheapest swept point meeting it "
+            "| best attainment reached |",
+            "|---|---:|---:|---:|",
+        ]
+        for c in level.curves:
+            interpolated = "outside the sweep" if c.hours is None else f"{c.hours:.2f}"
+            meeting = (
+                "none"
+                if c.cheapest_meeting_hours is None
+                else f"{c.cheapest_meeting_hours:.2f} (knob {c.cheapest_meeting_knob:g})"
+            )
+            lines.append(
+                f"| {c.policy} | {interpolated} | {meeting} "
+                f"| {1 - c.least_violation:.4f} at {c.hours_at_least_violation:.2f} GPU-h |"
+            )
+        best, saving = level.best_baseline, level.saving
+        if best is None or saving is None:
+            lines.append(f"\n{level.policy} vs the best baseline: not comparable (not both reach it)")
+        else:
+            lines.append(
+                f"\n{level.policy} vs the best baseline there ({best.policy}): {saving:+.1%} GPU-hours saved"
+            )
+    return "\n".join(lines)
+
+
+def _summary(trace: RequestTrace, scores: list[LlmScore], slo: Slo, parameters: dict[str, object]) -> dict:
     return {
         "trace": trace.source,
         "requests": len(trace),
@@ -87,10 +250,7 @@ def summary(trace: RequestTrace, runs: list[ServingRun], slo: Slo, parameters: d
             "slo_ttft_seconds": slo.ttft_seconds,
             "slo_tpot_seconds": slo.tpot_seconds,
         },
-        "policies": {
-            s.name: {k: v for k, v in asdict(s).items() if k != "name"}
-            for s in (score(trace, r, slo) for r in runs)
-        },
+        "policies": {s.name: {k: v for k, v in asdict(s).items() if k != "name"} for s in scores},
     }
 
 

@@ -110,12 +110,19 @@ def summary(run: ReplayRun) -> dict[str, object]:
     points = frontier_points(run)
     if points:
         document["frontier"] = {
-            name: [{k: v for k, v in asdict(point).items() if k != "policy"} for point in curve]
+            name: [
+                {
+                    "target_utilization": point.knob,
+                    "violation_ratio": point.violation_ratio,
+                    "replica_hours": point.hours,
+                }
+                for point in curve
+            ]
             for name, curve in curves(points).items()
         }
         document["comparison"] = [
             {
-                **asdict(c),
+                **{("replica_hours" if k == "hours" else k): v for k, v in asdict(c).items()},
                 "baseline_extra_hours": c.baseline_extra_hours,
                 "violation_vs_baseline": c.violation_vs_baseline,
             }
@@ -146,7 +153,7 @@ def comparisons(run: ReplayRun) -> list[Comparison]:
         for name, curve in by_policy.items()
         if name != BASELINE
         for point in curve
-        if point.target_utilization == default
+        if point.knob == default
     ]
 
 
@@ -157,10 +164,7 @@ def sweep_table(run: ReplayRun) -> str:
         "|---|---:|---:|---:|",
     ]
     for name, curve in curves(frontier_points(run)).items():
-        lines += [
-            f"| {name} | {p.target_utilization:g} | {p.violation_ratio:.5f} | {p.replica_hours:.1f} |"
-            for p in curve
-        ]
+        lines += [f"| {name} | {p.knob:g} | {p.violation_ratio:.5f} | {p.hours:.1f} |" for p in curve]
     for figure in scores(run):
         if parse_sweep_name(figure.name) is None:
             lines.append(f"| {figure.name} | - | {figure.violation_ratio:.5f} | {figure.replica_hours:.1f} |")
@@ -174,7 +178,7 @@ def sweep_table(run: ReplayRun) -> str:
     ]
     for c in comparisons(run):
         lines.append(
-            f"| {c.policy} | {c.violation_ratio:.5f} | {c.replica_hours:.1f} "
+            f"| {c.policy} | {c.violation_ratio:.5f} | {c.hours:.1f} "
             f"| {_or_outside(c.baseline_hours_at_same_violation, '.1f')} "
             f"| {_or_outside(c.baseline_extra_hours, '+.1%')} "
             f"| {_or_outside(c.baseline_violation_at_same_hours, '.5f')} "
@@ -344,14 +348,12 @@ def write_frontier_plot(run: ReplayRun, path: Path) -> None:
     figure, axes = plt.subplots(figsize=(8, 5.5), constrained_layout=True)
     default = run.settings.target_utilization
     for name, curve in curves(frontier_points(run)).items():
-        hours = [p.replica_hours for p in curve]
+        hours = [p.hours for p in curve]
         violation = [max(p.violation_ratio, VIOLATION_FLOOR) for p in curve]
         (line,) = axes.plot(hours, violation, marker=POLICY_MARKERS.get(name, "^"), label=name)
         for point, x, y in zip(curve, hours, violation, strict=True):
-            axes.annotate(
-                f"{point.target_utilization:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
-            )
-            if point.target_utilization == default:
+            axes.annotate(f"{point.knob:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            if point.knob == default:
                 axes.plot(x, y, marker="o", markersize=13, fillstyle="none", color=line.get_color())
     for figure_score in scores(run):
         if parse_sweep_name(figure_score.name) is None and figure_score.name != "static-peak":

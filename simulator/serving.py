@@ -1,4 +1,6 @@
-"""A cluster of vLLM-like replicas serving a per-request trace, scaled by one ticked policy.
+"""A cluster of vLLM-like replicas serving a per-request trace (`ServingCluster`), scaled by one
+policy: a ticked one through `serve`, or the shipped control loop, which moves the cluster tick by
+tick as a simulator.pods.Deployment (sidecar/replay_simulation).
 
 Each replica batches continuously: a routed request waits in the replica's queue until it is
 admitted (fewer than `max_num_seqs` running and its whole KV footprint, prompt + output, free in

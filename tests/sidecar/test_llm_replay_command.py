@@ -1,5 +1,6 @@
 """`replay --trace` on a per-request trace, end to end: the figures in the JSON are the ones the
-per-request CSVs give, every request is in them, and bad flags exit 2 with one line."""
+per-request CSVs give, every request is in them, `--sweep` compares every policy at equal
+attainment on its own curve, and bad flags exit 2 with one line."""
 
 import csv
 import json
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 
 from sidecar.cli import main
+from simulator.frontier import FrontierPoint, hours_at_violation
+from simulator.llm_replay import KNOBS
 from simulator.llm_report import REQUEST_COLUMNS, Slo, score_requests
 
 
@@ -50,6 +53,63 @@ def test_json_figures_recompute_from_the_request_csvs(trace, tmp_path, capsys):
         assert again["ttft_p99_s"] == pytest.approx(figures["ttft_p99_s"], abs=1e-5)
         assert again["ttft_p50_s"] == pytest.approx(figures["ttft_p50_s"], abs=1e-5)
     assert "| oracle |" in capsys.readouterr().out
+
+
+def test_sweep_compares_every_policy_at_equal_attainment(trace, tmp_path, capsys):
+    path, _ = trace
+    out = tmp_path / "r.json"
+    flags = [
+        "--cold-start-seconds",
+        "60",
+        "--sweep",
+        "--json",
+        str(out),
+        "--policies",
+        "hpa,kv-cache,predictive",
+    ]
+    assert main(["replay", "--trace", str(path), *flags]) == 0
+    document = json.loads(out.read_text())
+    frontier, equal = document["frontier"], document["equal_attainment"]
+    assert set(frontier) == {"hpa", "kv-cache", "predictive"}
+    for name, points in frontier.items():
+        assert [p["knob"] for p in points] == list(KNOBS[name].sweep)
+        for point in points:
+            figures = document["policies"][f"{name}@{point['knob']:g}"]
+            # 1 - (1 - a) is a to the last bit or two.
+            assert point["attainment"] == pytest.approx(figures["attainment"], abs=1e-12)
+            assert point["gpu_hours"] == figures["gpu_hours"]
+    assert document["parameters"]["predictive_chain"].startswith("ControlLoop -> LatestDecisions")
+    assert 0 < equal[0]["attainment"] <= 0.99
+    for level in equal:
+        attainment = level["attainment"]
+        for name, points in frontier.items():
+            curve = [FrontierPoint(name, p["knob"], 1 - p["attainment"], p["gpu_hours"]) for p in points]
+            figures = level["policies"][name]
+            assert figures["gpu_hours_at_attainment"] == hours_at_violation(curve, 1 - attainment)
+            assert figures["best_attainment"] == pytest.approx(max(p["attainment"] for p in points))
+            meeting = [p["gpu_hours"] for p in points if p["attainment"] >= attainment - 1e-12]
+            assert figures["cheapest_meeting_gpu_hours"] == (min(meeting) if meeting else None)
+        priced = {
+            name: f["gpu_hours_at_attainment"]
+            if f["gpu_hours_at_attainment"] is not None
+            else f["cheapest_meeting_gpu_hours"]
+            for name, f in level["policies"].items()
+        }
+        baselines = {n: h for n, h in priced.items() if n != "predictive" and h is not None}
+        if baselines and priced["predictive"] is not None:
+            best = min(baselines, key=baselines.__getitem__)
+            assert level["best_baseline"] == best
+            assert level["saving_vs_best_baseline"] == pytest.approx(
+                1 - priced["predictive"] / baselines[best]
+            )
+    if len(equal) == 2:  # the highest attainment both reach, below the target
+        below = equal[1]
+        reached = [below["policies"][n]["best_attainment"] for n in ("hpa", "kv-cache")]
+        assert below["attainment"] == pytest.approx(
+            min(equal[0]["attainment"], below["policies"]["predictive"]["best_attainment"], max(reached))
+        )
+        assert below["saving_vs_best_baseline"] is not None
+    assert "At equal attainment" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 
 from sidecar.core import load_core
 from sidecar.replay_simulation import ServingControlLoopPolicy
-from simulator.llm_replay import LlmReplaySettings, load_capacity, run_policies
+from simulator.llm_replay import LlmReplaySettings, default_sweep, load_capacity, run_policies
 from simulator.llm_report import Slo
 from simulator.llm_signals import LlmSignals
 from simulator.request_trace import RequestTrace
@@ -95,7 +95,7 @@ def test_run_policies_runs_the_predictive_policy_at_each_knob():
     def factory(knob, name):
         return ServingControlLoopPolicy(CORE, knob, name=name)
 
-    runs = run_policies(trace, PROFILE, ["predictive"], SETTINGS, Slo(), factory, sweep=True)
+    runs = run_policies(trace, PROFILE, ["predictive"], SETTINGS, Slo(), factory, default_sweep())
     assert [r.name for r in runs] == [
         "predictive@0.3",
         "predictive@0.4",

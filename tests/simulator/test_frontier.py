@@ -7,6 +7,7 @@ import pytest
 from simulator.frontier import (
     VIOLATION_FLOOR,
     FrontierPoint,
+    at_violation,
     compare,
     hours_at_violation,
     parse_sweep_name,
@@ -67,3 +68,17 @@ def test_compare_reports_the_baselines_extra_hours_and_violation_ratio():
 def test_sweep_names_round_trip():
     assert parse_sweep_name(sweep_name("hpa", 0.55)) == ("hpa", 0.55)
     assert parse_sweep_name("oracle") is None
+
+
+def test_at_violation_interpolates_or_says_what_the_curve_reached():
+    inside = at_violation(HPA, math.sqrt(0.001 * 0.01))
+    assert inside.hours == pytest.approx(105.0)
+    assert (inside.cheapest_meeting_hours, inside.cheapest_meeting_knob) == (110.0, 0.5)
+    assert (inside.least_violation, inside.hours_at_least_violation) == (0.001, 110.0)
+    # 99.99 % is more than the sweep reaches: no figure at the target, and none meets it.
+    beyond = at_violation(HPA, 0.0001)
+    assert beyond.hours is None and beyond.cheapest_meeting_hours is None
+    assert beyond.least_violation == 0.001
+    # Every point meets 80 %: outside the sweep, but its cheapest point is an upper bound.
+    easy = at_violation(HPA, 0.2)
+    assert easy.hours is None and easy.cheapest_meeting_hours == 90.0
