@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, replace
 
 from autoscaler.decision import Decision, DecisionState, Reason, Recommendation
+from autoscaler.objective import ObjectiveStatus, Quantiles, observe, quantiles, status
 from autoscaler.observations import Observations, Signal
 from autoscaler.policy import ScalingPolicy
 from autoscaler.prewarm import Prewarm, prewarm
@@ -65,13 +66,15 @@ def decide(
     """
     _check(now, observations)
     state = _rewind(now, state)
+    state = replace(state, objective=observe(now, observations, policy, state.objective))
+    chosen = quantiles(policy, state.objective)
     asked = reactive_recommendations(now, observations, policy)
-    ahead = prewarm(now, observations, forecast, policy)
+    ahead = prewarm(now, observations, forecast, policy, chosen)
     if ahead is not None:
         asked["forecast"] = ahead.replicas
     current = observations.current_replicas
     if current is None:
-        return _hold_unknown_scale(now, asked, ahead, policy, state)
+        return _hold_unknown_scale(now, asked, ahead, policy, state, chosen)
 
     wanted = _hold_forecast_floor(_blend(asked, current), current, ahead)
     state = _track_panic(now, asked.get(Signal.LOAD), observations, policy, state)
@@ -89,7 +92,8 @@ def decide(
         now, current, replicas, state.scale_events, policy.scale_up, policy.scale_down
     )
     state = replace(state, recommendations=recommendations, scale_events=events, last_replicas=replicas)
-    return _decision(now, replicas, reason, asked, ahead), state
+    objective = status(policy, state.objective, chosen, replicas)
+    return _decision(now, replicas, reason, asked, ahead, objective), state
 
 
 def _check(now: float, observations: Observations) -> None:
@@ -218,7 +222,12 @@ def scale_down_window(trust: float, policy: ScalingPolicy) -> float:
 
 
 def _hold_unknown_scale(
-    now: float, asked: dict[str, int], ahead: Prewarm | None, policy: ScalingPolicy, state: DecisionState
+    now: float,
+    asked: dict[str, int],
+    ahead: Prewarm | None,
+    policy: ScalingPolicy,
+    state: DecisionState,
+    chosen: Quantiles,
 ) -> tuple[Decision, DecisionState]:
     """The scale target's count is unknown (API error, not created yet): publish the last count,
     raised to any signal asking for more; on the very first tick, what the signals ask within
@@ -231,11 +240,17 @@ def _hold_unknown_scale(
         replicas, reason = policy.max_replicas, Reason.MAX
     elif replicas < policy.min_replicas:
         replicas, reason = policy.min_replicas, Reason.MIN
-    return _decision(now, replicas, reason, asked, ahead), replace(state, last_replicas=replicas)
+    objective = status(policy, state.objective, chosen, replicas)
+    return _decision(now, replicas, reason, asked, ahead, objective), replace(state, last_replicas=replicas)
 
 
 def _decision(
-    now: float, replicas: int, reason: Reason, asked: dict[str, int], ahead: Prewarm | None
+    now: float,
+    replicas: int,
+    reason: Reason,
+    asked: dict[str, int],
+    ahead: Prewarm | None,
+    objective: ObjectiveStatus | None,
 ) -> Decision:
     return Decision(
         at=now,
@@ -246,4 +261,5 @@ def _decision(
         lead_seconds=0.0 if ahead is None else ahead.lead_seconds,
         forecast_trust=0.0 if ahead is None else ahead.trust,
         forecast_floor_replicas=None if ahead is None else ahead.floor_replicas,
+        objective=objective,
     )

@@ -38,6 +38,7 @@ from sidecar.latest_decisions import LatestDecisions
 from sidecar.settings import (
     ForecastSettings,
     LoopSettings,
+    ObjectiveSettings,
     ServerSettings,
     Settings,
     WorkloadSettings,
@@ -187,12 +188,16 @@ class LoopOptions:
     """What the replay sets of the predictive policy beyond the shared ReplaySettings."""
 
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
+    objective: ObjectiveSettings = field(default_factory=ObjectiveSettings)
     tolerance: float = 0.1
     speedup: float | None = None
 
 
 def replay_workload(
-    name: str, settings: ReplaySettings, forecast: ForecastSettings, target_utilization: float | None = None
+    name: str,
+    settings: ReplaySettings,
+    options: LoopOptions,
+    target_utilization: float | None = None,
 ) -> WorkloadSettings:
     """The workload a replay scales: the run's capacity, target (or `target_utilization`, a sweep
     point) and bounds; the cold start is learned, not given."""
@@ -204,7 +209,8 @@ def replay_workload(
         target_utilization=settings.target_utilization if target_utilization is None else target_utilization,
         min_replicas=settings.min_replicas,
         max_replicas=settings.max_replicas,
-        forecast=forecast,
+        forecast=options.forecast,
+        objective=options.objective,
     )
 
 
@@ -304,7 +310,7 @@ class ControlLoopPolicy:
             self.options,
             self.core.estimate_cold_start,
         )
-        workload = replay_workload(self.workload, settings, self.options.forecast, self.target_utilization)
+        workload = replay_workload(self.workload, settings, self.options, self.target_utilization)
         asyncio.run(run_loop(simulation, workload, self.loop, self.core))
         return simulation
 
@@ -373,4 +379,4 @@ def serve_replay(
         estimate_cold_start,
         base.server.decision_max_age_seconds,
     )
-    return serve_settings(base, replay_workload(name, settings, ForecastSettings())), simulation
+    return serve_settings(base, replay_workload(name, settings, LoopOptions())), simulation

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from autoscaler.objective import ObjectiveState, quantiles
 from autoscaler.observations import Observations, Reading
 from autoscaler.policy import ScalingPolicy
 from autoscaler.prewarm import forecast_trust, lead_seconds, prewarm
@@ -250,7 +251,7 @@ def test_prewarm(
     forecast: Forecast | None, policy: ScalingPolicy, load: float | None, expected: tuple[int, float] | None
 ) -> None:
     observations = Observations(at=NOW, current_replicas=2, load=None if load is None else Reading(load, NOW))
-    ahead = prewarm(NOW, observations, forecast, policy)
+    ahead = prewarm(NOW, observations, forecast, policy, quantiles(policy, ObjectiveState()))
     if expected is None:
         assert ahead is None
     else:

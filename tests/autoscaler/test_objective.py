@@ -1,0 +1,165 @@
+"""The objective's controller: quantiles chosen online from the misses the loop measures."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from autoscaler.decide import decide
+from autoscaler.decision import DecisionState
+from autoscaler.objective import (
+    HIGHEST_FLOOR,
+    LOWEST_FLOOR,
+    ObjectiveState,
+    observe,
+    quantiles,
+    status,
+)
+from autoscaler.observations import Observations, Reading
+from autoscaler.policy import (
+    DEFAULT_FLOOR_QUANTILE,
+    DEFAULT_FORECAST_QUANTILE,
+    OBJECTIVE_QUANTILES,
+    PolicyError,
+    ScalingPolicy,
+)
+from forecasting.forecast import Forecast
+
+TICK = 15.0
+POLICY = ScalingPolicy(replica_capacity_rps=10.0, objective_unserved_share=0.01, max_replicas=50).validate()
+
+
+def _tick(now: float, load: float | None, ready: int) -> Observations:
+    reading = None if load is None else Reading(load, now - 15.0)
+    return Observations(at=now, current_replicas=ready, ready_replicas=ready, load=reading)
+
+
+def _run(state: ObjectiveState, ticks: int, load: float | None, ready: int, start: float = 0.0) -> ObjectiveState:
+    for i in range(ticks):
+        state = observe(start + i * TICK, _tick(start + i * TICK, load, ready), POLICY, state)
+    return state
+
+
+def _floor(state: ObjectiveState) -> float:
+    return quantiles(POLICY, state).floor
+
+
+def test_without_an_objective_nothing_is_learned_and_the_defaults_are_read() -> None:
+    policy = ScalingPolicy(replica_capacity_rps=10.0).validate()
+    state = observe(0.0, _tick(0.0, 500.0, 1), policy, ObjectiveState())
+    assert state == ObjectiveState()
+    chosen = quantiles(policy, state)
+    assert (chosen.forecast, chosen.floor) == (DEFAULT_FORECAST_QUANTILE, DEFAULT_FLOOR_QUANTILE)
+    assert status(policy, state, chosen, 1) is None
+    assert policy.forecast_quantiles == (0.5, 0.84, 0.9)
+
+
+def test_the_first_tick_starts_at_the_default_floor() -> None:
+    state = observe(0.0, _tick(0.0, 50.0, 10), POLICY, ObjectiveState())
+    assert _floor(state) == DEFAULT_FLOOR_QUANTILE
+    assert quantiles(POLICY, state).forecast == DEFAULT_FORECAST_QUANTILE
+
+
+def test_quiet_hours_lower_the_quantiles_step_by_step_down_to_the_lowest() -> None:
+    # 50 rps against 10 ready replicas of 10 rps: nothing unserved, for three days.
+    state = _run(ObjectiveState(), 1, 50.0, 10)
+    floors = []
+    for hour in range(72):
+        state = _run(state, 240, 50.0, 10, start=15.0 + hour * 3600)
+        floors.append(_floor(state))
+    assert floors == sorted(floors, reverse=True)
+    assert floors[5] < DEFAULT_FLOOR_QUANTILE
+    assert floors[-1] == LOWEST_FLOOR
+    assert state.unserved == 0.0
+
+
+def test_misses_raise_the_quantiles_up_to_the_highest() -> None:
+    # 150 rps against 10 replicas of 10 rps: a third unserved, far above 1 %.
+    state = _run(ObjectiveState(), 300, 150.0, 10)
+    assert _floor(state) == HIGHEST_FLOOR
+    chosen = quantiles(POLICY, state)
+    assert chosen.forecast > DEFAULT_FORECAST_QUANTILE
+    report = status(POLICY, state, chosen, 10)
+    assert report is not None
+    assert report.trailing_unserved_share == pytest.approx(50 / 150, rel=1e-6)
+    assert report.unreachable is None  # 10 replicas, max is 50: more can still be asked for
+
+
+def test_a_reading_is_judged_against_the_replicas_ready_in_the_minute_it_describes() -> None:
+    # Ready went 5 -> 10 just now; the reading (a rate over the minute before 45 s) saw 5.
+    state = _run(ObjectiveState(), 4, 40.0, 5)
+    state = observe(60.0, _tick(60.0, 80.0, 10), POLICY, state)
+    assert state.unserved == pytest.approx(30.0 * TICK)
+    # Ready went 10 -> 5 just now (a scale-down); the lagging reading of 80 rps was served by 10.
+    state = _run(ObjectiveState(), 4, 80.0, 10)
+    state = observe(60.0, _tick(60.0, 80.0, 5), POLICY, state)
+    assert state.unserved == 0.0
+
+
+def test_missing_or_stale_load_moves_nothing() -> None:
+    state = _run(ObjectiveState(), 10, 150.0, 10)
+    for load in (None, math.nan):
+        after = _run(state, 100, load, 10, start=150.0)
+        assert after.level == state.level
+        assert (after.demand, after.unserved) == (state.demand, state.unserved)
+    stale = Observations(at=1e5, current_replicas=10, ready_replicas=10, load=Reading(50.0, 0.0))
+    assert observe(1e5, stale, POLICY, state).level == state.level
+
+
+def test_the_long_run_unserved_share_settles_at_the_objective() -> None:
+    # A closed loop: each tick the ready capacity is the chosen floor quantile of the demand's
+    # distribution (what the forecast floor would provision), the demand a fresh draw from it.
+    rng = np.random.default_rng(7)
+    grid = np.quantile(rng.lognormal(np.log(100.0), 0.3, 200_000), OBJECTIVE_QUANTILES)
+    capacity = dict(zip(OBJECTIVE_QUANTILES, grid, strict=True))
+    policy = replace(POLICY, replica_capacity_rps=1.0, objective_unserved_share=0.01)
+    state, demand, unserved = ObjectiveState(), 0.0, 0.0
+    for i in range(40 * 5760):  # 40 days of 15 s ticks
+        now = i * TICK
+        ready = int(capacity[quantiles(policy, state).floor])
+        load = float(rng.lognormal(np.log(100.0), 0.3))
+        if i >= 10 * 5760:  # after ten days of settling
+            demand += load
+            unserved += max(0.0, load - ready)
+        state = observe(now, _tick(now, load, ready), policy, state)
+    assert unserved / demand == pytest.approx(0.01, rel=0.25)
+
+
+def test_set_quantiles_are_expert_overrides() -> None:
+    policy = replace(POLICY, forecast_quantile=0.7, forecast_floor_quantile=0.95)
+    state = _run(ObjectiveState(), 300, 150.0, 10)
+    chosen = quantiles(policy, state)
+    assert (chosen.forecast, chosen.floor) == (0.7, 0.95)
+    assert policy.forecast_quantiles == (0.5, 0.7, 0.9, 0.95)
+
+
+def test_an_objective_unreachable_at_max_replicas_says_why() -> None:
+    state = _run(ObjectiveState(), 40, 1000.0, 50)
+    report = status(POLICY, state, quantiles(POLICY, state), 50)
+    assert report is not None
+    assert report.unreachable is not None
+    assert "max_replicas=50" in report.unreachable
+    assert "objective 0.01" in report.unreachable
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0, -0.1, math.nan])
+def test_an_objective_outside_0_1_is_a_policy_error(share: float) -> None:
+    with pytest.raises(PolicyError, match="objective_unserved_share"):
+        ScalingPolicy(replica_capacity_rps=10.0, objective_unserved_share=share).validate()
+
+
+def test_decide_carries_the_objective_in_its_state_and_reports_it() -> None:
+    forecast = Forecast(0.0, 60.0, {q: np.full(30, 40.0 + 100 * q) for q in POLICY.forecast_quantiles})
+    assert set(OBJECTIVE_QUANTILES) <= set(forecast.quantiles)
+    state = DecisionState()
+    for i in range(6 * 240):
+        now = i * TICK
+        decision, state = decide(now, _tick(now, 50.0, 10), forecast, POLICY, state)
+    assert decision.objective is not None
+    assert decision.objective.unserved_share == 0.01
+    assert decision.objective.trailing_unserved_share == 0.0
+    assert decision.objective.floor_quantile < DEFAULT_FLOOR_QUANTILE  # six hours without a miss
+    assert state.objective.level is not None
