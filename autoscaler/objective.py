@@ -3,7 +3,8 @@
 A user cannot tune forecast quantiles per workload; they can say "at most 0.1 % of requests may
 find no ready replica". The policy turns that into its floor and pre-warm quantiles online, from
 what it observes itself: each tick it measures the demand the ready replicas could not serve
-(the load reading above ready capacity, `replica_capacity_rps` each) and moves one level, the
+(the load reading above ready capacity, `replica_capacity_rps` each; in expectation over the
+seconds a 60 s rate averages, `expected_shortfall`) and moves one level, the
 logit of the floor quantile, by an adaptive-conformal step (Gibbs and Candes, 2021):
 
     level += rate * dt/3600 * (shortfall - objective * load) / (objective * trailing mean load)
@@ -49,6 +50,8 @@ TRAILING_SECONDS = 86400.0
 # reading of the higher load into misses that never happened.
 READING_WINDOW_SECONDS = 60.0
 READY_MEMORY_SECONDS = 300.0
+# Time constant of the within-window load variance estimate.
+SPREAD_SECONDS = 600.0
 # A tick after a long gap (a restart, a stalled loop) counts as at most this long.
 MAX_TICK_SECONDS = 300.0
 
@@ -60,7 +63,8 @@ class ObjectiveState:
     `level` is the logit of the floor quantile (None before the first tick: the default floor);
     `demand` and `unserved` are request totals and `seconds` the time they span, each decayed
     with a `TRAILING_SECONDS` time constant; `ready` the (time, ready replicas) of the last
-    `READY_MEMORY_SECONDS`."""
+    `READY_MEMORY_SECONDS`; `loads` the (observed time, value) of the last reading and
+    `variance` the decayed estimate of the load's variance inside a reading's window."""
 
     level: float | None = None
     demand: float = 0.0
@@ -68,6 +72,8 @@ class ObjectiveState:
     seconds: float = 0.0
     last_at: float | None = None
     ready: tuple[tuple[float, int], ...] = ()
+    loads: tuple[tuple[float, float], ...] = ()
+    variance: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +127,8 @@ def observe(
     reading = observations.load
     end = now if reading is None else reading.observed_at
     capacity = _ready_during(memory, end) * policy.replica_capacity_rps
-    shortfall = max(0.0, load - capacity)
+    loads, variance = _spread(state, end, load, dt)
+    shortfall = expected_shortfall(load, capacity, math.sqrt(variance))
     decay = math.exp(-dt / TRAILING_SECONDS)
     demand = state.demand * decay + load * dt
     unserved = state.unserved * decay + shortfall * dt
@@ -131,7 +138,53 @@ def observe(
     if mean_load > 0:
         step = RATE_PER_HOUR * dt / 3600 * (shortfall - objective * load) / (objective * mean_load)
         level = min(_logit(HIGHEST_FLOOR), max(_logit(LOWEST_FLOOR), level + step))
-    return replace(state, level=level, demand=demand, unserved=unserved, seconds=seconds)
+    return replace(
+        state,
+        level=level,
+        demand=demand,
+        unserved=unserved,
+        seconds=seconds,
+        loads=loads,
+        variance=variance,
+    )
+
+
+def _spread(
+    state: ObjectiveState, end: float, load: float, dt: float
+) -> tuple[tuple[tuple[float, float], ...], float]:
+    """The reading to remember and the variance of the load within a reading's window.
+
+    Two readings `gap` seconds apart share all of their window but `gap` seconds at each end, so
+    they differ by (new - old seconds' load) * gap / window: the square of that change, scaled
+    back by (window / gap)^2 / 2, estimates the variance of the load over `gap`-long stretches
+    inside a window, which the rate averages away. Example: one-minute steps of 100 and 140 rps
+    read every 15 s change by 10 rps a tick -> (10 * 4)^2 / 2 = 800, a spread of 28 rps.
+    """
+    variance = state.variance
+    if state.loads:
+        at, previous = state.loads[-1]
+        gap = end - at
+        if 0 < gap <= READING_WINDOW_SECONDS:
+            sample = ((load - previous) * READING_WINDOW_SECONDS / gap) ** 2 / 2
+            weight = math.exp(-dt / SPREAD_SECONDS)
+            variance = variance * weight + sample * (1 - weight)
+    return ((end, load),), variance
+
+
+def expected_shortfall(load: float, capacity: float, spread: float) -> float:
+    """Demand above capacity, in expectation over a window whose demand averages `load` with
+    standard deviation `spread` (normal): a 60 s rate hides the seconds above capacity.
+
+    Examples: spread 0 -> max(0, load - capacity); load = capacity, spread 10 -> 10 / sqrt(2 pi) = 3.99.
+    """
+    if spread <= 0:
+        return max(0.0, load - capacity)
+    z = (load - capacity) / spread
+    return (load - capacity) * _normal_cdf(z) + spread * math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+
+
+def _normal_cdf(z: float) -> float:
+    return 0.5 * (1 + math.erf(z / math.sqrt(2)))
 
 
 def _ready_during(memory: tuple[tuple[float, int], ...], end: float) -> float:

@@ -226,6 +226,8 @@ def _replay(args: argparse.Namespace) -> int:
         _progress_bar if show_progress else None,
         parameters={
             "predictive_chain": describe_chain(args.hpa_tolerance),
+            "predictive_objective_unserved_share": objective.unserved_share,
+            "predictive_quantiles": describe_quantiles(forecast),
             "cold_start_distribution": describe_cold_starts(settings.cold_starts),
         },
     )
@@ -247,6 +249,13 @@ def _replay(args: argparse.Namespace) -> int:
         )
         print(sweep_table(result) if args.sweep else comparison_table(result))
     return 0
+
+
+def describe_quantiles(forecast: ForecastSettings) -> str:
+    def one(value: float | None) -> str:
+        return "chosen by the objective" if value is None else f"fixed at {value:g}"
+
+    return f"pre-warm {one(forecast.quantile)}, floor {one(forecast.floor_quantile)}"
 
 
 def describe_cold_starts(cold_starts: ColdStartDistribution) -> str:
