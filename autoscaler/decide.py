@@ -1,6 +1,8 @@
 """decide(): one scaling decision from what is measured, what is forecast and what was decided.
 
 Order of operations (DESIGN.md, "The decision"):
+0. with an objective, the tick's measured shortfall moves the quantiles the forecast is read at
+   (autoscaler.objective);
 1. every live reactive signal and the forecast's pre-warm ask for a count; the largest wins,
    so the result is never below what a reactive scaler would ask for;
 2. without a live load signal nothing may scale down: the count is held (HELD_STALE);

@@ -20,7 +20,7 @@ import logging
 import os
 import pickle
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -162,11 +162,18 @@ def restore(loop: ControlLoop, state: PersistedState) -> list[tuple[str, str]]:
         saved = state.workloads.get(key)
         if saved is None:
             continue
-        runtime.decision_state = saved.decision_state
+        runtime.decision_state = _complete(saved.decision_state)
         if saved.fitted is not None and saved.model_name == runtime.settings.forecast.model:
             runtime.fitted, runtime.fitted_at = saved.fitted, saved.fitted_at
         restored.append(key)
     return restored
+
+
+def _complete(state: DecisionState) -> DecisionState:
+    """A decision state an older version saved lacks the fields added since (the objective's):
+    they take their defaults and the rest is kept, where a missing one would fail every tick."""
+    kept = {f.name: getattr(state, f.name) for f in fields(DecisionState) if hasattr(state, f.name)}
+    return DecisionState(**kept)
 
 
 # --- What the service does with the store ---------------------------------------------------
