@@ -39,10 +39,11 @@ from autoscaler.reactive import usable_value
 DEFAULT_UNSERVED_SHARE = 0.001
 LOWEST_FLOOR, HIGHEST_FLOOR = OBJECTIVE_QUANTILES[0], OBJECTIVE_QUANTILES[-1]
 PREWARM_OFFSET = math.log(0.84 / 0.16)  # logit(0.84) - logit(0.5)
-# Logit units per hour that a quiet hour lowers the level: a quiet day takes the floor from 0.84
-# to about 0.5 ... 0.2 (the trailing load decides), one miss of the objective's size over an
-# hour puts it back.
-RATE_PER_HOUR = 0.1
+# Logit units per hour that a quiet hour lowers the level: four quiet hours take the floor from
+# 0.84 to 0.5, a quiet day to the lowest; misses of the objective's size over an hour put back
+# what a quiet hour took. Slower (0.1) left a one-day trace spending 5 % over HPA for nothing
+# before it had come down; both settle where the misses cost the objective.
+RATE_PER_HOUR = 0.5
 TRAILING_SECONDS = 86400.0
 # A load reading is a rate over the minute before it was observed (the examples' [1m] window),
 # and it arrives a scrape delay late: it is judged against the mean ready count of the ticks in
@@ -50,8 +51,7 @@ TRAILING_SECONDS = 86400.0
 # reading of the higher load into misses that never happened.
 READING_WINDOW_SECONDS = 60.0
 READY_MEMORY_SECONDS = 300.0
-# Time constant of the within-window load variance estimate.
-SPREAD_SECONDS = 600.0
+SPREAD_SCALE = 0.25
 # A tick after a long gap (a restart, a stalled loop) counts as at most this long.
 MAX_TICK_SECONDS = 300.0
 
@@ -63,8 +63,7 @@ class ObjectiveState:
     `level` is the logit of the floor quantile (None before the first tick: the default floor);
     `demand` and `unserved` are request totals and `seconds` the time they span, each decayed
     with a `TRAILING_SECONDS` time constant; `ready` the (time, ready replicas) of the last
-    `READY_MEMORY_SECONDS`; `loads` the (observed time, value) of the last reading and
-    `variance` the decayed estimate of the load's variance inside a reading's window."""
+    `READY_MEMORY_SECONDS`; `loads` the (observed time, value) of the last reading."""
 
     level: float | None = None
     demand: float = 0.0
@@ -73,7 +72,6 @@ class ObjectiveState:
     last_at: float | None = None
     ready: tuple[tuple[float, int], ...] = ()
     loads: tuple[tuple[float, float], ...] = ()
-    variance: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +125,7 @@ def observe(
     reading = observations.load
     end = now if reading is None else reading.observed_at
     capacity = _ready_during(memory, end) * policy.replica_capacity_rps
-    loads, variance = _spread(state, end, load, dt)
+    loads, variance = _spread(state, end, load)
     shortfall = expected_shortfall(load, capacity, math.sqrt(variance))
     decay = math.exp(-dt / TRAILING_SECONDS)
     demand = state.demand * decay + load * dt
@@ -145,29 +143,27 @@ def observe(
         unserved=unserved,
         seconds=seconds,
         loads=loads,
-        variance=variance,
     )
 
 
-def _spread(
-    state: ObjectiveState, end: float, load: float, dt: float
-) -> tuple[tuple[tuple[float, float], ...], float]:
-    """The reading to remember and the variance of the load within a reading's window.
+def _spread(state: ObjectiveState, end: float, load: float) -> tuple[tuple[tuple[float, float], ...], float]:
+    """The reading to remember and the variance of the load within this reading's window.
 
     Two readings `gap` seconds apart share all of their window but `gap` seconds at each end, so
-    they differ by (new - old seconds' load) * gap / window: the square of that change, scaled
-    back by (window / gap)^2 / 2, estimates the variance of the load over `gap`-long stretches
-    inside a window, which the rate averages away. Example: one-minute steps of 100 and 140 rps
-    read every 15 s change by 10 rps a tick -> (10 * 4)^2 / 2 = 800, a spread of 28 rps.
+    they differ by (new - old load) * gap / window, where old and new are the load over the
+    `gap` that left the window and the one that entered it: scaled back by window / gap, the
+    change is the step between two levels the window holds, and the spread of a window holding
+    two levels is at most half their step (`SPREAD_SCALE` = 1/4 of its square). It is this
+    tick's alone: on a load that steps every 10 minutes only the windows across a step hide
+    seconds above capacity. Example: one-minute steps of 100 and 140 rps read every 15 s change
+    by 10 rps a tick -> a step of 40 rps, a spread of at most 20 rps.
     """
-    variance = state.variance
+    variance = 0.0
     if state.loads:
         at, previous = state.loads[-1]
         gap = end - at
         if 0 < gap <= READING_WINDOW_SECONDS:
-            sample = ((load - previous) * READING_WINDOW_SECONDS / gap) ** 2 / 2
-            weight = math.exp(-dt / SPREAD_SECONDS)
-            variance = variance * weight + sample * (1 - weight)
+            variance = ((load - previous) * READING_WINDOW_SECONDS / gap) ** 2 * SPREAD_SCALE
     return ((end, load),), variance
 
 
