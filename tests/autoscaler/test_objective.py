@@ -114,28 +114,30 @@ def test_missing_or_stale_load_moves_nothing() -> None:
 
 
 def test_the_long_run_unserved_share_settles_at_the_objective() -> None:
-    # A closed loop: the load changes every 15 s (independent draws), the loop reads it as a
-    # 60 s rate, so it never sees the 15 s stretches above capacity, only their spread; the
-    # ready capacity is the chosen floor quantile of the load's distribution (what a forecast
-    # floor would provision). The estimate takes the hidden spread as normal: near-normal draws
-    # (lognormal 0.15) settle here; skewed ones (lognormal 0.3) overshoot by a third.
+    # A closed loop: the load takes a new level every minute (independent draws, as a per-minute
+    # trace replays), the loop reads it every 15 s as a 60 s rate, so a window across two levels
+    # hides the seconds of the higher one above capacity; the ready capacity is the chosen floor
+    # quantile of the levels' distribution (what a forecast floor would provision).
     rng = np.random.default_rng(7)
-    draws = rng.lognormal(np.log(100.0), 0.15, 200_000)
+    draws = rng.lognormal(np.log(100.0), 0.2, 200_000)
     capacity = dict(zip(OBJECTIVE_QUANTILES, np.quantile(draws, OBJECTIVE_QUANTILES), strict=True))
     policy = replace(POLICY, replica_capacity_rps=1.0, objective_unserved_share=0.01)
     state, demand, unserved = ObjectiveState(), 0.0, 0.0
-    window = list(rng.lognormal(np.log(100.0), 0.15, 4))
-    for i in range(30 * 5760):  # 30 days of 15 s ticks
+    levels = rng.lognormal(np.log(100.0), 0.2, 30 * 1440 + 1)
+    for i in range(4, 30 * 5760):  # 30 days of 15 s ticks
         now = i * TICK
         ready = int(capacity[quantiles(policy, state).floor])
-        window = [*window[1:], float(rng.lognormal(np.log(100.0), 0.15))]
+        window = levels[np.arange(i - 3, i + 1) // 4]  # the last four 15 s stretches
         if i >= 5 * 5760:  # after five days of settling
             demand += window[-1]
             unserved += max(0.0, window[-1] - ready)
         reading = Reading(float(np.mean(window)), now)
         state = observe(now, Observations(now, ready, ready, load=reading), policy, state)
-    assert unserved / demand == pytest.approx(0.01, rel=0.25)
-    assert state.unserved / state.demand == pytest.approx(unserved / demand, rel=0.25)
+    # Met, and not by holding replicas for far fewer misses than declared: the spread a window
+    # hides is bounded from above (half the step), so the loop's own count errs on the safe side.
+    assert 0.005 < unserved / demand <= 0.011
+    measured = state.unserved / state.demand
+    assert unserved / demand <= measured < 2 * unserved / demand
 
 
 def test_the_expected_shortfall_of_a_window() -> None:
