@@ -125,9 +125,9 @@ async def measure(count: int, ticks: int, signals, clock_now: float, refit: bool
     await loop.tick()
     first_tick = time.perf_counter() - started
     fit_started = time.perf_counter()
-    pending = [r.refit for r in loop.runtimes.values() if r.refit is not None]
+    fits = sum(status.refitting for status in loop.statuses().values())
     if refit:
-        await asyncio.gather(*pending)
+        await loop.settle()
     fit_seconds = time.perf_counter() - fit_started
     durations = []
     for _ in range(ticks):
@@ -142,7 +142,7 @@ async def measure(count: int, ticks: int, signals, clock_now: float, refit: bool
         "first_tick_s": first_tick,
         "p50_s": statistics.median(durations),
         "p99_s": durations[min(len(durations) - 1, int(0.99 * len(durations)))],
-        "fits": len(pending),
+        "fits": fits,
         "fit_s": fit_seconds,
     }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -77,13 +78,20 @@ class ResidualQuantiles:
         return offsets
 
 
+@lru_cache(maxsize=1024)
 def calibration_origins(length: int, min_history: int, count: int, horizon: int) -> np.ndarray:
-    """Up to `count` evenly spaced past origins whose whole horizon is inside the history."""
+    """Up to `count` evenly spaced past origins whose whole horizon is inside the history.
+
+    Cached, read-only: every tick of every workload asks again with the same length, and the
+    linspace/unique pair was a tenth of a prediction."""
     last = length - horizon
     if last <= min_history:
-        return np.empty(0, dtype=int)
-    first = max(min_history, last - count * max(1, horizon // 2))
-    return np.unique(np.linspace(first, last, num=min(count, last - first + 1)).astype(int))
+        origins = np.empty(0, dtype=int)
+    else:
+        first = max(min_history, last - count * max(1, horizon // 2))
+        origins = np.unique(np.linspace(first, last, num=min(count, last - first + 1)).astype(int))
+    origins.setflags(write=False)
+    return origins
 
 
 def relative_errors(

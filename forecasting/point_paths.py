@@ -46,7 +46,7 @@ def seasonal_naive(
     periods_back = (leads // period_steps + 1) * period_steps
     source = origins[:, None] + leads[None, :] - periods_back[None, :]
     paths = filled[np.clip(source, 0, None)]
-    fallback = last_value(values, origins, horizon_steps)
+    fallback = _level_before(filled, origins)[:, None]  # last_value's, without filling again
     return np.where((source >= 0) & ~np.isnan(paths), paths, fallback)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from tqdm import tqdm
 
 from forecasting import MODELS, BacktestResult, LoadSeries, backtest
-from sidecar.replay_command import BUNDLED_TRACE
+from sidecar.cli import BUNDLED_TRACE
 from simulator.trace import TraceError, read_trace
 
 DEFAULT_MODELS = tuple(MODELS)
@@ -31,8 +31,7 @@ class BacktestError(Exception):
     """A problem with the command line; the message is the whole error line."""
 
 
-def register(subcommands: Any) -> None:
-    parser = subcommands.add_parser("backtest", help="score forecasters on a trace at pre-warming leads")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trace", type=Path, default=BUNDLED_TRACE, help="timestamp_s,requests CSV (default: bundled trace)"
     )

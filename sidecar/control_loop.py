@@ -18,7 +18,8 @@ import math
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
@@ -96,7 +97,9 @@ class LoopPorts:
 
 @dataclass
 class WorkloadRuntime:
-    """The shell's mutable record of one workload between ticks."""
+    """The loop's own mutable record of one workload between ticks. Nothing outside this module
+    reads it: they get a `WorkloadStatus`. `readings` is replaced, never mutated, so a status can
+    share it."""
 
     settings: WorkloadSettings
     policy: ScalingPolicy
@@ -128,6 +131,55 @@ class WorkloadRuntime:
         return settings.refit_interval_seconds * (0.9 + 0.2 * phase)
 
 
+# What a reload invalidates: a new load query makes the history another series, a new model makes
+# the fit (and one in flight) another model's. Everything else a runtime carries survives.
+_HISTORY_FIELDS = ("history", "history_read_at", "history_read", "history_requested_at")
+_MODEL_FIELDS = ("fitted", "fitted_at", "refit", "refit_started_at")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadStatus:
+    """One workload as the loop last left it, for the readers outside the loop (readiness,
+    telemetry, the state store, pre-warm, pod watches): a snapshot taken on request, so they
+    never see a tick half done nor change what the next tick uses."""
+
+    settings: WorkloadSettings
+    policy: ScalingPolicy
+    readings: Mapping[Signal, Reading]
+    published: PublishedDecision | None
+    decision_state: DecisionState
+    history: LoadSeries | None
+    history_read_at: float | None
+    fitted: FittedForecaster | None
+    fitted_at: float | None
+    consecutive_failures: int
+    last_error: str | None
+    reading_history: bool
+    refitting: bool
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.settings.namespace, self.settings.name)
+
+
+def _status(runtime: WorkloadRuntime) -> WorkloadStatus:
+    return WorkloadStatus(
+        settings=runtime.settings,
+        policy=runtime.policy,
+        readings=MappingProxyType(runtime.readings),
+        published=runtime.published,
+        decision_state=runtime.decision_state,
+        history=runtime.history,
+        history_read_at=runtime.history_read_at,
+        fitted=runtime.fitted,
+        fitted_at=runtime.fitted_at,
+        consecutive_failures=runtime.consecutive_failures,
+        last_error=runtime.last_error,
+        reading_history=runtime.history_read is not None,
+        refitting=runtime.refit is not None,
+    )
+
+
 def workload_queries(settings: WorkloadSettings) -> dict[Signal, str]:
     """The workload's PromQL per configured signal, placeholders filled with its escaped values."""
     values = {"namespace": settings.namespace, "workload": settings.name, **settings.labels}
@@ -147,6 +199,30 @@ def build_runtime(settings: WorkloadSettings) -> WorkloadRuntime:
     )
 
 
+def _carried_over(old: WorkloadRuntime, fresh: WorkloadRuntime) -> WorkloadRuntime:
+    """`old` under `fresh`'s settings: decision state, failures and the last published decision
+    stay; readings stay for the queries that did not change (/readyz would otherwise fail until
+    the next tick); history and the model stay unless what they were made from changed."""
+    carried = replace(
+        old,
+        settings=fresh.settings,
+        policy=fresh.policy,
+        queries=fresh.queries,
+        logger=fresh.logger,
+        readings={
+            signal: reading
+            for signal, reading in old.readings.items()
+            if old.queries.get(signal) == fresh.queries.get(signal)
+        },
+    )
+    if old.settings.queries.load != fresh.settings.queries.load:
+        _cancel_history_read(old)
+        carried = replace(carried, **{name: getattr(fresh, name) for name in _HISTORY_FIELDS})
+    if old.settings.forecast.model != fresh.settings.forecast.model:
+        carried = replace(carried, **{name: getattr(fresh, name) for name in _MODEL_FIELDS})
+    return carried
+
+
 @dataclass(frozen=True, slots=True)
 class TickReport:
     """What one tick did: duration in loop seconds and the workloads that failed (with why)."""
@@ -163,11 +239,47 @@ class ControlLoop:
     ) -> None:
         self.settings = settings
         self.ports = ports
-        self.runtimes: dict[tuple[str, str], WorkloadRuntime] = {}
+        self._runtimes: dict[tuple[str, str], WorkloadRuntime] = {}
         self._ticking = False
         self._pending: tuple[tuple[WorkloadSettings, ...], LoopSettings] | None = None
         self._query_sources: dict[str, QuerySource] = {}
         self.reconfigure(workloads, settings)
+
+    def statuses(self) -> dict[tuple[str, str], WorkloadStatus]:
+        """Every configured workload as the last tick left it."""
+        return {key: _status(runtime) for key, runtime in self._runtimes.items()}
+
+    def status(self, namespace: str, name: str) -> WorkloadStatus | None:
+        runtime = self._runtimes.get((namespace, name))
+        return _status(runtime) if runtime is not None else None
+
+    def restore(
+        self,
+        key: tuple[str, str],
+        decision_state: DecisionState,
+        fitted: FittedForecaster | None,
+        fitted_at: float | None,
+    ) -> bool:
+        """Resume a workload from saved state (before the first tick); False when it is not
+        configured. The caller checks that a saved fit is of the configured model."""
+        runtime = self._runtimes.get(key)
+        if runtime is None:
+            return False
+        runtime.decision_state = decision_state
+        if fitted is not None:
+            runtime.fitted, runtime.fitted_at = fitted, fitted_at
+        return True
+
+    async def settle(self) -> None:
+        """Wait for the history reads and fits in flight (their failures are the next tick's to
+        report): a replay, a benchmark and a test use it to reach a known state."""
+        pending = [
+            work
+            for runtime in self._runtimes.values()
+            for work in (runtime.history_read, runtime.refit)
+            if work is not None
+        ]
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def query_source(self, query: str) -> QuerySource | None:
         """The workload and signal a rendered query belongs to (the first, if two share it)."""
@@ -184,36 +296,17 @@ class ControlLoop:
             return
         self.settings = settings
         wanted = {(w.namespace, w.name): w for w in workloads}
-        for key in [k for k in self.runtimes if k not in wanted]:
-            _cancel_history_read(self.runtimes.pop(key))
+        for key in [k for k in self._runtimes if k not in wanted]:
+            _cancel_history_read(self._runtimes.pop(key))
             self.ports.latest.remove(*key)
         for key, workload in wanted.items():
-            old = self.runtimes.get(key)
-            if old is not None and old.settings == workload:
-                continue
-            runtime = build_runtime(workload)
-            if old is not None:
-                runtime.decision_state = old.decision_state
-                runtime.published = old.published
-                runtime.consecutive_failures, runtime.last_error = old.consecutive_failures, old.last_error
-                # Readings of unchanged queries stay: /readyz would otherwise fail until next tick.
-                runtime.readings = {
-                    signal: reading
-                    for signal, reading in old.readings.items()
-                    if old.queries.get(signal) == runtime.queries.get(signal)
-                }
-                if old.settings.queries.load == workload.queries.load:
-                    runtime.history, runtime.history_read_at = old.history, old.history_read_at
-                    runtime.history_read = old.history_read
-                    runtime.history_requested_at = old.history_requested_at
-                else:
-                    _cancel_history_read(old)
-                if old.settings.forecast.model == workload.forecast.model:
-                    runtime.fitted, runtime.fitted_at = old.fitted, old.fitted_at
-                    runtime.refit, runtime.refit_started_at = old.refit, old.refit_started_at
-            self.runtimes[key] = runtime
+            old = self._runtimes.get(key)
+            if old is None:
+                self._runtimes[key] = build_runtime(workload)
+            elif old.settings != workload:
+                self._runtimes[key] = _carried_over(old, build_runtime(workload))
         self._query_sources = {}
-        for (namespace, name), runtime in self.runtimes.items():
+        for (namespace, name), runtime in self._runtimes.items():
             for signal, query in runtime.queries.items():
                 self._query_sources.setdefault(query, QuerySource(namespace, name, signal))
 
@@ -236,7 +329,7 @@ class ControlLoop:
 
     async def tick(self) -> TickReport:
         now = self.ports.clock.now()
-        runtimes = list(self.runtimes.values())
+        runtimes = list(self._runtimes.values())
         self._ticking = True
         try:
             outcomes = await asyncio.gather(*(self._guarded_tick(now, runtime) for runtime in runtimes))
@@ -282,9 +375,9 @@ async def tick_once(
         else _none()
     )
     *readings, replicas = await asyncio.gather(*reads, replica_read)
-    for name, reading in zip(names, readings, strict=True):
-        if reading is not None:
-            runtime.readings[name] = reading
+    fresh = {name: reading for name, reading in zip(names, readings, strict=True) if reading is not None}
+    if fresh:
+        runtime.readings = {**runtime.readings, **fresh}
 
     await _refresh_history(now, runtime, settings, ports.signals)
     if runtime.history is not None and (load := runtime.readings.get(Signal.LOAD)) is not None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import aiohttp
 import numpy as np
@@ -53,10 +53,7 @@ class Source:
     query: str
 
 
-def register(subcommands: Any) -> None:
-    parser = subcommands.add_parser(
-        "export", help="write a workload's request rate from Prometheus as a trace file"
-    )
+def register(parser: argparse.ArgumentParser) -> None:
     chosen = parser.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--workload", metavar="NAMESPACE/NAME", help="this workload's load query (--config)")
     chosen.add_argument("--query", help="PromQL giving the request rate in requests per second")

@@ -44,6 +44,7 @@ from sidecar.pod_watch import supervise_pod_watchers
 from sidecar.prewarm_floors import apply_prewarm, hand_back
 from sidecar.prometheus_reader import PrometheusReader, QueryStats
 from sidecar.readiness import HealthRoutes
+from sidecar.replay_progress import ReplayProgress
 from sidecar.replay_simulation import InlineExecutor, Simulation, serve_replay
 from sidecar.settings import LogFormat, ServerSettings, Settings, SettingsError, SettingsFile
 from sidecar.settings_watch import watch_settings
@@ -158,21 +159,25 @@ async def serve(
             )
             prewarmer = Prewarmer(kube_api, elector)
 
+        # A replay tells the person watching what it replays, how far it got and what it did.
+        progress = ReplayProgress(simulation, settings.workloads[0]) if simulation is not None else None
+
         async def after_tick(report: TickReport) -> None:
             health.ticked(report.at)
-            for runtime in loop.runtimes.values():
-                if runtime.published is not None and runtime.published.published_at == report.at:
-                    telemetry.record_decision(runtime.published)
+            for status in loop.statuses().values():
+                if status.published is not None and status.published.published_at == report.at:
+                    telemetry.record_decision(status.published)
             if prewarmer is not None:
                 await apply_prewarm(prewarmer, loop)
-            if simulation is not None:
+            if simulation is not None and progress is not None:
+                progress.ticked(latest.get(*simulation.cluster.key))
                 await simulation.after_tick(report, latest, stop)
-                if stop.is_set():
-                    log.info("replay reached the end of the trace")
 
         if started is not None:
             started(service)
-        log.info("serving", extra={"workloads": len(loop.runtimes), **service.addresses})
+        log.info("serving", extra={"workloads": len(loop.statuses()), **service.addresses})
+        if progress is not None:
+            progress.started(service.addresses)
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(loop.run(stop, after_tick), name="control loop")
@@ -200,6 +205,8 @@ async def serve(
             if store is not None:
                 save_at_shutdown(store, loop, tracker, clock.now())
             await hand_back(prewarmer, elector)
+        if progress is not None:
+            progress.ended(service.addresses)
 
 
 class StartupError(Exception):
@@ -325,6 +332,8 @@ def run(settings_path: Path | None, replay: Path | None = None, speedup: float =
             return 2
         clock = simulation.clock
         settings_file = None  # the replay's workload is built from the trace, not the file
+        # The demo's lines say when in the trace they happened, not when they were printed.
+        configure_logging(settings.log_format, settings.log_level, now=clock.now)
     try:
         return asyncio.run(run_until_signalled(settings, core, clock, settings_file, simulation))
     except StartupError as error:

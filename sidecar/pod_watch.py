@@ -30,7 +30,7 @@ async def supervise_pod_watchers(
     watchers: dict[tuple[str, str], tuple[asyncio.Task[None], asyncio.Event]] = {}
     try:
         while True:
-            wanted = {key: runtime.settings for key, runtime in loop.runtimes.items()}
+            wanted = {key: status.settings for key, status in loop.statuses().items()}
             for key in [k for k in watchers if k not in wanted]:
                 watchers.pop(key)[1].set()
             for key, workload in wanted.items():

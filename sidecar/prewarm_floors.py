@@ -13,8 +13,8 @@ async def apply_prewarm(prewarmer: Prewarmer, loop: ControlLoop) -> None:
     """Raise the floor to the forecast's count while the forecast is what drives the decision
     (load has not arrived yet); hand it back to the owner otherwise."""
     configured: set[PrewarmTarget] = set()
-    for runtime in loop.runtimes.values():
-        workload, published = runtime.settings, runtime.published
+    for status in loop.statuses().values():
+        workload, published = status.settings, status.published
         if workload.prewarm is None:
             continue
         target = PrewarmTarget(workload.namespace, workload.prewarm.kind, workload.prewarm.name)

@@ -194,10 +194,17 @@ class PrometheusReader:
         if len(self._warned_at) >= 10_000:
             self._warned_at.clear()
         self._warned_at[key] = now
+        if failure.reason in {"connection", "timeout"}:
+            fix = "check prometheus.url and that Prometheus answers there"
+        elif source.workload:
+            fix = f"check workloads[{source.namespace}/{source.workload}].queries.{source.signal}"
+        else:
+            fix = "check the query"
         log.warning(
-            "Prometheus query failed at %s: %s",
+            "Prometheus query failed at %s: %s; %s",
             self._base_url,
             failure,
+            fix,
             extra={
                 "prometheus_url": self._base_url,
                 "namespace": source.namespace,

@@ -43,20 +43,21 @@ def check_live(loop: ControlLoop, now: float, last_tick_at: float | None, starte
 def check_ready(loop: ControlLoop, now: float) -> Health:
     problems = []
     healthy = 0
-    for (namespace, name), runtime in sorted(loop.runtimes.items()):
+    statuses = loop.statuses()
+    for (namespace, name), status in sorted(statuses.items()):
         where = f"{namespace}/{name}"
-        load = runtime.readings.get(Signal.LOAD)
+        load = status.readings.get(Signal.LOAD)
         found = len(problems)
-        if runtime.published is None:
+        if status.published is None:
             problems.append(f"{where}: no decision yet")
         elif load is None:
             problems.append(f"{where}: no load reading yet")
-        elif (age := load.age_seconds(now)) > (limit := runtime.policy.stale_after_seconds):
+        elif (age := load.age_seconds(now)) > (limit := status.policy.stale_after_seconds):
             problems.append(f"{where}: load signal is {age:.0f} s old (stale after {limit:g} s), holding")
-        if runtime.last_error is not None and (failures := runtime.consecutive_failures):
-            problems.append(f"{where}: {failures} failed ticks, last: {runtime.last_error}")
+        if status.last_error is not None and (failures := status.consecutive_failures):
+            problems.append(f"{where}: {failures} failed ticks, last: {status.last_error}")
         healthy += len(problems) == found
-    return Health(healthy > 0 or not loop.runtimes, tuple(problems))
+    return Health(healthy > 0 or not statuses, tuple(problems))
 
 
 class HealthRoutes:

@@ -17,7 +17,6 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 from tqdm import tqdm
@@ -26,6 +25,7 @@ from autoscaler.cost import DEFAULT_GPUS_PER_REPLICA
 from autoscaler.policy import PolicyError, ScalingPolicy
 from forecasting import DEFAULT_MODEL, MODELS
 from sidecar import llm_replay_command
+from sidecar.cli import BUNDLED_TRACE
 from sidecar.core import Core, load_core
 from sidecar.replay_simulation import ControlLoopPolicy, LoopOptions
 from sidecar.settings import ForecastSettings, ObjectiveSettings
@@ -50,7 +50,6 @@ from simulator.serving_profile import ProfileError
 from simulator.trace import TraceError, read_trace
 from simulator.view import SimulatedAutoscaler
 
-BUNDLED_TRACE = Path(__file__).resolve().parent / "traces" / "nasa-http-1995-jul-4d.csv"
 POLICIES = ("hpa", "knative", "predictive", "static-peak", "oracle")
 KNOWN_POLICIES = (*POLICIES, "hpa-legacy")
 SWEPT_POLICIES = ("hpa", "knative", "predictive")
@@ -65,8 +64,7 @@ class ReplayError(Exception):
     """A problem with the command line or its outputs; the message is the whole error line."""
 
 
-def register(subcommands: Any) -> None:
-    parser = subcommands.add_parser("replay", help="replay a trace through every policy")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace", type=Path, help="timestamp_s,requests or per-request CSV (default: NASA)")
     parser.add_argument(
         "--policies",

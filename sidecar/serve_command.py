@@ -10,15 +10,13 @@ import argparse
 import logging
 import math
 from pathlib import Path
-from typing import Any
 
+from sidecar.cli import BUNDLED_TRACE
 from sidecar.logs import configure_logging
-from sidecar.replay_command import BUNDLED_TRACE
 from sidecar.settings import LogFormat
 
 
-def register(subcommands: Any) -> None:
-    parser = subcommands.add_parser("serve", help="run the sidecar: control loop, metrics APIs, /metrics")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="settings YAML (a mounted ConfigMap); reloaded on change")
     parser.add_argument(
         "--replay",

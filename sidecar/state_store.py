@@ -147,7 +147,7 @@ def snapshot(
                 fitted_at=runtime.fitted_at,
                 decision_state=runtime.decision_state,
             )
-            for key, runtime in loop.runtimes.items()
+            for key, runtime in loop.statuses().items()
         },
         cold_start_samples_seconds=dict(cold_start_samples or {}),
     )
@@ -158,13 +158,13 @@ def restore(loop: ControlLoop, state: PersistedState) -> list[tuple[str, str]]:
     and decision state; returns the workloads restored. History is not saved: it is re-read
     from Prometheus on the first tick, which also fills the time the sidecar was down."""
     restored = []
-    for key, runtime in loop.runtimes.items():
+    for key, status in loop.statuses().items():
         saved = state.workloads.get(key)
         if saved is None:
             continue
-        runtime.decision_state = _complete(saved.decision_state)
-        if saved.fitted is not None and saved.model_name == runtime.settings.forecast.model:
-            runtime.fitted, runtime.fitted_at = saved.fitted, saved.fitted_at
+        same_model = saved.model_name == status.settings.forecast.model
+        fitted, fitted_at = (saved.fitted, saved.fitted_at) if same_model else (None, None)
+        loop.restore(key, _complete(saved.decision_state), fitted, fitted_at)
         restored.append(key)
     return restored
 

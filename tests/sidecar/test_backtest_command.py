@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sidecar.cli import main
-from sidecar.replay_command import BUNDLED_TRACE
+from sidecar.cli import BUNDLED_TRACE, main
 
 
 def write_trace(path: Path, days: int = 3, step_seconds: int = 600) -> Path:

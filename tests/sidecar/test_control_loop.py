@@ -105,7 +105,7 @@ async def test_one_failing_workload_does_not_stall_the_other(harness):
     assert harness.replicas("mistral") == 3, "the healthy workload moved on"
     held = harness.latest.get("ml", "llama")
     assert held is not None and held.published_at == START, "the failing one keeps its last decision"
-    assert harness.loop.runtimes[("ml", "llama")].consecutive_failures == 1
+    assert harness.loop.status("ml", "llama").consecutive_failures == 1
 
 
 async def test_slow_workload_times_out_alone():
@@ -126,17 +126,18 @@ async def test_a_slow_history_read_delays_the_forecast_not_the_decision():
     h.signals.history_values = {query("llama"): lambda t: 40.0}
     h.signals.history_gate = asyncio.Event()  # answers only when released: past the whole budget
     first = await h.loop.tick()
-    runtime = h.loop.runtimes[("ml", "llama")]
+    status = h.loop.status("ml", "llama")
     assert first.failed == {} and h.replicas("llama") == 5, "decided without the history"
-    assert runtime.history is None and runtime.history_read is not None
+    assert status.history is None and status.reading_history
     h.signals.history_gate.set()
-    await runtime.history_read
+    await h.loop.settle()
     h.clock.advance(15)
     second = await h.loop.tick()
     h.executor.shutdown()
     assert second.failed == {}
-    assert runtime.history is not None and np.nanmax(runtime.history.values) == 42.0
-    assert runtime.history_read_at == START, "the read counts from when it was asked for"
+    status = h.loop.status("ml", "llama")
+    assert status.history is not None and np.nanmax(status.history.values) == 42.0
+    assert status.history_read_at == START, "the read counts from when it was asked for"
     assert h.signals.history_calls == [query("llama")], "one read, not one per tick"
 
 
@@ -148,10 +149,10 @@ async def test_a_reconfigure_during_a_tick_applies_after_it(harness):
     while harness.signals.instant_calls < 2:  # both workloads' reads are in flight
         await asyncio.sleep(0)
     harness.loop.reconfigure([workload("llama-v2"), workload("mistral")], harness.loop.settings)
-    assert ("ml", "llama") in harness.loop.runtimes, "not while the tick is in flight"
+    assert ("ml", "llama") in harness.loop.statuses(), "not while the tick is in flight"
     llama_answers.set()
     await tick
-    assert set(harness.loop.runtimes) == {("ml", "llama-v2"), ("ml", "mistral")}
+    assert set(harness.loop.statuses()) == {("ml", "llama-v2"), ("ml", "mistral")}
     assert harness.latest.get("ml", "llama") is None, "the removed workload is not published again"
 
 
@@ -176,10 +177,9 @@ async def test_refit_runs_in_the_executor_and_is_used_on_a_later_tick(harness):
     harness.signals.history_values = {query("llama"): lambda t: 80.0}
     harness.signals.values = {query("llama"): lambda t: 10.0}
     await harness.loop.tick()
-    runtime = harness.loop.runtimes[("ml", "llama")]
-    assert runtime.refit is not None, "a fit was started"
+    assert harness.loop.status("ml", "llama").refitting, "a fit was started"
     assert harness.replicas("llama") == 1, "no model yet: reactive only"
-    await runtime.refit
+    await harness.loop.settle()
     harness.clock.advance(15)
     await harness.loop.tick()
     assert harness.forecaster.fits == 1
@@ -191,11 +191,11 @@ async def test_refit_runs_in_the_executor_and_is_used_on_a_later_tick(harness):
     for _ in range(10):
         harness.clock.advance(15)
         await harness.loop.tick()
-    assert runtime.refit is None and harness.forecaster.fits == 1
+    assert not harness.loop.status("ml", "llama").refitting and harness.forecaster.fits == 1
     harness.clock.advance(1.1 * 3600)  # the interval, spread by up to 10 % per workload
     await harness.loop.tick()
-    assert runtime.refit is not None
-    await runtime.refit
+    assert harness.loop.status("ml", "llama").refitting
+    await harness.loop.settle()
     assert harness.forecaster.fits == 2
     assert harness.signals.history_calls.count(query("llama")) == 2, "history is re-read before each refit"
     # mistral has no history at all: retried every 4 ticks (60 s), not every tick.
@@ -206,8 +206,7 @@ async def test_refit_failure_keeps_the_previous_model(harness):
     harness.signals.history_values = {query("llama"): lambda t: 80.0}
     harness.signals.values = {query("llama"): lambda t: 10.0}
     await harness.loop.tick()
-    runtime = harness.loop.runtimes[("ml", "llama")]
-    await runtime.refit
+    await harness.loop.settle()
     harness.clock.advance(3600)
 
     def failing_fit(history: LoadSeries):
@@ -215,12 +214,14 @@ async def test_refit_failure_keeps_the_previous_model(harness):
 
     harness.forecaster.fit = failing_fit  # the next fit fails
     await harness.loop.tick()
-    with pytest.raises(ValueError):
-        await runtime.refit
+    fitted = harness.loop.status("ml", "llama").fitted
+    assert fitted is not None and harness.loop.status("ml", "llama").refitting
+    await harness.loop.settle()
     harness.clock.advance(15)
     await harness.loop.tick()
     item = harness.latest.get("ml", "llama")
     assert item is not None and item.decision.reason is Reason.FORECAST, "old model still forecasts"
+    assert harness.loop.status("ml", "llama").fitted is fitted
 
 
 async def test_a_model_whose_library_is_broken_fails_its_refit_not_the_tick(harness, caplog):
@@ -231,10 +232,8 @@ async def test_a_model_whose_library_is_broken_fails_its_refit_not_the_tick(harn
     harness.signals.history_values = {query("llama"): lambda t: 80.0}
     harness.signals.values = {query("llama"): lambda t: 42.0, query("mistral"): lambda t: 5.0}
     first = await harness.loop.tick()
-    runtime = harness.loop.runtimes[("ml", "llama")]
     assert first.failed == {} and harness.replicas("llama") == 5
-    with pytest.raises(ImportError):
-        await runtime.refit
+    await harness.loop.settle()
     harness.clock.advance(15)
     second = await harness.loop.tick()
     assert second.failed == {}, "decisions go on, reactive"
@@ -281,15 +280,15 @@ def test_append_reading(observed_at, expected_len, expected_start, index, value)
 async def test_reconfigure_keeps_unchanged_state_and_unpublishes_removed(harness):
     harness.signals.values = {query("llama"): lambda t: 42.0, query("mistral"): lambda t: 5.0}
     await harness.loop.tick()
-    before = harness.loop.runtimes[("ml", "llama")]
+    before = harness.loop.status("ml", "llama")
     harness.loop.reconfigure([workload("llama"), workload("phi")], harness.loop.settings)
-    assert harness.loop.runtimes[("ml", "llama")] is before
+    assert harness.loop.status("ml", "llama") == before
     assert harness.latest.get("ml", "mistral") is None
-    assert set(harness.loop.runtimes) == {("ml", "llama"), ("ml", "phi")}
+    assert set(harness.loop.statuses()) == {("ml", "llama"), ("ml", "phi")}
 
     harness.loop.reconfigure([workload("llama", max_replicas=3)], harness.loop.settings)
-    changed = harness.loop.runtimes[("ml", "llama")]
-    assert changed is not before and changed.policy.max_replicas == 3
+    changed = harness.loop.status("ml", "llama")
+    assert changed.policy.max_replicas == 3 and before.policy.max_replicas != 3
     assert changed.decision_state == before.decision_state and changed.history is before.history
     assert changed.readings == before.readings, "same queries: the last readings stay (readiness)"
     harness.clock.advance(15)

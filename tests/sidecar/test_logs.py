@@ -60,4 +60,24 @@ def test_text_line_is_key_value(stream):
     log_decision_change(workload_logger("ml", "llama"), None, published(2, Reason.MIN))
     line = stream.getvalue()
     assert "decision none -> 2 (min)" in line
-    assert "namespace=ml" in line and "reason=min" in line and "workload=llama" in line
+    assert "namespace=ml" in line and "workload=llama" in line and "forecast_rps=12.5" in line
+    # Compact: what the message shows is not repeated as key=value.
+    assert "reason=" not in line and "replicas=" not in line and "in_message" not in line
+
+
+@pytest.mark.parametrize("log_format", list(LogFormat))
+def test_an_injected_clock_stamps_the_line_with_its_time(stream, log_format):
+    # serve --replay stamps trace time: 804571200 is the bundled trace's first second.
+    trace_now = [804571200.0]
+    configure_logging(log_format, "INFO", stream, now=lambda: trace_now[0])
+    logger = workload_logger("ml", "llama")
+    log_decision_change(logger, None, published(2, Reason.MIN))
+    trace_now[0] += 15.25
+    log_decision_change(logger, published(2, Reason.MIN), published(3, Reason.LOAD))
+    first, second = stream.getvalue().splitlines()
+    if log_format is LogFormat.JSON:
+        first, second = json.loads(first)["time"], json.loads(second)["time"]
+        assert (first, second) == ("1995-07-01T04:00:00.000+00:00", "1995-07-01T04:00:15.250+00:00")
+    else:
+        assert first.startswith("1995-07-01 04:00:00,000 INFO sidecar.workload decision none -> 2")
+        assert second.startswith("1995-07-01 04:00:15,250 INFO sidecar.workload decision 2 -> 3")

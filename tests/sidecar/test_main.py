@@ -165,7 +165,7 @@ def test_an_empty_settings_file_names_itself(tmp_path: Path):
     path.write_text("")
     result = run_cli("serve", "--config", str(path))
     assert result.returncode == 2
-    assert f"{path} lists no workloads" in one_log_line(result.stderr)
+    assert f"{path} lists no workloads: add one under `workloads:`" in one_log_line(result.stderr)
 
 
 def test_bad_yaml_is_named_by_its_path_and_line(tmp_path: Path):
@@ -189,6 +189,36 @@ def test_no_cluster_names_the_missing_config_and_kubernetes_enabled_false(tmp_pa
     line = one_log_line(result.stderr)
     assert "no in-cluster service account and no kubeconfig at ~/.kube/config" in line
     assert "set kubernetes.enabled: false to run without a cluster" in line
+
+
+def test_prometheus_unreachable_at_start_is_named_with_the_fix_at_the_first_tick(tmp_path: Path):
+    """The first run against a wrong prometheus.url once logged only `decision none -> 1
+    (held_stale)` for a minute. Now the first failed query logs one warning naming the URL, the
+    refused connection and the setting to fix; the service keeps running (an outage is not bad
+    input) and drains on SIGTERM."""
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    path = tmp_path / "settings.yaml"
+    path.write_text(SETTINGS + f"prometheus: {{url: '{url}'}}\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sidecar", "serve", "--config", str(path)],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(120, process.kill)  # bounds a hung test; the line comes at once
+    watchdog.start()
+    try:
+        assert process.stderr is not None
+        warning = next((line for line in process.stderr if "Prometheus query failed" in line), "")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        watchdog.cancel()
+        process.kill()
+    assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING sidecar.prometheus_reader ", warning)
+    assert f"Prometheus query failed at {url}: connection: ClientConnectorError" in warning
+    assert "check prometheus.url and that Prometheus answers there" in warning
+    assert "namespace=ml" in warning and "workload=llama" in warning
 
 
 async def test_kubeconfig_file_connects(tmp_path: Path):
@@ -300,7 +330,7 @@ def test_truncated_state_at_start_is_logged_and_rebuilt(tmp_path: Path, caplog):
     tracker = ColdStartTracker(estimate=max)
     with caplog.at_level(logging.WARNING):
         restore_state(store, loop, tracker)
-    assert loop.runtimes[("ml", "llama")].decision_state.last_replicas is None, "nothing restored"
+    assert loop.status("ml", "llama").decision_state.last_replicas is None, "nothing restored"
     assert tracker.pairs == {}
     warning = next(r for r in caplog.records if "state file ignored" in r.getMessage())
     assert warning.problem == "checksum mismatch: truncated or corrupt"
@@ -414,9 +444,7 @@ async def test_pod_watchers_follow_the_configured_workloads(tmp_path: Path):
 
 async def test_prewarm_follows_forecast_decisions_only(cluster):
     from autoscaler.decision import Decision, Reason
-    from autoscaler.observations import Observations
     from sidecar.kubernetes_client import LeaseElector, Prewarmer
-    from sidecar.latest_decisions import PublishedDecision
     from sidecar.prewarm_floors import _restore_prewarm, apply_prewarm
     from sidecar.settings import parse_settings
 
@@ -426,26 +454,28 @@ async def test_prewarm_follows_forecast_decisions_only(cluster):
         SETTINGS.replace("max_replicas: 20", "max_replicas: 20\n    prewarm: {name: llama}")
     )
     clock = FakeClock()
+    wanted: list[Decision] = []
+
+    def scripted_decide(now, observations, forecast, policy, state):
+        return wanted[-1], state
+
     loop = ControlLoop(
         workloads=settings.workloads,
         settings=settings.loop,
         ports=LoopPorts(
-            ScriptedSignals(), proportional_decide, {"auto": FlatForecaster}, LatestDecisions(), clock
+            ScriptedSignals(), scripted_decide, {"auto": FlatForecaster}, LatestDecisions(), clock
         ),
     )
     elector = LeaseElector(api, clock, "ml", "autoscaler", "me", 15)
     await elector.try_acquire()
     prewarmer = Prewarmer(api, elector)
-    runtime = loop.runtimes[("ml", "llama")]
 
     def floor() -> int:
         return contract.objects[("horizontalpodautoscalers", "ml", "llama")]["spec"]["minReplicas"]
 
     async def decide(replicas: int, reason: Reason) -> None:
-        decision = Decision(clock.now(), replicas, reason)
-        runtime.published = PublishedDecision(
-            "ml", "llama", decision, Observations(clock.now(), 2), clock.now()
-        )
+        wanted.append(Decision(clock.now(), replicas, reason))
+        await loop.tick()
         await apply_prewarm(prewarmer, loop)
 
     await decide(7, Reason.FORECAST)

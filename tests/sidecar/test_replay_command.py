@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.cli import main
-from sidecar.replay_command import BUNDLED_TRACE
+from sidecar.cli import BUNDLED_TRACE, main
 from simulator.frontier import SWEEP_TARGETS
 
 FAST = "static-peak,oracle"

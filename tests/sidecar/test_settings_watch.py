@@ -70,7 +70,7 @@ class Watched:
         self.stop = asyncio.Event()
 
     def max_replicas(self) -> int:
-        return self.loop.runtimes[("ml", "llama")].policy.max_replicas
+        return self.loop.status("ml", "llama").policy.max_replicas
 
     def start(self) -> asyncio.Task[None]:
         return asyncio.create_task(watch_settings(self.file, self.loop, self.clock, self.stop, self.settings))

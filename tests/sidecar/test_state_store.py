@@ -90,7 +90,7 @@ async def test_a_restarted_loop_resumes_without_refitting(tmp_path: Path):
     first.signals.history_values = {query("llama"): lambda t: 80.0}
     first.signals.values = {query("llama"): lambda t: 10.0}
     await first.loop.tick()
-    await first.loop.runtimes[KEY].refit
+    await first.loop.settle()
     first.clock.advance(15)
     await first.loop.tick()
     store.save(snapshot(first.loop, first.clock.now()))
@@ -117,6 +117,6 @@ def test_a_decision_state_saved_before_the_objective_resumes_with_its_windows() 
     harness = Harness(names=("llama",))
     saved = PersistedWorkload("flat", None, None, old)
     assert restore(harness.loop, PersistedState(1000.0, {KEY: saved})) == [KEY]
-    resumed = harness.loop.runtimes[KEY].decision_state
+    resumed = harness.loop.statuses()[KEY].decision_state
     assert resumed == DecisionState(recommendations=(Recommendation(990.0, 4),), last_replicas=4)
     harness.executor.shutdown()
