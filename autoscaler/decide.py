@@ -1,6 +1,8 @@
 """decide(): one scaling decision from what is measured, what is forecast and what was decided.
 
 Order of operations (DESIGN.md, "The decision"):
+0. with an objective, the tick's measured shortfall moves the quantiles the forecast is read at
+   (autoscaler.objective);
 1. every live reactive signal and the forecast's pre-warm ask for a count; the largest wins,
    so the result is never below what a reactive scaler would ask for;
 2. without a live load signal nothing may scale down: the count is held (HELD_STALE); with no
@@ -22,6 +24,7 @@ import math
 from dataclasses import dataclass, replace
 
 from autoscaler.decision import Decision, DecisionState, Reason, Recommendation
+from autoscaler.objective import ObjectiveStatus, Quantiles, observe, quantiles, status
 from autoscaler.observations import Observations, Signal
 from autoscaler.policy import ScalingPolicy
 from autoscaler.prewarm import Prewarm, prewarm
@@ -73,14 +76,16 @@ def decide(
     """
     _check(now, observations)
     state = _rewind(now, state)
+    state = replace(state, objective=observe(now, observations, policy, state.objective))
+    chosen = quantiles(policy, state.objective)
     asked = reactive_recommendations(now, observations, policy)
-    ahead = prewarm(now, observations, forecast, policy)
+    ahead = prewarm(now, observations, forecast, policy, chosen)
     if ahead is not None:
         asked["forecast"] = ahead.replicas
     current = observations.current_replicas
     load_known = Signal.LOAD in asked or _load_live_without_capacity(now, observations, policy)
     if current is None:
-        return _hold_unknown_scale(now, asked, load_known, ahead, policy, state)
+        return _hold_unknown_scale(now, asked, load_known, ahead, policy, state, chosen)
 
     wanted = _hold_forecast_floor(_blend(asked, current, load_known), current, ahead)
     state = _track_panic(now, asked.get(Signal.LOAD), observations, policy, state)
@@ -98,7 +103,8 @@ def decide(
         now, current, replicas, state.scale_events, policy.scale_up, policy.scale_down
     )
     state = replace(state, recommendations=recommendations, scale_events=events, last_replicas=replicas)
-    return _decision(now, replicas, reason, asked, ahead, policy), state
+    objective = status(policy, state.objective, chosen, replicas)
+    return _decision(now, replicas, reason, asked, ahead, policy, objective), state
 
 
 def _check(now: float, observations: Observations) -> None:
@@ -242,6 +248,7 @@ def _hold_unknown_scale(
     ahead: Prewarm | None,
     policy: ScalingPolicy,
     state: DecisionState,
+    chosen: Quantiles,
 ) -> tuple[Decision, DecisionState]:
     """The scale target's count is unknown (API error, not created yet): publish the last count,
     raised to any signal asking for more; on the very first tick, what the signals ask within
@@ -254,7 +261,9 @@ def _hold_unknown_scale(
         replicas, reason = policy.max_replicas, Reason.MAX
     elif replicas < policy.min_replicas:
         replicas, reason = policy.min_replicas, Reason.MIN
-    return _decision(now, replicas, reason, asked, ahead, policy), replace(state, last_replicas=replicas)
+    objective = status(policy, state.objective, chosen, replicas)
+    decision = _decision(now, replicas, reason, asked, ahead, policy, objective)
+    return decision, replace(state, last_replicas=replicas)
 
 
 def _decision(
@@ -264,6 +273,7 @@ def _decision(
     asked: dict[str, int],
     ahead: Prewarm | None,
     policy: ScalingPolicy,
+    objective: ObjectiveStatus | None,
 ) -> Decision:
     if policy.capacity_learned:
         reason = _LEARNED_REASONS.get(reason, reason)
@@ -276,4 +286,5 @@ def _decision(
         lead_seconds=0.0 if ahead is None else ahead.lead_seconds,
         forecast_trust=0.0 if ahead is None else ahead.trust,
         forecast_floor_replicas=None if ahead is None else ahead.floor_replicas,
+        objective=objective,
     )

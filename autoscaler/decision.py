@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from autoscaler.objective import ObjectiveState, ObjectiveStatus
+
 
 class Reason(StrEnum):
     """Why the published replica count is what it is; one per decision, the binding constraint."""
@@ -49,7 +51,8 @@ class DecisionState:
     """Everything decide() remembers between ticks; frozen, replaced on every call.
 
     `last_panic_at` is the last tick whose load was over the panic threshold (None: not panicking);
-    `panic_replicas` the most replicas asked for since the panic began, held until it ends.
+    `panic_replicas` the most replicas asked for since the panic began, held until it ends;
+    `objective` what the objective's controller learned (autoscaler.objective).
     """
 
     recommendations: tuple[Recommendation, ...] = ()
@@ -57,6 +60,7 @@ class DecisionState:
     last_panic_at: float | None = None
     panic_replicas: int = 0
     last_replicas: int | None = None
+    objective: ObjectiveState = field(default_factory=ObjectiveState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,8 @@ class Decision:
     (after trust and headroom), `lead_seconds` the look-ahead, `forecast_trust` in [0, 1].
     `forecast_floor_replicas` is what the forecast's floor quantile needs: no scale-down went below
     the smaller of it and the current count (None without a usable floor). It holds rather than
-    asks, so it is not among `recommendations`.
+    asks, so it is not among `recommendations`. `objective` is the declared objective's status
+    and the quantiles this decision read (None without an objective).
     """
 
     at: float
@@ -79,3 +84,4 @@ class Decision:
     lead_seconds: float = 0.0
     forecast_trust: float = 0.0
     forecast_floor_replicas: int | None = None
+    objective: ObjectiveStatus | None = None

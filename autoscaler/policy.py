@@ -15,6 +15,13 @@ MAX_REPLICAS = 2**31 - 1
 # llm-d's workload variant autoscaler saturates an engine at 80 % KV-cache use: past it, vLLM
 # starts preempting running sequences, so new prompts wait.
 DEFAULT_KV_CACHE_UTILIZATION_TARGET = 0.8
+# The quantiles read without an objective (and where it has not chosen yet): pre-warm on the
+# median, hold at 0.84 (tuned on NASA July).
+DEFAULT_FORECAST_QUANTILE = 0.5
+DEFAULT_FLOOR_QUANTILE = 0.84
+# The quantile paths a forecast carries when an objective chooses among them; a chosen level
+# reads the nearest one at or above it (Forecast.path), the safer side.
+OBJECTIVE_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.84, 0.9, 0.95, 0.98, 0.99)
 
 
 class SelectPolicy(StrEnum):
@@ -78,6 +85,11 @@ class ScalingPolicy:
     latency, queue and GPU signals on. The forecast is read at `forecast_quantile` over
     [now, now + cold start + `decision_delay_seconds`] and inflated by `forecast_headroom`.
 
+    `objective_unserved_share` is the share of demand the workload may leave unserved; with it,
+    the forecast and floor quantiles are chosen online to meet it (autoscaler.objective), and
+    `forecast_quantile` / `forecast_floor_quantile`, when set, override the choice (None: chosen,
+    or without an objective the defaults 0.5 and 0.84).
+
     While a forecast is in use, the forecast, not a window of past asks, says how far down is
     safe: no scale-down below what its `forecast_floor_quantile` needs over the same span (the
     floor holds replicas, it never adds them), and the scale-down stabilization window becomes
@@ -105,8 +117,9 @@ class ScalingPolicy:
     tolerance: float = 0.1
     panic_threshold: float = 2.0
     stale_after_seconds: float = 90.0
-    forecast_quantile: float = 0.5
-    forecast_floor_quantile: float = 0.84
+    forecast_quantile: float | None = None
+    forecast_floor_quantile: float | None = None
+    objective_unserved_share: float | None = None
     forecast_headroom: float = 0.0
     max_forecast_error: float = 0.5
     default_cold_start_seconds: float = 120.0
@@ -124,7 +137,16 @@ class ScalingPolicy:
     def forecast_quantiles(self) -> tuple[float, ...]:
         """The quantile paths decide() reads, plus the median and p90 that the dashboard and the
         forecast-error alert plot whatever the policy reads."""
-        return tuple(sorted({0.5, 0.9, self.forecast_quantile, self.forecast_floor_quantile}))
+        fixed = {
+            0.5,
+            0.9,
+            DEFAULT_FORECAST_QUANTILE if self.forecast_quantile is None else self.forecast_quantile,
+            DEFAULT_FLOOR_QUANTILE if self.forecast_floor_quantile is None else self.forecast_floor_quantile,
+        }
+        chosen = self.objective_unserved_share is not None and (
+            self.forecast_quantile is None or self.forecast_floor_quantile is None
+        )
+        return tuple(sorted(fixed | set(OBJECTIVE_QUANTILES) if chosen else fixed))
 
     def validate(self) -> ScalingPolicy:
         """Return self, or raise PolicyError naming the first bad field, its value and the range."""
@@ -153,8 +175,9 @@ class ScalingPolicy:
         _check(0 <= self.tolerance < 1, "tolerance", self.tolerance, "[0, 1)")
         _check(self.panic_threshold > 1, "panic_threshold", self.panic_threshold, "> 1")
         _check(self.stale_after_seconds > 0, "stale_after_seconds", self.stale_after_seconds, "> 0")
-        for name in ("forecast_quantile", "forecast_floor_quantile"):
-            _check(0 < getattr(self, name) < 1, name, getattr(self, name), "(0, 1)")
+        for name in ("forecast_quantile", "forecast_floor_quantile", "objective_unserved_share"):
+            value = getattr(self, name)
+            _check(value is None or 0 < value < 1, name, value, "(0, 1) or unset")
         _check(0 <= self.forecast_headroom <= 10, "forecast_headroom", self.forecast_headroom, "[0, 10]")
         _check(self.max_forecast_error > 0, "max_forecast_error", self.max_forecast_error, "> 0")
         _check(

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from autoscaler.decision import Decision, Reason
+from autoscaler.objective import Quantiles
 from autoscaler.observations import Observations
 from autoscaler.policy import ScalingPolicy
 from autoscaler.reactive import replicas_for_total, usable_value
@@ -56,21 +57,26 @@ def forecast_trust(trailing_error: float | None, max_error: float) -> float:
 
 
 def prewarm(
-    now: float, observations: Observations, forecast: Forecast | None, policy: ScalingPolicy
+    now: float,
+    observations: Observations,
+    forecast: Forecast | None,
+    policy: ScalingPolicy,
+    quantiles: Quantiles,
 ) -> Prewarm | None:
-    """Replicas for the forecast peak over the lead window; None when there is no usable forecast
-    (absent, not covering the window, all NaN, or negative)."""
+    """Replicas for the forecast peak over the lead window at `quantiles.forecast`, and the floor
+    at `quantiles.floor`; None when there is no usable forecast (absent, not covering the window,
+    all NaN, or negative) or no capacity to convert a rate into replicas."""
     per_replica = policy.target_rps_per_replica
-    if forecast is None or per_replica is None:  # no capacity: no rate converts to replicas
+    if forecast is None or per_replica is None:
         return None
     lead = lead_seconds(observations, policy)
-    peak = _usable_peak(forecast, now, lead, policy.forecast_quantile)
+    peak = _usable_peak(forecast, now, lead, quantiles.forecast)
     if peak is None:
         return None
     trust = forecast_trust(forecast.trailing_error, policy.max_forecast_error)
     load = usable_value(observations.load, now, policy.stale_after_seconds)
     rps = _provisioned_rps(peak, trust, load, policy)
-    floor_peak = _usable_peak(forecast, now, lead, policy.forecast_floor_quantile)
+    floor_peak = _usable_peak(forecast, now, lead, quantiles.floor)
     floor_replicas = None
     if floor_peak is not None:
         floor_rps = _provisioned_rps(floor_peak, trust, load, policy)

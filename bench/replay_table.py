@@ -2,16 +2,19 @@
 HPA) against HPA swept over its target utilization, on six real traces, same replica capacity.
 
 Usage: .venv/bin/python bench/replay_table.py [--cold-start-seconds 300] [--traces a.csv,b.csv]
-    [--hpa-targets ...] [--knative-targets ...] [--predictive-targets ...] [--workers 2]
+    [--hpa-targets ...] [--knative-targets ...] [--with-fixed] [--workers 2]
 
-Per trace: HPA at each target (the frontier), Knative and the predictive policy at theirs (the
-predictive one through an HPA with tolerance 0.1, and at the default target once more through
-one with tolerance 0), and the oracle. The comparison is predictive's default point (target 0.7)
-against HPA's curve: HPA's replica-hours at the same violation (interpolated piecewise linearly
-in log violation, simulator/frontier.py) and HPA's violation at the same replica-hours. Each
-(trace, policy, target) replay is one job; jobs run in `--workers` processes. A replay is
-deterministic (seeded cold starts, inline fits), so one run per point is its figure. Skips
-(exit 0) when ../shared/data is absent.
+Per trace, first: HPA at each target (the frontier), Knative at its targets, the oracle, and the
+predictive policy at target 0.7 with its default objective (the settings' unserved share; it
+chooses its quantiles online); with `--with-fixed` also with the quantiles fixed at the old
+defaults (pre-warm 0.5, floor 0.84: what it ran before it had an objective). Then, once HPA's
+points are in: the predictive policy with its objective set to the unserved share HPA at 0.7
+reached on that trace. The comparison is predictive's default point against HPA's curve: HPA's
+replica-hours at the same violation (interpolated piecewise linearly in log violation,
+simulator/frontier.py) and HPA's violation at the same replica-hours. Each (trace, policy, target,
+objective) replay is one job; jobs run in `--workers` processes. A replay is deterministic (seeded
+cold starts, inline fits), so one run per point is its figure. Skips (exit 0) when ../shared/data
+is absent.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from sidecar.replay_command import build_policy
 from sidecar.replay_simulation import LoopOptions
+from sidecar.settings import ForecastSettings, ObjectiveSettings
 from simulator.frontier import SWEEP_TARGETS, FrontierPoint, compare
 from simulator.metrics_pipeline import TraceMetrics
 from simulator.replay import ReplaySettings, default_capacity_rps, replay
@@ -42,14 +46,30 @@ TRACES = (
 DEFAULT_TARGET = 0.7
 
 
-def run_point(
-    job: tuple[str, str, float | None, float, int],
-) -> tuple[str, str, float | None, float, float, float]:
-    """One policy at one target on one trace: (trace, policy, target, tolerance, violation, hours, wall)."""
-    relative, policy, target, tolerance, cold_start = job
+# What a predictive job runs: the default objective, a given unserved share, or the old fixed
+# quantiles.
+DEFAULT = "default"
+FIXED = "fixed (0.5, 0.84)"
+OLD_QUANTILES = ForecastSettings(quantile=0.5, floor_quantile=0.84)
+
+Job = tuple[str, str, float | None, str, int]
+Result = tuple[str, str, float | None, str, float, float, float]
+
+
+def options(mode: str) -> LoopOptions:
+    if mode == FIXED:
+        return LoopOptions(forecast=OLD_QUANTILES)
+    if mode in (DEFAULT, "-"):
+        return LoopOptions()
+    return LoopOptions(objective=ObjectiveSettings(unserved_share=float(mode)))
+
+
+def run_point(job: Job) -> Result:
+    """One policy at one target on one trace: (trace, policy, target, mode, violation, hours, wall)."""
+    relative, policy, target, mode, cold_start = job
     trace = read_trace(DATA / relative)
     settings = ReplaySettings(replica_capacity_rps=default_capacity_rps(trace), cold_start_seconds=cold_start)
-    built = build_policy(policy, settings, LoopOptions(tolerance=tolerance), None, target)
+    built = build_policy(policy, settings, options(mode), None, target)
     demand = trace.demand_per_second()
     began = time.perf_counter()
     run = replay(
@@ -65,7 +85,7 @@ def run_point(
         relative,
         policy,
         target,
-        tolerance,
+        mode,
         figure.violation_ratio,
         figure.replica_hours,
         time.perf_counter() - began,
@@ -76,13 +96,29 @@ def targets(text: str) -> tuple[float, ...]:
     return tuple(float(t) for t in text.split(",") if t.strip())
 
 
+# The slowest replays of the control loop first (per-minute traces tick as fast as 10-minute
+# ones, but ServeGen's large fleets make each tick dearer), so the pool ends together.
+SLOWEST_FIRST = ("m-large", "m-mid", "jul", "aug", "twitter", "m-small")
+
+
+def _run(pool: ProcessPoolExecutor, jobs: list[Job]) -> list[Result]:
+    def rank(job: Job) -> int:
+        return next((i for i, key in enumerate(SLOWEST_FIRST) if key in job[0]), len(SLOWEST_FIRST))
+
+    return list(pool.map(run_point, sorted(jobs, key=rank)))
+
+
+def _pick(rows: list[Result], policy: str, target: float | None, mode: str = "-") -> Result:
+    return next(r for r in rows if r[1] == policy and r[2] == target and r[3] == mode)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold-start-seconds", type=int, default=120)
     parser.add_argument("--traces", help="comma-separated paths under ../shared/data (default: all six)")
     parser.add_argument("--hpa-targets", type=targets, default=SWEEP_TARGETS)
-    parser.add_argument("--knative-targets", type=targets, default=(0.6, DEFAULT_TARGET))
-    parser.add_argument("--predictive-targets", type=targets, default=(0.6, 0.65, DEFAULT_TARGET, 0.75))
+    parser.add_argument("--knative-targets", type=targets, default=())
+    parser.add_argument("--with-fixed", action="store_true", help="also the old fixed quantiles (0.5, 0.84)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     if not DATA.is_dir():
@@ -90,54 +126,58 @@ def main() -> int:
         return 0
     traces = args.traces.split(",") if args.traces else list(TRACES)
     cold = args.cold_start_seconds
-    jobs = []
+    jobs: list[Job] = []
     for relative in traces:
-        jobs.append((relative, "predictive", DEFAULT_TARGET, 0.0, cold))
-        jobs += [(relative, "predictive", t, 0.1, cold) for t in args.predictive_targets]
-        jobs += [(relative, "hpa", t, 0.1, cold) for t in args.hpa_targets]
-        jobs += [(relative, "knative", t, 0.1, cold) for t in args.knative_targets]
-        jobs.append((relative, "oracle", None, 0.1, cold))
-    # The slow ones (the control loop, long traces) first, so the pool ends together.
-    jobs.sort(key=lambda job: (job[1] != "predictive", job[0]))
+        jobs += [(relative, "hpa", t, "-", cold) for t in args.hpa_targets]
+        jobs += [(relative, "knative", t, "-", cold) for t in args.knative_targets]
+        jobs.append((relative, "oracle", None, "-", cold))
     began = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        results = list(pool.map(run_point, jobs))
+        results = _run(pool, jobs)
+        # Then every predictive run at once: its default objective, and HPA at 0.7's unserved
+        # share on that trace as its objective.
+        matched = {r[0]: r[4] for r in results if r[1] == "hpa" and r[2] == DEFAULT_TARGET}
+        second: list[Job] = []
+        for relative in traces:
+            second.append((relative, "predictive", DEFAULT_TARGET, DEFAULT, cold))
+            if args.with_fixed:
+                second.append((relative, "predictive", DEFAULT_TARGET, FIXED, cold))
+            if matched.get(relative, 0.0) > 0:
+                second.append((relative, "predictive", DEFAULT_TARGET, repr(matched[relative]), cold))
+        results += _run(pool, second)
     wall = time.perf_counter() - began
 
     print(f"cold start {cold} s median (lognormal, spread 0.2, seed 0), capacity p99/20,")
-    print("15 s scrape delay, 60 s rate window\n")
+    print("15 s scrape delay, 60 s rate window, predictive through the example HPA (tolerance 0.1)\n")
     print("Frontier (violation / replica-hours):\n")
-    print("| trace | policy | target | HPA tolerance | violation | replica-hours | wall s |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for relative, policy, target, tolerance, violation, hours, seconds in sorted(
+    print("| trace | policy | target | objective | violation | replica-hours | wall s |")
+    print("|---|---|---:|---|---:|---:|---:|")
+    for relative, policy, target, mode, violation, hours, seconds in sorted(
         results, key=lambda r: (r[0], r[1], r[2] or 0, r[3])
     ):
         knob = "-" if target is None else f"{target:g}"
-        tol = f"{tolerance:g}" if policy == "predictive" else "-"
-        print(f"| {relative} | {policy} | {knob} | {tol} | {violation:.5f} | {hours:,.1f} | {seconds:.0f} |")
+        shown = mode if mode in ("-", DEFAULT, FIXED) else f"{float(mode):.5f} (HPA@0.7's)"
+        row = f"| {relative} | {policy} | {knob} | {shown} | {violation:.5f} | {hours:,.1f} | {seconds:.0f} |"
+        print(row)
 
     print(
-        "\nCost-matched, predictive at target 0.7 against HPA swept over",
+        "\nCost-matched, predictive at target 0.7 (default objective) against HPA swept over",
         ", ".join(f"{t:g}" for t in args.hpa_targets),
     )
     print(
         "\n| trace | HPA@0.7 violation | HPA@0.7 hours | predictive violation | predictive hours "
         "| HPA hours at predictive's violation | HPA needs | HPA violation at predictive's hours "
-        "| predictive / HPA violation | predictive (tolerance 0) violation | hours | oracle hours |"
+        "| predictive / HPA violation | objective = HPA@0.7's: violation | hours | vs HPA@0.7 hours "
+        "| oracle hours |"
     )
-    print("|---|" + "---:|" * 11)
+    print("|---|" + "---:|" * 12)
     for relative in traces:
         mine = [r for r in results if r[0] == relative]
-
-        def pick(policy: str, target: float | None, tolerance: float = 0.1, rows: list = mine) -> tuple:
-            return next(r for r in rows if r[1] == policy and r[2] == target and r[3] == tolerance)
-
         hpa = [FrontierPoint("hpa", r[2], r[4], r[5]) for r in mine if r[1] == "hpa"]
-        default = pick("predictive", DEFAULT_TARGET)
+        default = _pick(mine, "predictive", DEFAULT_TARGET, DEFAULT)
         c = compare(FrontierPoint("predictive", DEFAULT_TARGET, default[4], default[5]), hpa)
-        hpa_default = pick("hpa", DEFAULT_TARGET)
-        zero = pick("predictive", DEFAULT_TARGET, 0.0)
-        oracle = pick("oracle", None)
+        hpa_default = _pick(mine, "hpa", DEFAULT_TARGET)
+        oracle = _pick(mine, "oracle", None)
         at_v = (
             "outside"
             if c.baseline_hours_at_same_violation is None
@@ -150,12 +190,17 @@ def main() -> int:
             else f"{c.baseline_violation_at_same_hours:.5f}"
         )
         ratio = "outside" if c.violation_vs_baseline is None else f"{c.violation_vs_baseline:.3f}"
+        objective = next((r for r in mine if r[1] == "predictive" and r[3] not in (DEFAULT, FIXED)), None)
+        if objective is None:
+            met = "- | - | -"
+        else:
+            met = f"{objective[4]:.5f} | {objective[5]:,.1f} | {objective[5] / hpa_default[5] - 1:+.1%}"
         print(
             f"| {relative} | {hpa_default[4]:.5f} | {hpa_default[5]:,.1f} | {default[4]:.5f} "
-            f"| {default[5]:,.1f} | {at_v} | {extra} | {at_h} | {ratio} | {zero[4]:.5f} | {zero[5]:,.1f} "
-            f"| {oracle[5]:,.1f} |"
+            f"| {default[5]:,.1f} | {at_v} | {extra} | {at_h} | {ratio} | {met} | {oracle[5]:,.1f} |"
         )
-    print(f"\n{len(jobs)} replays, {args.workers} workers, {wall:.0f} s wall")
+    total = len(jobs) + len(second)
+    print(f"\n{total} replays, {args.workers} workers, {wall:.0f} s wall")
     return 0
 
 

@@ -111,6 +111,9 @@ def log_decision_change(
     """
     before = previous.decision if previous else None
     after = current.decision
+    was_unreachable = before is not None and before.objective is not None and before.objective.unreachable
+    if after.objective is not None and after.objective.unreachable and not was_unreachable:
+        logger.warning("objective unreachable: %s", after.objective.unreachable)
     if before is not None and (before.replicas, before.reason) == (after.replicas, after.reason):
         return False
     context: Mapping[str, Any] = {

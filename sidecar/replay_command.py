@@ -28,7 +28,7 @@ from sidecar import llm_replay_command
 from sidecar.cli import BUNDLED_TRACE
 from sidecar.core import Core, load_core
 from sidecar.replay_simulation import ControlLoopPolicy, LoopOptions
-from sidecar.settings import ForecastSettings
+from sidecar.settings import ForecastSettings, ObjectiveSettings
 from simulator.consumer import DEFAULT_TOLERANCE, describe_chain
 from simulator.frontier import SWEEP_TARGETS, sweep_name
 from simulator.hpa import HpaAutoscaler
@@ -54,9 +54,8 @@ KNOWN_POLICIES = (*POLICIES, "hpa-legacy")
 SWEPT_POLICIES = ("hpa", "knative", "predictive")
 PROGRESS_MIN_TICKS = 20_000
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
-# The settings' own defaults, what `serve` runs.
-DEFAULT_FORECAST_QUANTILE = ForecastSettings().quantile
-DEFAULT_FLOOR_QUANTILE = ForecastSettings().floor_quantile
+# The settings' own default, what `serve` runs.
+DEFAULT_OBJECTIVE = ObjectiveSettings().unserved_share
 DEFAULT_SPREAD = ReplaySettings(replica_capacity_rps=1.0).cold_start_spread
 
 
@@ -99,16 +98,21 @@ def register(parser: argparse.ArgumentParser) -> None:
         help=f"predictive's forecaster (default {DEFAULT_MODEL})",
     )
     parser.add_argument(
+        "--objective-unserved",
+        type=float,
+        default=DEFAULT_OBJECTIVE,
+        help="share of demand predictive may leave unserved; it chooses its quantiles to meet it "
+        f"(default {DEFAULT_OBJECTIVE:g})",
+    )
+    parser.add_argument(
         "--forecast-quantile",
         type=float,
-        default=DEFAULT_FORECAST_QUANTILE,
-        help=f"predictive provisions for this forecast quantile (default {DEFAULT_FORECAST_QUANTILE})",
+        help="expert override: predictive pre-warms for this forecast quantile (default: chosen)",
     )
     parser.add_argument(
         "--forecast-floor-quantile",
         type=float,
-        default=DEFAULT_FLOOR_QUANTILE,
-        help=f"predictive scales down no lower than this quantile needs (default {DEFAULT_FLOOR_QUANTILE})",
+        help="expert override: predictive scales down no lower than this quantile needs (default: chosen)",
     )
     parser.add_argument(
         "--hpa-tolerance",
@@ -188,6 +192,8 @@ def _replay(args: argparse.Namespace) -> int:
         _progress_bar if show_progress else None,
         parameters={
             "predictive_chain": describe_chain(args.hpa_tolerance),
+            "predictive_objective_unserved_share": options.objective.unserved_share,
+            "predictive_quantiles": describe_quantiles(options.forecast),
             "cold_start_distribution": settings.cold_starts.describe(),
         },
     )
@@ -240,7 +246,18 @@ def loop_options(args: argparse.Namespace) -> LoopOptions:
     except ValidationError as error:
         problem = error.errors()[0]
         raise ReplayError(f"--forecast-{problem['loc'][0]}: {problem['msg']}".replace("_", "-")) from error
-    return LoopOptions(forecast=forecast, tolerance=args.hpa_tolerance)
+    try:
+        objective = ObjectiveSettings(unserved_share=args.objective_unserved)
+    except ValidationError as error:
+        raise ReplayError(f"--objective-unserved: {error.errors()[0]['msg']}") from error
+    return LoopOptions(forecast=forecast, objective=objective, tolerance=args.hpa_tolerance)
+
+
+def describe_quantiles(forecast: ForecastSettings) -> str:
+    def one(value: float | None) -> str:
+        return "chosen by the objective" if value is None else f"fixed at {value:g}"
+
+    return f"pre-warm {one(forecast.quantile)}, floor {one(forecast.floor_quantile)}"
 
 
 def scaling_policy(settings: ReplaySettings) -> ScalingPolicy:

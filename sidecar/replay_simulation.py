@@ -40,6 +40,7 @@ from sidecar.latest_decisions import LatestDecisions
 from sidecar.settings import (
     ForecastSettings,
     LoopSettings,
+    ObjectiveSettings,
     ServerSettings,
     Settings,
     WorkloadSettings,
@@ -193,6 +194,7 @@ class LoopOptions:
     """What the replay sets of the predictive policy beyond the shared ReplaySettings."""
 
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
+    objective: ObjectiveSettings = field(default_factory=ObjectiveSettings)
     tolerance: float = 0.1
     speedup: float | None = None
 
@@ -203,7 +205,7 @@ def scaled_workload(
     capacity: float | None,
     target_utilization: float,
     bounds: tuple[int, int],
-    forecast: ForecastSettings,
+    options: LoopOptions,
     queue_depth_target_per_replica: float | None = None,
 ) -> WorkloadSettings:
     """The workload a replay scales: its queries, a replica's capacity in the load's unit (None:
@@ -217,12 +219,13 @@ def scaled_workload(
         min_replicas=bounds[0],
         max_replicas=bounds[1],
         queue_depth_target_per_replica=queue_depth_target_per_replica,
-        forecast=forecast,
+        forecast=options.forecast,
+        objective=options.objective,
     )
 
 
 def replay_workload(
-    name: str, settings: ReplaySettings, forecast: ForecastSettings, target_utilization: float | None = None
+    name: str, settings: ReplaySettings, options: LoopOptions, target_utilization: float | None = None
 ) -> WorkloadSettings:
     """The request-rate replay's workload: the run's capacity, target (or `target_utilization`)."""
     return scaled_workload(
@@ -231,7 +234,7 @@ def replay_workload(
         settings.replica_capacity_rps,
         settings.target_utilization if target_utilization is None else target_utilization,
         (settings.min_replicas, settings.max_replicas),
-        forecast,
+        options,
     )
 
 
@@ -354,7 +357,7 @@ class ControlLoopPolicy:
             self.options,
             self.core.estimate_cold_start,
         )
-        workload = replay_workload(self.workload, settings, self.options.forecast, self.target_utilization)
+        workload = replay_workload(self.workload, settings, self.options, self.target_utilization)
         asyncio.run(run_loop(simulation, workload, self.loop, self.core))
         return simulation
 
@@ -422,7 +425,7 @@ class ServingControlLoopPolicy:
             else self.capacity or load_capacity(trace, cluster.profile, self.load),
             self.target_utilization,
             settings.bounds,
-            self.options.forecast,
+            self.options,
             self.queue_depth_target_per_replica,
         )
         asyncio.run(run_loop(simulation, workload, self.loop, self.core))
@@ -493,4 +496,4 @@ def serve_replay(
         estimate_cold_start,
         base.server.decision_max_age_seconds,
     )
-    return serve_settings(base, replay_workload(name, settings, ForecastSettings())), simulation
+    return serve_settings(base, replay_workload(name, settings, LoopOptions())), simulation

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from autoscaler.cost import DEFAULT_GPUS_PER_REPLICA, CostBasis
+from autoscaler.objective import DEFAULT_UNSERVED_SHARE
 from autoscaler.observations import Signal
 from autoscaler.policy import (
     DEFAULT_KV_CACHE_UTILIZATION_TARGET,
@@ -121,12 +122,22 @@ class QuerySettings(_Strict):
 
 
 class ForecastSettings(_Strict):
+    """`quantile` (pre-warm) and `floor_quantile` are expert overrides: unset, the objective
+    chooses them online (autoscaler.objective)."""
+
     model: str = Field(default=DEFAULT_MODEL, min_length=1)
-    quantile: float = Field(default=0.5, gt=0, lt=1)
-    floor_quantile: float = Field(default=0.84, gt=0, lt=1)
+    quantile: float | None = Field(default=None, gt=0, lt=1)
+    floor_quantile: float | None = Field(default=None, gt=0, lt=1)
     # The scale-down window while a trusted forecast is in use (ScalingPolicy); 300 keeps HPA's.
     scale_down_window_seconds: float = Field(default=0.0, ge=0, le=3600)
     headroom: float = Field(default=0.0, ge=0, le=10)
+
+
+class ObjectiveSettings(_Strict):
+    """What the workload must meet: at most `unserved_share` of its demand may find no ready
+    replica (0.001: one request in a thousand), over a trailing day."""
+
+    unserved_share: float = Field(default=DEFAULT_UNSERVED_SHARE, gt=0, lt=1)
 
 
 class PrewarmSettings(_Strict):
@@ -164,6 +175,7 @@ class WorkloadSettings(_Strict):
     stale_after_seconds: float = Field(default=90.0, gt=0)
     behavior: BehaviorSettings = BehaviorSettings()
     forecast: ForecastSettings = ForecastSettings()
+    objective: ObjectiveSettings = ObjectiveSettings()
     cold_start_seconds: float | None = Field(default=None, ge=0, le=3600)
     default_cold_start_seconds: float = Field(default=120.0, ge=0, le=3600)
     prewarm: PrewarmSettings | None = None
@@ -251,6 +263,7 @@ class WorkloadSettings(_Strict):
             stale_after_seconds=self.stale_after_seconds,
             forecast_quantile=self.forecast.quantile,
             forecast_floor_quantile=self.forecast.floor_quantile,
+            objective_unserved_share=self.objective.unserved_share,
             forecast_scale_down_window_seconds=self.forecast.scale_down_window_seconds,
             forecast_headroom=self.forecast.headroom,
             default_cold_start_seconds=self.default_cold_start_seconds,

@@ -20,7 +20,7 @@ import logging
 import os
 import pickle
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -164,9 +164,16 @@ def restore(loop: ControlLoop, state: PersistedState) -> list[tuple[str, str]]:
             continue
         same_model = saved.model_name == status.settings.forecast.model
         fitted, fitted_at = (saved.fitted, saved.fitted_at) if same_model else (None, None)
-        loop.restore(key, saved.decision_state, fitted, fitted_at)
+        loop.restore(key, _complete(saved.decision_state), fitted, fitted_at)
         restored.append(key)
     return restored
+
+
+def _complete(state: DecisionState) -> DecisionState:
+    """A decision state an older version saved lacks the fields added since (the objective's):
+    they take their defaults and the rest is kept, where a missing one would fail every tick."""
+    kept = {f.name: getattr(state, f.name) for f in fields(DecisionState) if hasattr(state, f.name)}
+    return DecisionState(**kept)
 
 
 # --- What the service does with the store ---------------------------------------------------

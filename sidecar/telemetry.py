@@ -98,6 +98,30 @@ class DecisionCollector(Collector):
             " the current count (absent when no forecast floor was usable).",
             labels=labels,
         )
+        # The declared objective (autoscaler.objective) and what the loop measures against it.
+        objective = GaugeMetricFamily(
+            "autoscaler_objective_unserved_share",
+            "Share of demand the workload may leave unserved, as declared (absent without one).",
+            labels=labels,
+        )
+        attained = GaugeMetricFamily(
+            "autoscaler_objective_trailing_unserved_share",
+            "Share of demand the ready replicas left unserved over the trailing day, as the loop"
+            " measures it from the load reading (absent before any demand).",
+            labels=labels,
+        )
+        chosen = GaugeMetricFamily(
+            "autoscaler_objective_quantile",
+            "Forecast quantile the newest decision read to meet the objective: use=forecast (pre-warm)"
+            " or floor (scale-down guard).",
+            labels=[*labels, "use"],
+        )
+        unreachable = GaugeMetricFamily(
+            "autoscaler_objective_unreachable",
+            "1 while the replicas are at max_replicas and the trailing unserved share is above the"
+            " objective (the log says why), else 0.",
+            labels=labels,
+        )
         # Cost (autoscaler.cost): GPUs provisioned, idle capacity share, price per 1,000 requests.
         gpus = GaugeMetricFamily(
             "autoscaler_provisioned_gpus",
@@ -179,6 +203,13 @@ class DecisionCollector(Collector):
                 _add_if_finite(lead, workload, decision.lead_seconds)
             if decision.forecast_floor_replicas is not None:
                 floor.add_metric(workload, decision.forecast_floor_replicas)
+            if decision.objective is not None:
+                status = decision.objective
+                objective.add_metric(workload, status.unserved_share)
+                _add_if_finite(attained, workload, status.trailing_unserved_share)
+                chosen.add_metric([*workload, "forecast"], status.forecast_quantile)
+                chosen.add_metric([*workload, "floor"], status.floor_quantile)
+                unreachable.add_metric(workload, 1.0 if status.unreachable else 0.0)
         yield from (
             desired,
             reason,
@@ -191,6 +222,10 @@ class DecisionCollector(Collector):
             trust,
             lead,
             floor,
+            objective,
+            attained,
+            chosen,
+            unreachable,
             gpus,
             idle,
             per_1k,

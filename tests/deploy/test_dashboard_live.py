@@ -247,8 +247,8 @@ def test_every_panel_returns_data_from_a_running_sidecar_and_agent(
     _wait_for(f"{api}/-/ready", prometheus, tmp_path / "prometheus.log", "prometheus")
 
     queries = [*_panel_queries(), ("agent scraped", 'up{job="gpu-agent"} == 1')]
-    # Every target of the 12 panels less the skipped ones: 15 targets, plus `up`.
-    assert len(queries) == 16
+    # Every target of the 14 panels less the skipped ones: 18 targets, plus `up`.
+    assert len(queries) == 19
     pending = dict.fromkeys(queries)
     answers: dict[tuple[str, str], list[dict]] = {}
     deadline = time.monotonic() + DEADLINE_SECONDS

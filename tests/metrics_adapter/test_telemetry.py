@@ -22,6 +22,7 @@ from autoscaler import (
     decide,
 )
 from autoscaler.capacity import CapacityEstimate
+from autoscaler.objective import ObjectiveStatus
 from forecasting import Forecast
 from metrics_adapter.external_metrics_api import ExternalMetricsSettings, build_external_metrics_app
 from sidecar.latest_decisions import LatestDecisions, PublishedDecision
@@ -61,6 +62,7 @@ def _with_forecast_and_signals() -> PublishedDecision:
         lead_seconds=45.0,
         forecast_trust=0.75,
         forecast_floor_replicas=6,
+        objective=ObjectiveStatus(0.001, 0.0004, forecast_quantile=0.3, floor_quantile=0.6),
     )
     return PublishedDecision(
         namespace=base.namespace,
@@ -142,6 +144,15 @@ def test_decision_inputs_are_exported_per_workload_and_per_signal() -> None:
     assert samples[("autoscaler_forecast_trust", workload)] == 0.75
     assert samples[("autoscaler_forecast_lead_seconds", workload)] == 45.0
     assert samples[("autoscaler_forecast_floor_replicas", workload)] == 6
+    assert samples[("autoscaler_objective_unserved_share", workload)] == 0.001
+    assert samples[("autoscaler_objective_trailing_unserved_share", workload)] == 0.0004
+    assert samples[("autoscaler_objective_unreachable", workload)] == 0.0
+    chosen = {
+        dict(labels)["use"]: value
+        for (name, labels), value in samples.items()
+        if name == "autoscaler_objective_quantile"
+    }
+    assert chosen == {"forecast": 0.3, "floor": 0.6}
     recommended = {
         dict(labels)["signal"]: value
         for (name, labels), value in samples.items()
@@ -179,6 +190,10 @@ def _bare(
                 "autoscaler_forecast_trust",
                 "autoscaler_forecast_lead_seconds",
                 "autoscaler_forecast_floor_replicas",
+                "autoscaler_objective_unserved_share",
+                "autoscaler_objective_trailing_unserved_share",
+                "autoscaler_objective_quantile",
+                "autoscaler_objective_unreachable",
             },
             {"autoscaler_desired_replicas"},
             id="nothing known is exported as absent, never as 0",
@@ -218,6 +233,14 @@ def test_missing_values_are_absent_not_zero(
     assert not names & absent
     assert present <= names
     assert absent <= _names_for(samples, "llama")
+
+
+def test_an_unreachable_objective_is_flagged() -> None:
+    item = _with_forecast_and_signals()
+    status = ObjectiveStatus(0.001, 0.02, 0.9, 0.99, unreachable="at max_replicas=7")
+    item = replace(item, decision=replace(item.decision, objective=status))
+    workload = frozenset({("namespace", "ml"), ("workload", "llama")})
+    assert _scrape(item)[("autoscaler_objective_unreachable", workload)] == 1.0
 
 
 def test_a_measured_zero_load_reads_zero() -> None:

@@ -89,6 +89,16 @@ def test_bad_trace_exits_2_with_one_line(tmp_path, capsys, text, message):
         pytest.param(
             ["--forecast-quantile", "1"], "--forecast-quantile: Input should be less than 1", id="quantile"
         ),
+        pytest.param(
+            ["--objective-unserved", "0"],
+            "--objective-unserved: Input should be greater than 0",
+            id="objective of nothing unserved",
+        ),
+        pytest.param(
+            ["--objective-unserved", "1"],
+            "--objective-unserved: Input should be less than 1",
+            id="objective 1",
+        ),
     ],
 )
 def test_bad_options_exit_2(trace, capsys, args, message):
@@ -127,6 +137,26 @@ def test_forecast_quantile_trades_replica_hours_for_misses(tmp_path):
         assert main([*args, "--forecast-model", "ewma", "--forecast-quantile", quantile]) == 0
         hours[quantile] = json.loads(out.read_text())["policies"]["predictive"]["replica_hours"]
     assert hours["0.99"] > hours["0.5"]
+
+
+def test_a_tighter_objective_costs_more_replica_hours_and_the_json_names_it(tmp_path):
+    # Six hours of noisy per-minute load: one in a million unserved holds more replicas than a
+    # third unserved, and the quantiles are the objective's choice, not fixed.
+    rows = [f"{60 * i},{600 + (i * 7919) % 400}" for i in range(360)]
+    trace = tmp_path / "noisy.csv"
+    trace.write_text("timestamp_s,requests\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    hours = {}
+    for objective in ("0.000001", "0.3"):
+        out = tmp_path / f"o{objective}.json"
+        args = ["replay", "--trace", str(trace), "--policies", "predictive", "--quiet", "--json", str(out)]
+        assert main([*args, "--forecast-model", "ewma", "--objective-unserved", objective]) == 0
+        document = json.loads(out.read_text())
+        assert document["parameters"]["predictive_objective_unserved_share"] == float(objective)
+        assert document["parameters"]["predictive_quantiles"] == (
+            "pre-warm chosen by the objective, floor chosen by the objective"
+        )
+        hours[objective] = document["policies"]["predictive"]["replica_hours"]
+    assert hours["0.000001"] > hours["0.3"]
 
 
 def test_unknown_forecast_model_is_a_usage_error(trace, capsys):

@@ -36,10 +36,10 @@ def burst_trace(seed: int = 3, minutes: int = 40) -> RequestTrace:
     return RequestTrace("burst", 1_700_000_000.0, arrivals, inputs, outputs)
 
 
-def drive(trace: RequestTrace, load: str = "tokens"):
+def drive(trace: RequestTrace, load: str = "tokens", capacity: float | None = None):
     draws = SETTINGS.cold_starts.draws()
     cluster = ServingCluster(trace, PROFILE, ServingSettings(1, 40), lambda: float(next(draws)), LlmSignals())
-    policy = ServingControlLoopPolicy(CORE, 0.6, load, name="predictive")
+    policy = ServingControlLoopPolicy(CORE, 0.6, load, name="predictive", capacity=capacity)
     simulation = policy.drive(cluster, SETTINGS)
     return simulation, cluster.finish("predictive")
 
@@ -81,8 +81,11 @@ def test_the_loop_does_not_look_ahead():
         np.concatenate([trace.input_tokens, rng.integers(4000, 8000, extra.size)])[order],
         np.concatenate([trace.output_tokens, rng.integers(20, 400, extra.size)])[order],
     )
-    before, _ = drive(trace)
-    after, _ = drive(changed)
+    # A replica's capacity is a setting, the one the replay derives from the whole trace's token
+    # mix (as every policy's is): held equal, so that only what the loop reads can differ.
+    capacity = load_capacity(trace, PROFILE, "tokens")
+    before, _ = drive(trace, capacity=capacity)
+    after, _ = drive(changed, capacity=capacity)
     # A tick at t reads what was scraped by t - 15 s: the decisions agree until the cut.
     until = trace.start_seconds + cut
     assert [d for d in before.decisions if d[0] <= until] == [d for d in after.decisions if d[0] <= until]

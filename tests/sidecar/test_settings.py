@@ -114,6 +114,18 @@ def test_environment_override_that_is_not_json_is_named(monkeypatch):
             r"workloads\[ml/llama\]\.forecast\.floor_quantile=1\.5: Input should be less than 1",
             id="floor quantile outside (0, 1)",
         ),
+        pytest.param(
+            "min_replicas: 2",
+            "min_replicas: 2\n    objective: {unserved_share: 0}",
+            r"workloads\[ml/llama\]\.objective\.unserved_share=0: Input should be greater than 0",
+            id="objective of nothing unserved",
+        ),
+        pytest.param(
+            "min_replicas: 2",
+            "min_replicas: 2\n    objective: {unserved_share: 1.0}",
+            r"workloads\[ml/llama\]\.objective\.unserved_share=1\.0: Input should be less than 1",
+            id="objective of everything unserved",
+        ),
         pytest.param("tick_seconds: 5", "tick_seconds: [5", r"not valid YAML", id="broken YAML"),
         pytest.param(
             '"$namespace"',
@@ -188,6 +200,14 @@ def test_forecast_defaults_are_the_policy_defaults() -> None:
     assert defaults.quantile == policy.forecast_quantile
     assert defaults.floor_quantile == policy.forecast_floor_quantile
     assert defaults.scale_down_window_seconds == policy.forecast_scale_down_window_seconds
+
+
+def test_a_workload_declares_an_objective_by_default() -> None:
+    from autoscaler.objective import DEFAULT_UNSERVED_SHARE
+
+    workload = parse_settings(GOOD).workloads[0]
+    assert workload.objective.unserved_share == DEFAULT_UNSERVED_SHARE
+    assert workload.to_policy().objective_unserved_share == DEFAULT_UNSERVED_SHARE
 
 
 def test_settings_nested_too_deeply_are_a_settings_error():

@@ -107,3 +107,16 @@ async def test_a_restarted_loop_resumes_without_refitting(tmp_path: Path):
     assert second.forecaster.fits == 0, "the saved model is used; no refit inside the interval"
     item = second.latest.get(*KEY)
     assert item is not None and item.forecast is not None and item.decision.replicas == 8
+
+
+def test_a_decision_state_saved_before_the_objective_resumes_with_its_windows() -> None:
+    # What unpickling a state saved by the version before the objective gives: a DecisionState
+    # whose newer slot was never set.
+    old = DecisionState(recommendations=(Recommendation(990.0, 4),), last_replicas=4)
+    object.__delattr__(old, "objective")
+    harness = Harness(names=("llama",))
+    saved = PersistedWorkload("flat", None, None, old)
+    assert restore(harness.loop, PersistedState(1000.0, {KEY: saved})) == [KEY]
+    resumed = harness.loop.statuses()[KEY].decision_state
+    assert resumed == DecisionState(recommendations=(Recommendation(990.0, 4),), last_replicas=4)
+    harness.executor.shutdown()

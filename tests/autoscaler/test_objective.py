@@ -1,0 +1,186 @@
+"""The objective's controller: quantiles chosen online from the misses the loop measures."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from autoscaler.decide import decide
+from autoscaler.decision import DecisionState
+from autoscaler.objective import (
+    HIGHEST_FLOOR,
+    LOWEST_FLOOR,
+    ObjectiveState,
+    expected_shortfall,
+    observe,
+    quantiles,
+    status,
+)
+from autoscaler.observations import Observations, Reading
+from autoscaler.policy import (
+    DEFAULT_FLOOR_QUANTILE,
+    DEFAULT_FORECAST_QUANTILE,
+    OBJECTIVE_QUANTILES,
+    PolicyError,
+    ScalingPolicy,
+)
+from forecasting.forecast import Forecast
+
+TICK = 15.0
+POLICY = ScalingPolicy(replica_capacity_rps=10.0, objective_unserved_share=0.01, max_replicas=50).validate()
+
+
+def _tick(now: float, load: float | None, ready: int) -> Observations:
+    reading = None if load is None else Reading(load, now - 15.0)
+    return Observations(at=now, current_replicas=ready, ready_replicas=ready, load=reading)
+
+
+def _run(
+    state: ObjectiveState, ticks: int, load: float | None, ready: int, start: float = 0.0
+) -> ObjectiveState:
+    for i in range(ticks):
+        state = observe(start + i * TICK, _tick(start + i * TICK, load, ready), POLICY, state)
+    return state
+
+
+def _floor(state: ObjectiveState) -> float:
+    return quantiles(POLICY, state).floor
+
+
+def test_without_an_objective_nothing_is_learned_and_the_defaults_are_read() -> None:
+    policy = ScalingPolicy(replica_capacity_rps=10.0).validate()
+    state = observe(0.0, _tick(0.0, 500.0, 1), policy, ObjectiveState())
+    assert state == ObjectiveState()
+    chosen = quantiles(policy, state)
+    assert (chosen.forecast, chosen.floor) == (DEFAULT_FORECAST_QUANTILE, DEFAULT_FLOOR_QUANTILE)
+    assert status(policy, state, chosen, 1) is None
+    assert policy.forecast_quantiles == (0.5, 0.84, 0.9)
+
+
+def test_the_first_tick_starts_at_the_default_floor() -> None:
+    state = observe(0.0, _tick(0.0, 50.0, 10), POLICY, ObjectiveState())
+    assert _floor(state) == DEFAULT_FLOOR_QUANTILE
+    assert quantiles(POLICY, state).forecast == DEFAULT_FORECAST_QUANTILE
+
+
+def test_quiet_hours_lower_the_quantiles_step_by_step_down_to_the_lowest() -> None:
+    # 50 rps against 10 ready replicas of 10 rps: nothing unserved, for three days.
+    state = _run(ObjectiveState(), 1, 50.0, 10)
+    floors = []
+    for hour in range(72):
+        state = _run(state, 240, 50.0, 10, start=15.0 + hour * 3600)
+        floors.append(_floor(state))
+    assert floors == sorted(floors, reverse=True)
+    assert floors[5] < DEFAULT_FLOOR_QUANTILE
+    assert floors[-1] == LOWEST_FLOOR
+    assert state.unserved == 0.0
+
+
+def test_misses_raise_the_quantiles_up_to_the_highest() -> None:
+    # 150 rps against 10 replicas of 10 rps: a third unserved, far above 1 %.
+    state = _run(ObjectiveState(), 300, 150.0, 10)
+    assert _floor(state) == HIGHEST_FLOOR
+    chosen = quantiles(POLICY, state)
+    assert chosen.forecast > DEFAULT_FORECAST_QUANTILE
+    report = status(POLICY, state, chosen, 10)
+    assert report is not None
+    assert report.trailing_unserved_share == pytest.approx(50 / 150, rel=1e-6)
+    assert report.unreachable is None  # 10 replicas, max is 50: more can still be asked for
+
+
+def test_a_reading_is_judged_against_the_replicas_ready_in_the_minute_it_describes() -> None:
+    # A steady 80 rps; ready went 5 -> 10 just now, the reading (a rate over the minute before
+    # 45 s) was served by 5: 30 rps unserved for this 15 s tick.
+    before = _run(ObjectiveState(), 4, 80.0, 5)
+    after = observe(60.0, _tick(60.0, 80.0, 10), POLICY, before)
+    assert after.unserved - before.unserved == pytest.approx(30.0 * TICK, rel=1e-3)
+    # Ready went 10 -> 5 just now (a scale-down); the lagging reading of 80 rps was served by 10.
+    before = _run(ObjectiveState(), 4, 80.0, 10)
+    after = observe(60.0, _tick(60.0, 80.0, 5), POLICY, before)
+    assert after.unserved == 0.0
+
+
+def test_missing_or_stale_load_moves_nothing() -> None:
+    state = _run(ObjectiveState(), 10, 150.0, 10)
+    for load in (None, math.nan):
+        after = _run(state, 100, load, 10, start=150.0)
+        assert after.level == state.level
+        assert (after.demand, after.unserved) == (state.demand, state.unserved)
+    stale = Observations(at=1e5, current_replicas=10, ready_replicas=10, load=Reading(50.0, 0.0))
+    assert observe(1e5, stale, POLICY, state).level == state.level
+
+
+def test_the_long_run_unserved_share_settles_at_the_objective() -> None:
+    # A closed loop: the load takes a new level every minute (independent draws, as a per-minute
+    # trace replays), the loop reads it every 15 s as a 60 s rate, so a window across two levels
+    # hides the seconds of the higher one above capacity; the ready capacity is the chosen floor
+    # quantile of the levels' distribution (what a forecast floor would provision).
+    rng = np.random.default_rng(7)
+    draws = rng.lognormal(np.log(100.0), 0.2, 200_000)
+    capacity = dict(zip(OBJECTIVE_QUANTILES, np.quantile(draws, OBJECTIVE_QUANTILES), strict=True))
+    policy = replace(POLICY, replica_capacity_rps=1.0, objective_unserved_share=0.01)
+    state, demand, unserved = ObjectiveState(), 0.0, 0.0
+    levels = rng.lognormal(np.log(100.0), 0.2, 30 * 1440 + 1)
+    for i in range(4, 30 * 5760):  # 30 days of 15 s ticks
+        now = i * TICK
+        ready = int(capacity[quantiles(policy, state).floor])
+        window = levels[np.arange(i - 3, i + 1) // 4]  # the last four 15 s stretches
+        if i >= 5 * 5760:  # after five days of settling
+            demand += window[-1]
+            unserved += max(0.0, window[-1] - ready)
+        reading = Reading(float(np.mean(window)), now)
+        state = observe(now, Observations(now, ready, ready, load=reading), policy, state)
+    # Met, and not by holding replicas for far fewer misses than declared: the spread a window
+    # hides is bounded from above (half the step), so the loop's own count errs on the safe side.
+    assert 0.005 < unserved / demand <= 0.011
+    measured = state.unserved / state.demand
+    assert unserved / demand <= measured < 2 * unserved / demand
+
+
+def test_the_expected_shortfall_of_a_window() -> None:
+    assert expected_shortfall(120.0, 100.0, 0.0) == 20.0
+    assert expected_shortfall(80.0, 100.0, 0.0) == 0.0
+    assert expected_shortfall(100.0, 100.0, 10.0) == pytest.approx(10 / math.sqrt(2 * math.pi))
+    # Far below capacity the hidden seconds above it are negligible; far above, it is the mean.
+    assert expected_shortfall(50.0, 100.0, 10.0) < 1e-6
+    assert expected_shortfall(150.0, 100.0, 10.0) == pytest.approx(50.0, rel=1e-6)
+
+
+def test_set_quantiles_are_expert_overrides() -> None:
+    policy = replace(POLICY, forecast_quantile=0.7, forecast_floor_quantile=0.95)
+    state = _run(ObjectiveState(), 300, 150.0, 10)
+    chosen = quantiles(policy, state)
+    assert (chosen.forecast, chosen.floor) == (0.7, 0.95)
+    assert policy.forecast_quantiles == (0.5, 0.7, 0.9, 0.95)
+
+
+def test_an_objective_unreachable_at_max_replicas_says_why() -> None:
+    state = _run(ObjectiveState(), 40, 1000.0, 50)
+    report = status(POLICY, state, quantiles(POLICY, state), 50)
+    assert report is not None
+    assert report.unreachable is not None
+    assert "max_replicas=50" in report.unreachable
+    assert "objective 0.01" in report.unreachable
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0, -0.1, math.nan])
+def test_an_objective_outside_0_1_is_a_policy_error(share: float) -> None:
+    with pytest.raises(PolicyError, match="objective_unserved_share"):
+        ScalingPolicy(replica_capacity_rps=10.0, objective_unserved_share=share).validate()
+
+
+def test_decide_carries_the_objective_in_its_state_and_reports_it() -> None:
+    forecast = Forecast(0.0, 60.0, {q: np.full(30, 40.0 + 100 * q) for q in POLICY.forecast_quantiles})
+    assert set(OBJECTIVE_QUANTILES) <= set(forecast.quantiles)
+    state = DecisionState()
+    for i in range(6 * 240):
+        now = i * TICK
+        decision, state = decide(now, _tick(now, 50.0, 10), forecast, POLICY, state)
+    assert decision.objective is not None
+    assert decision.objective.unserved_share == 0.01
+    assert decision.objective.trailing_unserved_share == 0.0
+    assert decision.objective.floor_quantile < DEFAULT_FLOOR_QUANTILE  # six hours without a miss
+    assert state.objective.level is not None
