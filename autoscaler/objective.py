@@ -119,12 +119,15 @@ def observe(
         memory = (*memory, (now, ready_now))
     load = usable_value(observations.load, now, policy.stale_after_seconds)
     last_at, state = state.last_at, replace(state, level=level, ready=memory, last_at=now)
-    if load is None or last_at is None or now <= last_at or not memory:
+    capacity_per_replica = policy.replica_capacity_rps
+    # No capacity known (none set, none learned yet): nothing says what the replicas could serve,
+    # so nothing is measured, as with missing load.
+    if load is None or capacity_per_replica is None or last_at is None or now <= last_at or not memory:
         return state
     dt = min(now - last_at, MAX_TICK_SECONDS)
     reading = observations.load
     end = now if reading is None else reading.observed_at
-    capacity = _ready_during(memory, end) * policy.replica_capacity_rps
+    capacity = _ready_during(memory, end) * capacity_per_replica
     loads, variance = _spread(state, end, load)
     shortfall = expected_shortfall(load, capacity, math.sqrt(variance))
     decay = math.exp(-dt / TRAILING_SECONDS)

@@ -113,6 +113,23 @@ def test_missing_or_stale_load_moves_nothing() -> None:
     assert observe(1e5, stale, POLICY, state).level == state.level
 
 
+def test_without_a_capacity_known_nothing_is_measured_and_decide_goes_on() -> None:
+    # A capacity to be learned (autoscaler.capacity) and not learned yet: the replicas' capacity
+    # is unknown, so no shortfall can be measured; the queue decides meanwhile.
+    learning = replace(POLICY, replica_capacity_rps=None, queue_depth_target_per_replica=5.0).validate()
+    state = ObjectiveState()
+    for i in range(20):
+        state = observe(i * TICK, _tick(i * TICK, 150.0, 10), learning, state)
+    assert (state.demand, state.unserved, state.level) == (0.0, 0.0, _logit_default())
+    observations = replace(_tick(300.0, 150.0, 10), queue_depth=Reading(100.0, 290.0))
+    decision, after = decide(300.0, observations, None, learning, DecisionState())
+    assert decision.replicas == 20 and after.objective.unserved == 0.0
+
+
+def _logit_default() -> float:
+    return math.log(DEFAULT_FLOOR_QUANTILE / (1 - DEFAULT_FLOOR_QUANTILE))
+
+
 def test_the_long_run_unserved_share_settles_at_the_objective() -> None:
     # A closed loop: the load takes a new level every minute (independent draws, as a per-minute
     # trace replays), the loop reads it every 15 s as a 60 s rate, so a window across two levels
