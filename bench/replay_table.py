@@ -2,19 +2,20 @@
 HPA) against HPA swept over its target utilization, on six real traces, same replica capacity.
 
 Usage: .venv/bin/python bench/replay_table.py [--cold-start-seconds 300] [--traces a.csv,b.csv]
-    [--hpa-targets ...] [--knative-targets ...] [--with-fixed] [--workers 2]
+    [--hpa-targets ...] [--knative-targets ...] [--with-fixed] [--models a,b] [--workers 2]
 
 Per trace, first: HPA at each target (the frontier), Knative at its targets, the oracle, and the
-predictive policy at target 0.7 with its default objective (the settings' unserved share; it
-chooses its quantiles online); with `--with-fixed` also with the quantiles fixed at the old
-defaults (pre-warm 0.5, floor 0.84: what it ran before it had an objective). Then, once HPA's
-points are in: the predictive policy with its objective set to the unserved share HPA at 0.7
-reached on that trace. The comparison is predictive's default point against HPA's curve: HPA's
-replica-hours at the same violation (interpolated piecewise linearly in log violation,
-simulator/frontier.py) and HPA's violation at the same replica-hours. Each (trace, policy, target,
-objective) replay is one job; jobs run in `--workers` processes. A replay is deterministic (seeded
-cold starts, inline fits), so one run per point is its figure. Skips (exit 0) when ../shared/data
-is absent.
+predictive policy at target 0.7 with its default objective (the settings' unserved share; it chooses
+its quantiles online); with `--with-fixed` also with the quantiles fixed at the old defaults (pre-warm
+0.5, floor 0.84: what it ran before it had an objective). Then, once HPA's points are in: the
+predictive policy with its objective set to the unserved share HPA at 0.7 reached on that trace. The
+comparison is predictive's default point against HPA's curve: HPA's replica-hours at the same
+violation (interpolated piecewise linearly in log violation, simulator/frontier.py) and HPA's
+violation at the same replica-hours. Each (trace, policy, target, objective, forecast model) replay
+is one job; `--models` runs the predictive jobs once per forecast model (default: the settings'
+default model) and prints a cost-matched row for each; jobs run in `--workers` processes. A replay
+is deterministic (seeded cold starts, inline fits), so one run per point is its figure. Skips (exit
+0) when ../shared/data is absent.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from forecasting import DEFAULT_MODEL, MODELS
 from sidecar.replay_command import build_policy
 from sidecar.replay_simulation import LoopOptions
 from sidecar.settings import ForecastSettings, ObjectiveSettings
@@ -52,24 +54,27 @@ DEFAULT = "default"
 FIXED = "fixed (0.5, 0.84)"
 OLD_QUANTILES = ForecastSettings(quantile=0.5, floor_quantile=0.84)
 
-Job = tuple[str, str, float | None, str, int]
-Result = tuple[str, str, float | None, str, float, float, float]
+# (trace, policy, target, mode, cold start, forecast model)
+Job = tuple[str, str, float | None, str, int, str]
+# (trace, policy, target, mode, violation, replica-hours, wall seconds, forecast model)
+Result = tuple[str, str, float | None, str, float, float, float, str]
 
 
-def options(mode: str) -> LoopOptions:
+def options(mode: str, model: str) -> LoopOptions:
     if mode == FIXED:
-        return LoopOptions(forecast=OLD_QUANTILES)
+        return LoopOptions(forecast=OLD_QUANTILES.model_copy(update={"model": model}))
+    forecast = ForecastSettings(model=model)
     if mode in (DEFAULT, "-"):
-        return LoopOptions()
-    return LoopOptions(objective=ObjectiveSettings(unserved_share=float(mode)))
+        return LoopOptions(forecast=forecast)
+    return LoopOptions(forecast=forecast, objective=ObjectiveSettings(unserved_share=float(mode)))
 
 
 def run_point(job: Job) -> Result:
     """One policy at one target on one trace: (trace, policy, target, mode, violation, hours, wall)."""
-    relative, policy, target, mode, cold_start = job
+    relative, policy, target, mode, cold_start, model = job
     trace = read_trace(DATA / relative)
     settings = ReplaySettings(replica_capacity_rps=default_capacity_rps(trace), cold_start_seconds=cold_start)
-    built = build_policy(policy, settings, options(mode), None, target)
+    built = build_policy(policy, settings, options(mode, model), None, target)
     demand = trace.demand_per_second()
     began = time.perf_counter()
     run = replay(
@@ -89,6 +94,7 @@ def run_point(job: Job) -> Result:
         figure.violation_ratio,
         figure.replica_hours,
         time.perf_counter() - began,
+        model,
     )
 
 
@@ -108,8 +114,8 @@ def _run(pool: ProcessPoolExecutor, jobs: list[Job]) -> list[Result]:
     return list(pool.map(run_point, sorted(jobs, key=rank)))
 
 
-def _pick(rows: list[Result], policy: str, target: float | None, mode: str = "-") -> Result:
-    return next(r for r in rows if r[1] == policy and r[2] == target and r[3] == mode)
+def _pick(rows: list[Result], policy: str, target: float | None, mode: str = "-", model: str = "-") -> Result:
+    return next(r for r in rows if r[1] == policy and r[2] == target and r[3] == mode and r[7] == model)
 
 
 def main() -> int:
@@ -119,18 +125,27 @@ def main() -> int:
     parser.add_argument("--hpa-targets", type=targets, default=SWEEP_TARGETS)
     parser.add_argument("--knative-targets", type=targets, default=())
     parser.add_argument("--with-fixed", action="store_true", help="also the old fixed quantiles (0.5, 0.84)")
+    parser.add_argument(
+        "--models",
+        default=DEFAULT_MODEL,
+        help=f"comma-separated forecast models for the predictive jobs (default {DEFAULT_MODEL})",
+    )
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"skipped: {DATA} is absent")
         return 0
     traces = args.traces.split(",") if args.traces else list(TRACES)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        parser.error(f"--models: unknown {unknown or 'empty list'}; choose from {', '.join(MODELS)}")
     cold = args.cold_start_seconds
     jobs: list[Job] = []
     for relative in traces:
-        jobs += [(relative, "hpa", t, "-", cold) for t in args.hpa_targets]
-        jobs += [(relative, "knative", t, "-", cold) for t in args.knative_targets]
-        jobs.append((relative, "oracle", None, "-", cold))
+        jobs += [(relative, "hpa", t, "-", cold, "-") for t in args.hpa_targets]
+        jobs += [(relative, "knative", t, "-", cold, "-") for t in args.knative_targets]
+        jobs.append((relative, "oracle", None, "-", cold, "-"))
     began = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         results = _run(pool, jobs)
@@ -139,25 +154,30 @@ def main() -> int:
         matched = {r[0]: r[4] for r in results if r[1] == "hpa" and r[2] == DEFAULT_TARGET}
         second: list[Job] = []
         for relative in traces:
-            second.append((relative, "predictive", DEFAULT_TARGET, DEFAULT, cold))
-            if args.with_fixed:
-                second.append((relative, "predictive", DEFAULT_TARGET, FIXED, cold))
-            if matched.get(relative, 0.0) > 0:
-                second.append((relative, "predictive", DEFAULT_TARGET, repr(matched[relative]), cold))
+            for model in models:
+                second.append((relative, "predictive", DEFAULT_TARGET, DEFAULT, cold, model))
+                if args.with_fixed:
+                    second.append((relative, "predictive", DEFAULT_TARGET, FIXED, cold, model))
+                if matched.get(relative, 0.0) > 0:
+                    share = repr(matched[relative])
+                    second.append((relative, "predictive", DEFAULT_TARGET, share, cold, model))
         results += _run(pool, second)
     wall = time.perf_counter() - began
 
     print(f"cold start {cold} s median (lognormal, spread 0.2, seed 0), capacity p99/20,")
     print("15 s scrape delay, 60 s rate window, predictive through the example HPA (tolerance 0.1)\n")
     print("Frontier (violation / replica-hours):\n")
-    print("| trace | policy | target | objective | violation | replica-hours | wall s |")
-    print("|---|---|---:|---|---:|---:|---:|")
-    for relative, policy, target, mode, violation, hours, seconds in sorted(
-        results, key=lambda r: (r[0], r[1], r[2] or 0, r[3])
+    print("| trace | policy | forecast model | target | objective | violation | replica-hours | wall s |")
+    print("|---|---|---|---:|---|---:|---:|---:|")
+    for relative, policy, target, mode, violation, hours, seconds, model in sorted(
+        results, key=lambda r: (r[0], r[1], r[7], r[2] or 0, r[3])
     ):
         knob = "-" if target is None else f"{target:g}"
         shown = mode if mode in ("-", DEFAULT, FIXED) else f"{float(mode):.5f} (HPA@0.7's)"
-        row = f"| {relative} | {policy} | {knob} | {shown} | {violation:.5f} | {hours:,.1f} | {seconds:.0f} |"
+        row = (
+            f"| {relative} | {policy} | {model} | {knob} | {shown} | {violation:.5f} | {hours:,.1f} "
+            f"| {seconds:.0f} |"
+        )
         print(row)
 
     print(
@@ -165,16 +185,17 @@ def main() -> int:
         ", ".join(f"{t:g}" for t in args.hpa_targets),
     )
     print(
-        "\n| trace | HPA@0.7 violation | HPA@0.7 hours | predictive violation | predictive hours "
+        "\n| trace | forecast model | HPA@0.7 violation | HPA@0.7 hours | predictive violation "
+        "| predictive hours "
         "| HPA hours at predictive's violation | HPA needs | HPA violation at predictive's hours "
         "| predictive / HPA violation | objective = HPA@0.7's: violation | hours | vs HPA@0.7 hours "
         "| oracle hours |"
     )
-    print("|---|" + "---:|" * 12)
-    for relative in traces:
+    print("|---|---|" + "---:|" * 12)
+    for relative, model in ((r, m) for r in traces for m in models):
         mine = [r for r in results if r[0] == relative]
         hpa = [FrontierPoint("hpa", r[2], r[4], r[5]) for r in mine if r[1] == "hpa"]
-        default = _pick(mine, "predictive", DEFAULT_TARGET, DEFAULT)
+        default = _pick(mine, "predictive", DEFAULT_TARGET, DEFAULT, model)
         c = compare(FrontierPoint("predictive", DEFAULT_TARGET, default[4], default[5]), hpa)
         hpa_default = _pick(mine, "hpa", DEFAULT_TARGET)
         oracle = _pick(mine, "oracle", None)
@@ -190,13 +211,15 @@ def main() -> int:
             else f"{c.baseline_violation_at_same_hours:.5f}"
         )
         ratio = "outside" if c.violation_vs_baseline is None else f"{c.violation_vs_baseline:.3f}"
-        objective = next((r for r in mine if r[1] == "predictive" and r[3] not in (DEFAULT, FIXED)), None)
+        objective = next(
+            (r for r in mine if r[1] == "predictive" and r[7] == model and r[3] not in (DEFAULT, FIXED)), None
+        )
         if objective is None:
             met = "- | - | -"
         else:
             met = f"{objective[4]:.5f} | {objective[5]:,.1f} | {objective[5] / hpa_default[5] - 1:+.1%}"
         print(
-            f"| {relative} | {hpa_default[4]:.5f} | {hpa_default[5]:,.1f} | {default[4]:.5f} "
+            f"| {relative} | {model} | {hpa_default[4]:.5f} | {hpa_default[5]:,.1f} | {default[4]:.5f} "
             f"| {default[5]:,.1f} | {at_v} | {extra} | {at_h} | {ratio} | {met} | {oracle[5]:,.1f} |"
         )
     total = len(jobs) + len(second)

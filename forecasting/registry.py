@@ -13,6 +13,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from forecasting import point_paths
+from forecasting.clock_quantiles import ClockQuantiles
 from forecasting.model import Forecaster
 from forecasting.point_models import PointModel, PointPaths
 from forecasting.recent_distribution import RecentQuantiles
@@ -124,6 +125,7 @@ MODELS: dict[str, Callable[[], Forecaster]] = {
     "lightgbm": lightgbm,
     "auto": auto,
     "recent_quantiles": RecentQuantiles,
+    "clock_quantiles": ClockQuantiles,
 }
 
 # What the sidecar and the replay forecast with unless told otherwise. Not `auto`: `auto` has the
