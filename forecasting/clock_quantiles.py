@@ -27,13 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from forecasting.forecast import Forecast
-from forecasting.recent_distribution import RecentQuantiles
+from forecasting.recent_distribution import DAY_SECONDS, RECENT_SECONDS, SEASONAL_DAYS, RecentQuantiles
 from forecasting.series import LoadSeries
 
 NAME = "clock_quantiles"
-DAY_SECONDS = 86400.0
-HOUR_SECONDS = 3600.0
-SEASONAL_DAYS = 7
 MIN_DAYS = 2
 # The steps either side of the same clock time that join its sample: a burst that comes a minute
 # early or late on some days still counts.
@@ -78,7 +75,7 @@ def clock_ratios(values: np.ndarray, step_seconds: float, horizon_steps: int) ->
     load at that day's same clock time plus the step, over the median of the hour before that
     clock time on that day. None when fewer than MIN_DAYS days have both."""
     day = round(DAY_SECONDS / step_seconds)
-    hour = max(1, round(HOUR_SECONDS / step_seconds))
+    hour = max(1, round(RECENT_SECONDS / step_seconds))
     now = len(values)
     ahead = np.arange(horizon_steps)
     rows = []
@@ -108,7 +105,7 @@ def clock_ratios(values: np.ndarray, step_seconds: float, horizon_steps: int) ->
 
 
 def _recent_median(values: np.ndarray, step_seconds: float) -> float | None:
-    recent = values[-max(1, round(HOUR_SECONDS / step_seconds)) :]
+    recent = values[-max(1, round(RECENT_SECONDS / step_seconds)) :]
     if np.isnan(recent).all():
         return None
     return float(np.nanmedian(recent))

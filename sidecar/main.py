@@ -46,7 +46,7 @@ from sidecar.prometheus_reader import PrometheusReader, QueryStats
 from sidecar.readiness import HealthRoutes
 from sidecar.replay_progress import ReplayProgress
 from sidecar.replay_simulation import InlineExecutor, Simulation, serve_replay
-from sidecar.settings import LogFormat, ServerSettings, Settings, SettingsError, SettingsFile
+from sidecar.settings import ServerSettings, Settings, SettingsFile
 from sidecar.settings_watch import watch_settings
 from sidecar.state_store import StateStore, restore_state, save_at_shutdown, save_periodically
 from sidecar.telemetry import CallMetrics, Telemetry, build_call_metrics, build_metrics_app, build_telemetry
@@ -305,26 +305,12 @@ async def _start_adapters(
 # --- Process entry ------------------------------------------------------------------------------
 
 
-def run(settings_path: Path | None, replay: Path | None = None, speedup: float = 60.0) -> int:
-    """Run until SIGTERM/SIGINT; the exit status for the shell (2: bad settings or trace)."""
-    # Errors before the settings choose a format use the default one, not logging's bare format.
-    configure_logging(LogFormat.TEXT)
-    try:
-        settings_file = SettingsFile(settings_path) if settings_path else None
-        settings = settings_file.load() if settings_file else Settings()
-    except SettingsError as error:
-        log.error("%s", error)
-        return 2
+def run(
+    settings: Settings, settings_file: SettingsFile | None, replay: Path | None = None, speedup: float = 60.0
+) -> int:
+    """Run until SIGTERM/SIGINT on settings `serve` has loaded and checked; the exit status for
+    the shell (2: bad trace or a start-up failure)."""
     configure_logging(settings.log_format, settings.log_level)
-    if replay is None and not settings.workloads:
-        if settings_path is None:
-            log.error("no workloads configured: give --config FILE, or --replay TRACE for a demo")
-        else:
-            log.error(
-                "%s lists no workloads: add one under `workloads:` (deploy/examples/settings.yaml)",
-                settings_path,
-            )
-        return 2
     core = load_core()
     simulation: Simulation | None = None
     clock: Clock = SystemClock()

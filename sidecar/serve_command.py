@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sidecar.cli import BUNDLED_TRACE
 from sidecar.logs import configure_logging
-from sidecar.settings import LogFormat
+from sidecar.settings import LogFormat, Settings, SettingsError, SettingsFile
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +41,33 @@ def run(args: argparse.Namespace) -> int:
         configure_logging(LogFormat.TEXT)
         logging.getLogger(__name__).error("serve: --speedup=%s must be a finite number > 0", args.speedup)
         return 2
-    from sidecar import main  # the composition root imports every adapter; only `serve` needs them
+    loaded = _checked_settings(args.config, args.replay)
+    if loaded is None:
+        return 2
+    # The composition root imports every adapter, gRPC among them; a bad settings file is told
+    # before they load, so its one line is the only line (gRPC's threads, stopped by the exit
+    # under load, logged one of their own).
+    from sidecar import main
 
-    return main.run(args.config, replay=args.replay, speedup=args.speedup)
+    return main.run(*loaded, replay=args.replay, speedup=args.speedup)
+
+
+def _checked_settings(path: Path | None, replay: Path | None) -> tuple[Settings, SettingsFile | None] | None:
+    """The settings to serve, or None after logging in one line why there are none."""
+    # Errors before the settings choose a format use the default one, not logging's bare format.
+    configure_logging(LogFormat.TEXT)
+    log = logging.getLogger("sidecar.main")
+    try:
+        settings_file = SettingsFile(path) if path else None
+        settings = settings_file.load() if settings_file else Settings()
+    except SettingsError as error:
+        log.error("%s", error)
+        return None
+    if replay is None and not settings.workloads:
+        if path is None:
+            log.error("no workloads configured: give --config FILE, or --replay TRACE for a demo")
+        else:
+            fix = "add one under `workloads:` (deploy/examples/settings.yaml)"
+            log.error("%s lists no workloads: %s", path, fix)
+        return None
+    return settings, settings_file

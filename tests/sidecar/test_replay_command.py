@@ -125,11 +125,17 @@ def test_default_replays_the_bundled_trace(capsys):
     assert BUNDLED_TRACE.name in capsys.readouterr().out
 
 
-def test_forecast_quantile_trades_replica_hours_for_misses(tmp_path):
-    # Six hours of noisy per-minute load: a higher forecast quantile provisions more.
+def _noisy_trace(tmp_path):
+    """Six hours of per-minute load between 600 and 1,000 requests a minute."""
     rows = [f"{60 * i},{600 + (i * 7919) % 400}" for i in range(360)]
     trace = tmp_path / "noisy.csv"
     trace.write_text("timestamp_s,requests\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return trace
+
+
+def test_forecast_quantile_trades_replica_hours_for_misses(tmp_path):
+    # Six hours of noisy per-minute load: a higher forecast quantile provisions more.
+    trace = _noisy_trace(tmp_path)
     hours = {}
     for quantile in ("0.5", "0.99"):
         out = tmp_path / f"q{quantile}.json"
@@ -142,9 +148,7 @@ def test_forecast_quantile_trades_replica_hours_for_misses(tmp_path):
 def test_a_tighter_objective_costs_more_replica_hours_and_the_json_names_it(tmp_path):
     # Six hours of noisy per-minute load: one in a million unserved holds more replicas than a
     # third unserved, and the quantiles are the objective's choice, not fixed.
-    rows = [f"{60 * i},{600 + (i * 7919) % 400}" for i in range(360)]
-    trace = tmp_path / "noisy.csv"
-    trace.write_text("timestamp_s,requests\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    trace = _noisy_trace(tmp_path)
     hours = {}
     for objective in ("0.000001", "0.3"):
         out = tmp_path / f"o{objective}.json"
