@@ -83,7 +83,8 @@ def decide(
     if ahead is not None:
         asked["forecast"] = ahead.replicas
     current = observations.current_replicas
-    load_known = Signal.LOAD in asked or _load_live_without_capacity(now, observations, policy)
+    # Live load (whether or not a capacity turns it into replicas) is what lets a count fall.
+    load_known = usable_value(observations.load, now, policy.stale_after_seconds) is not None
     if current is None:
         return _hold_unknown_scale(now, asked, load_known, ahead, policy, state, chosen)
 
@@ -129,14 +130,6 @@ def _rewind(now: float, state: DecisionState) -> DecisionState:
         scale_events=tuple(replace(e, at=min(e.at, now)) for e in state.scale_events),
         last_panic_at=None if state.last_panic_at is None else min(state.last_panic_at, now),
     )
-
-
-def _load_live_without_capacity(now: float, observations: Observations, policy: ScalingPolicy) -> bool:
-    """The load is measured, only what one replica carries is unknown: the data is not stale, so
-    the reactive signals (queue, KV cache, TTFT) may scale down as well as up."""
-    if policy.replica_capacity_rps is not None:
-        return False
-    return usable_value(observations.load, now, policy.stale_after_seconds) is not None
 
 
 def _blend(asked: dict[str, int], current: int, load_known: bool) -> _Wanted:

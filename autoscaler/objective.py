@@ -38,7 +38,14 @@ from autoscaler.reactive import usable_value
 # One request in a thousand finds no ready replica: the settings' default objective.
 DEFAULT_UNSERVED_SHARE = 0.001
 LOWEST_FLOOR, HIGHEST_FLOOR = OBJECTIVE_QUANTILES[0], OBJECTIVE_QUANTILES[-1]
-PREWARM_OFFSET = math.log(0.84 / 0.16)  # logit(0.84) - logit(0.5)
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+# The defaults' pair, one offset apart: logit(0.84) - logit(0.5).
+PREWARM_OFFSET = _logit(DEFAULT_FLOOR_QUANTILE) - _logit(DEFAULT_FORECAST_QUANTILE)
 # Logit units per hour that a quiet hour lowers the level: four quiet hours take the floor from
 # 0.84 to 0.5, a quiet day to the lowest; misses of the objective's size over an hour put back
 # what a quiet hour took. Slower (0.1) left a one-day trace spending 5 % over HPA for nothing
@@ -203,9 +210,7 @@ def quantiles(policy: ScalingPolicy, state: ObjectiveState) -> Quantiles:
     """The quantiles to read: each set one of the policy's wins (an expert's override); else the
     objective's level; else the defaults (median pre-warm, 0.84 floor)."""
     if policy.objective_unserved_share is None or state.level is None:
-        floor = policy.forecast_floor_quantile or DEFAULT_FLOOR_QUANTILE
-        chosen_floor = floor
-        chosen_forecast = DEFAULT_FORECAST_QUANTILE
+        chosen_floor, chosen_forecast = DEFAULT_FLOOR_QUANTILE, DEFAULT_FORECAST_QUANTILE
     else:
         chosen_floor = _snap(_sigmoid(state.level))
         chosen_forecast = _snap(_sigmoid(state.level - PREWARM_OFFSET))
@@ -234,10 +239,6 @@ def status(
 def _snap(quantile: float) -> float:
     """The grid quantile a forecast path is read at: the nearest at or above (safer side)."""
     return next((q for q in OBJECTIVE_QUANTILES if q >= quantile - 1e-12), OBJECTIVE_QUANTILES[-1])
-
-
-def _logit(p: float) -> float:
-    return math.log(p / (1 - p))
 
 
 def _sigmoid(x: float) -> float:

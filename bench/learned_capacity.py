@@ -35,7 +35,7 @@ from simulator.llm_report import Slo, score_requests
 from simulator.llm_signals import LlmSignals
 from simulator.metrics_pipeline import TraceMetrics
 from simulator.request_trace import RequestTrace, read_request_trace
-from simulator.servegen_synthesis import synthesize
+from simulator.servegen_synthesis import synthesized_trace
 from simulator.serving import ServingCluster, ServingSettings, serve
 from simulator.serving_profile import ServingProfile, load_profile
 
@@ -72,16 +72,9 @@ def main() -> None:
 
     profile = load_profile()
     mooncake = read_request_trace(args.data / "mooncake-kimi-conversation" / "conversation_trace.jsonl")
-    arrivals, inputs, outputs = synthesize(
-        args.data / "alibaba-servegen-llm" / "servegen_traces.tar.gz",
-        "m-large",
-        mooncake.input_tokens,
-        mooncake.output_tokens,
-        args.scale,
-    )
-    keep = arrivals < args.days * 86_400
-    name = f"servegen m-large x{args.scale:g}, {args.days:g} d, Mooncake tokens"
-    trace = RequestTrace(name, 0.0, arrivals[keep], inputs[keep], outputs[keep])
+    archive = args.data / "alibaba-servegen-llm" / "servegen_traces.tar.gz"
+    trace = synthesized_trace(archive, "m-large", mooncake, "Mooncake", args.scale, args.days)
+    name = trace.source
     settings = LlmReplaySettings(cold_start_seconds=args.cold_start_seconds, max_replicas=args.max_replicas)
     slo = Slo()
     core = load_core()

@@ -33,7 +33,7 @@ from simulator.llm_replay import (
 )
 from simulator.llm_report import Slo, equal_attainment_table, score, summary
 from simulator.request_trace import RequestTrace, read_request_trace
-from simulator.servegen_synthesis import synthesize
+from simulator.servegen_synthesis import synthesized_trace
 from simulator.serving import ServingRun
 from simulator.serving_profile import load_profile
 
@@ -74,16 +74,9 @@ def main() -> None:
             mooncake,
         ]
     if not args.skip_synthesis:
-        arrivals, inputs, outputs = synthesize(
-            args.data / "alibaba-servegen-llm" / "servegen_traces.tar.gz",
-            "m-large",
-            mooncake.input_tokens,
-            mooncake.output_tokens,
-            args.synthesis_scale,
-        )
-        keep = arrivals < args.synthesis_days * 86_400
-        name = f"servegen m-large x{args.synthesis_scale:g}, {args.synthesis_days:g} d, Mooncake tokens"
-        traces.append(RequestTrace(name, 0.0, arrivals[keep], inputs[keep], outputs[keep]))
+        archive = args.data / "alibaba-servegen-llm" / "servegen_traces.tar.gz"
+        scale, days = args.synthesis_scale, args.synthesis_days
+        traces.append(synthesized_trace(archive, "m-large", mooncake, "Mooncake", scale, days))
     print(f"profile: {profile.name}; max replicas {args.max_replicas}; sweep {sweep}; loads {args.loads}")
     core = load_core()
     saved: list[dict] = []

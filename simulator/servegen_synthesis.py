@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from scipy.special import gammaln
 
+from simulator.request_trace import RequestTrace
+
 WINDOW_SECONDS = 600
 # Weibull CV as a function of its shape k, tabulated once on a log grid (CV falls as k grows).
 _WEIBULL_SHAPES = np.geomspace(0.05, 20.0, 4000)
@@ -109,3 +111,14 @@ def synthesize(
     arrivals = np.sort(np.concatenate(pieces)) if pieces else np.zeros(0)
     pick = rng.integers(0, len(token_inputs), len(arrivals))
     return arrivals, np.asarray(token_inputs)[pick], np.asarray(token_outputs)[pick]
+
+
+def synthesized_trace(
+    archive: Path, model: str, tokens: RequestTrace, tokens_name: str, scale: float, days: float
+) -> RequestTrace:
+    """The first `days` of `synthesize` (seed 0) with `tokens`' (input, output) pairs, as a
+    RequestTrace named for what it is: "servegen m-large x0.002, 14 d, Mooncake tokens"."""
+    arrivals, inputs, outputs = synthesize(archive, model, tokens.input_tokens, tokens.output_tokens, scale)
+    keep = arrivals < days * 86_400
+    name = f"servegen {model} x{scale:g}, {days:g} d, {tokens_name} tokens"
+    return RequestTrace(name, 0.0, arrivals[keep], inputs[keep], outputs[keep])
