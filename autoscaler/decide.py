@@ -7,6 +7,9 @@ Order of operations (DESIGN.md, "The decision"):
    so the result is never below what a reactive scaler would ask for;
 2. without a live load signal nothing may scale down: the count is held (HELD_STALE); with no
    capacity known yet (none set, none learned) a live load lets the reactive signals scale down;
+   with `min_replicas` 0 the forecast decides the boundary between zero and one replica
+   (autoscaler.scale_to_zero): the asks of noise at or below the activation threshold give way
+   to zero when no demand is expected, and one replica is asked one cold start ahead of demand;
 3. a load far above ready capacity is a panic (Knative's): jump at once past windows and rate
    limits, and hold the panic's peak until the load has been quiet for the scale-down window;
 4. otherwise HPA's behavior applies (stabilization windows, Pods/Percent policies, min/max),
@@ -29,6 +32,7 @@ from autoscaler.observations import Observations, Signal
 from autoscaler.policy import ScalingPolicy
 from autoscaler.prewarm import Prewarm, prewarm
 from autoscaler.reactive import reactive_recommendations, usable_value
+from autoscaler.scale_to_zero import Zero, scale_to_zero
 from autoscaler.stabilization import Limit, rate_limit, record_scale_event, stabilize
 from forecasting.forecast import Forecast
 
@@ -89,6 +93,8 @@ def decide(
         return _hold_unknown_scale(now, asked, load_known, ahead, policy, state, chosen)
 
     wanted = _hold_forecast_floor(_blend(asked, current, load_known), current, ahead)
+    verdict = scale_to_zero(now, observations, forecast, policy, chosen.floor, current)
+    wanted = _zero_boundary(wanted, verdict, current)
     state = _track_panic(now, asked.get(Signal.LOAD), observations, policy, state)
     if state.last_panic_at is not None:
         replicas, reason = _panic(wanted, current, policy, state)
@@ -151,6 +157,22 @@ def _hold_forecast_floor(wanted: _Wanted, current: int, ahead: Prewarm | None) -
         return wanted
     held = min(current, ahead.floor_replicas)
     return _Wanted(held, Reason.FORECAST) if held > wanted.replicas else wanted
+
+
+def _zero_boundary(wanted: _Wanted, verdict: Zero | None, current: int) -> _Wanted:
+    """Apply scale_to_zero's verdict to the 0-or-1 boundary; counts above one are left alone
+    (an ask of 2 is demand no threshold calls noise). IDLE overrides the floor's hold: the floor
+    quantile's few requests are exactly what the threshold calls none."""
+    if verdict is None or wanted.replicas > 1:
+        return wanted
+    if verdict in (Zero.DEMAND, Zero.EXPECTED):
+        # A load with no capacity to turn it into replicas asks nothing, yet it is demand.
+        reason = Reason.LOAD if verdict is Zero.DEMAND else Reason.FORECAST
+        return wanted if wanted.replicas >= 1 else _Wanted(1, reason)
+    if verdict is Zero.IDLE:
+        return _Wanted(0, Reason.IDLE)
+    keep = min(current, 1)
+    return wanted if wanted.replicas == keep else _Wanted(keep, Reason.HELD_STALE)
 
 
 def _track_panic(

@@ -20,6 +20,8 @@ class Reason(StrEnum):
     FORECAST = "forecast"
     PANIC = "panic"
     HELD_STALE = "held_stale"
+    # min_replicas 0: no demand above the activation threshold now or expected within two leads.
+    IDLE = "idle"
     STABILIZED = "stabilized"
     RATE_LIMITED = "rate_limited"
     MIN = "min"

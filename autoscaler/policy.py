@@ -21,6 +21,10 @@ DEFAULT_FORECAST_QUANTILE = 0.5
 DEFAULT_FLOOR_QUANTILE = 0.84
 # The quantile paths a forecast carries when an objective chooses among them; a chosen level
 # reads the nearest one at or above it (Forecast.path), the safer side.
+# With min_replicas 0, demand at or below this share of one replica's target load counts as
+# none (autoscaler.scale_to_zero): a probe or a stray request an hour keeps no GPU warm, while a
+# tenth of a replica's load (6 requests a minute at 1 rps per replica) brings one back.
+DEFAULT_ACTIVATION_UTILIZATION = 0.1
 OBJECTIVE_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.84, 0.9, 0.95, 0.98, 0.99)
 
 
@@ -97,6 +101,10 @@ class ScalingPolicy:
     `scale_down`'s own window as trust falls to none. Without a forecast, `scale_down` applies
     unchanged, as in HPA.
 
+    With `min_replicas` 0 the forecast decides when the last replica goes and when the first
+    comes back (autoscaler.scale_to_zero); load and forecast at or below `activation_utilization`
+    of one replica's target load count as no demand (KEDA's activation threshold).
+
     `replica_capacity_rps` None means not known (nor learned yet): the load and the forecast ask
     for nothing and the reactive signals alone decide, down as well as up, as long as the load
     itself is live. `capacity_learned` says the capacity came from autoscaler.capacity rather than
@@ -108,6 +116,7 @@ class ScalingPolicy:
     target_utilization: float = 0.7
     min_replicas: int = 1
     max_replicas: int = 100
+    activation_utilization: float = DEFAULT_ACTIVATION_UTILIZATION
     p99_latency_target_seconds: float | None = None
     queue_depth_target_per_replica: float | None = None
     gpu_utilization_target: float | None = None
@@ -164,6 +173,12 @@ class ScalingPolicy:
             "max_replicas",
             self.max_replicas,
             f">= max(1, min_replicas={self.min_replicas}) and <= {MAX_REPLICAS}",
+        )
+        _check(
+            0 <= self.activation_utilization < 1,
+            "activation_utilization",
+            self.activation_utilization,
+            "[0, 1): a share of one replica's target load",
         )
         for name in ("p99_latency_target_seconds", "queue_depth_target_per_replica", "ttft_target_seconds"):
             value = getattr(self, name)

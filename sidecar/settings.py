@@ -29,6 +29,7 @@ from autoscaler.cost import DEFAULT_GPUS_PER_REPLICA, CostBasis
 from autoscaler.objective import DEFAULT_UNSERVED_SHARE
 from autoscaler.observations import Signal
 from autoscaler.policy import (
+    DEFAULT_ACTIVATION_UTILIZATION,
     DEFAULT_KV_CACHE_UTILIZATION_TARGET,
     PolicyError,
     RatePolicy,
@@ -153,7 +154,12 @@ class WorkloadSettings(_Strict):
     `preset` (an engine: sidecar/presets/) fills the queries from the engine's own metrics, its
     pods picked by `preset_selector` (PromQL label matchers; null: the preset's own). Without
     `replica_capacity_rps` the capacity is learned from the queue and TTFT (autoscaler.capacity);
-    until it is, the reactive signals alone decide."""
+    until it is, the reactive signals alone decide. With `min_replicas: 0` (KEDA's
+    `minReplicaCount: 0`) the forecast decides when the last replica may go (no demand expected
+    within twice the lead, cold start plus decision delay, at the objective's quantile) and when
+    the first comes back (one cold start ahead, through IsActive); load and forecast at or below
+    `activation_utilization` of one replica's target load (default 0.1) count as none, so rare
+    noise keeps no replica warm."""
 
     name: str = Field(pattern=_DNS_NAME, max_length=253)
     namespace: str = Field(default="default", pattern=_DNS_NAME, max_length=63)
@@ -167,6 +173,9 @@ class WorkloadSettings(_Strict):
     target_utilization: float = Field(default=0.7, gt=0, le=1)
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(default=100, ge=1)
+    # With min_replicas 0: load and forecast at or below this share of one replica's target load
+    # count as no demand (autoscaler.scale_to_zero), as KEDA's activationTargetValue.
+    activation_utilization: float = Field(default=DEFAULT_ACTIVATION_UTILIZATION, ge=0, lt=1)
     p99_latency_target_seconds: float | None = Field(default=None, gt=0)
     queue_depth_target_per_replica: float | None = Field(default=None, gt=0)
     gpu_utilization_target: float | None = Field(default=None, gt=0, le=1)
@@ -255,6 +264,7 @@ class WorkloadSettings(_Strict):
             target_utilization=self.target_utilization,
             min_replicas=self.min_replicas,
             max_replicas=self.max_replicas,
+            activation_utilization=self.activation_utilization,
             p99_latency_target_seconds=self.p99_latency_target_seconds,
             queue_depth_target_per_replica=self.queue_depth_target_per_replica,
             gpu_utilization_target=self.gpu_utilization_target,

@@ -86,8 +86,15 @@ def _down(select: SelectPolicy) -> ScalingPolicy:
     return replace(CALM, scale_down=_rate(select, 3, 50)).validate()
 
 
+# min_replicas 0, no scale-down window: the last replica goes when nothing is expected.
+TO_ZERO = replace(NO_DOWN_WINDOW, min_replicas=0).validate()
+
 CASES = [
     pytest.param(Case(_obs(70.0), 7, Reason.LOAD), id="70 rps on 4 replicas scales to 7"),
+    pytest.param(
+        Case(_obs(0.0, current=1), 0, Reason.IDLE, policy=TO_ZERO, forecast=_forecast(0.0)),
+        id="with min 0, no load and none forecast, the last replica goes",
+    ),
     pytest.param(
         Case(_obs(10.0, current=10, load_age=200.0), 10, Reason.HELD_STALE), id="stale load never scales down"
     ),
@@ -299,6 +306,7 @@ REASON_CASES = {
     Reason.FORECAST: "a forecast above the load pre-scales",
     Reason.PANIC: "panic jumps past the scale-up rate limit of 8",
     Reason.HELD_STALE: "stale load never scales down",
+    Reason.IDLE: "with min 0, no load and none forecast, the last replica goes",
     Reason.STABILIZED: "a recent higher recommendation holds a scale-down",
     Reason.RATE_LIMITED: "without panic the rate limit binds",
     Reason.MIN: "min clamps a scale-down",

@@ -126,6 +126,12 @@ def test_environment_override_that_is_not_json_is_named(monkeypatch):
             r"workloads\[ml/llama\]\.objective\.unserved_share=1\.0: Input should be less than 1",
             id="objective of everything unserved",
         ),
+        pytest.param(
+            "min_replicas: 2",
+            "min_replicas: 0\n    activation_utilization: 1.5",
+            r"workloads\[ml/llama\]\.activation_utilization=1\.5: Input should be less than 1",
+            id="activation threshold of a whole replica or more",
+        ),
         pytest.param("tick_seconds: 5", "tick_seconds: [5", r"not valid YAML", id="broken YAML"),
         pytest.param(
             '"$namespace"',
