@@ -24,7 +24,7 @@ from prometheus_client import Histogram
 
 from metrics_adapter import externalscaler_pb2 as pb
 from metrics_adapter import externalscaler_pb2_grpc as pb_grpc
-from metrics_adapter.published_metrics import DecisionSource, is_fresh
+from metrics_adapter.published_metrics import DecisionSource, is_fresh, wants_active
 from sidecar.latest_decisions import PublishedDecision
 from sidecar.listeners import ConnectionLimits
 
@@ -41,15 +41,6 @@ class KedaScalerSettings:
     max_age_seconds: float
     clock: Callable[[], float] = time.time
     stream_interval_seconds: float = 1.0
-
-
-def wants_active(item: PublishedDecision) -> bool:
-    """Active when the decision wants replicas or the forecast expects load within the lead time.
-
-    The decision already looks one cold start ahead, so a workload at zero whose forecast says
-    traffic arrives in 40 s (lead 60 s) reports active now and is warm when the first request lands.
-    """
-    return item.decision.replicas > 0 or (item.decision.forecast_rps or 0.0) > 0.0
 
 
 class _NoDecisionError(Exception):

@@ -9,6 +9,8 @@ Chosen so the consumer's own formula lands on our recommendation:
   e.g. 130 rps at 20 rps x 0.7 = 14 rps per replica -> 10 replicas. A target of the bare capacity
   (20) would give 7, 0.7 x the recommendation.
 A metric with no value yet (no forecast) is missing, never 0, so it can never scale a workload down.
+KEDA's IsActive is `wants_active`, here rather than in the gRPC scaler so that the replay's KEDA
+(simulator/consumer.py, driven by sidecar/replay_simulation.py) reads the very same answer.
 """
 
 from __future__ import annotations
@@ -41,6 +43,15 @@ def _desired_replicas(item: PublishedDecision) -> float | None:
 
 def _forecast_rps(item: PublishedDecision) -> float | None:
     return item.decision.forecast_rps
+
+
+def wants_active(item: PublishedDecision) -> bool:
+    """KEDA's IsActive: the decision wants a replica. The core decides the 0-or-1 boundary
+    (autoscaler.scale_to_zero): with min_replicas 0 it asks one replica a cold start ahead of
+    forecast demand, so a workload at zero turns active before its first request, and it asks
+    none only when neither the load nor the forecast is above the activation threshold. (A
+    forecast above zero no longer counts by itself: a quantile of 0.001 rps kept a GPU warm.)"""
+    return item.decision.replicas > 0
 
 
 PUBLISHED_METRICS: Mapping[str, PublishedMetric] = {

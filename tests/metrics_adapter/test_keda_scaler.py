@@ -38,6 +38,7 @@ def decisions() -> LatestDecisions:
     store = LatestDecisions()
     store.publish(published("llama", replicas=7))
     store.publish(published("idle", replicas=0, forecast_rps=0.0))
+    store.publish(published("noise", replicas=0, forecast_rps=0.01))
     store.publish(published("stale", replicas=3, published_at=NOW - 600))
     return store
 
@@ -68,6 +69,7 @@ async def test_metric_spec_targets_one_replica_per_unit(stub: pb_grpc.ExternalSc
         pytest.param("llama", {}, 7, True, id="workload named like the ScaledObject"),
         pytest.param("frontend", {"workload": "llama"}, 7, True, id="workload from trigger metadata"),
         pytest.param("idle", {}, 0, False, id="zero replicas and no forecast is inactive"),
+        pytest.param("noise", {}, 0, False, id="zero replicas with a forecast the core called noise"),
     ],
 )
 async def test_metrics_and_activity(
@@ -114,11 +116,13 @@ async def test_a_metric_this_scaler_does_not_serve_is_invalid(
 async def test_stream_pushes_true_when_forecast_demand_appears(
     stub: pb_grpc.ExternalScalerStub, decisions: LatestDecisions
 ) -> None:
-    """A workload at zero turns active as soon as the published forecast expects load, before traffic."""
+    """A workload at zero turns active as soon as the decision asks a replica ahead of forecast load,
+    before traffic; a forecast the core judged below the activation threshold (zero replicas
+    asked) keeps it inactive."""
     stream = stub.StreamIsActive(ref("idle"))
     first = await asyncio.wait_for(stream.read(), timeout=30)
     assert first.result is False
-    decisions.publish(published("idle", replicas=0, forecast_rps=12.0))
+    decisions.publish(published("idle", replicas=1, forecast_rps=12.0))
     pushed = await asyncio.wait_for(stream.read(), timeout=30)
     assert pushed.result is True
     stream.cancel()
