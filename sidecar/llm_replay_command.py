@@ -120,7 +120,7 @@ def run(args: argparse.Namespace, options: LoopOptions) -> int:
         "profile": profile.name,
         "cold_start_seconds": settings.cold_start_seconds,
         "cold_start_distribution": settings.cold_starts.describe(),
-        "predictive_chain": describe_chain(options.tolerance),
+        "predictive_chain": describe_chain(options.tolerance, options.consumer, settings.min_replicas),
         "predictive_load": args.llm_load,
         "predictive_capacity_per_replica": load_capacity(trace, profile, args.llm_load),
         "min_replicas": settings.min_replicas,

@@ -5,7 +5,10 @@ NASA Kennedy Space Center HTTP log of July 1995 at 60 s steps, a small trace wit
 and prints the comparison table. Bad input exits 2 with one line: `replay: <file>:<line>: <problem>`.
 
 The predictive policy is the shipped control loop over the simulated cluster, its decision
-reaching the pods through the HPA that deploy/examples/hpa configures (sidecar/replay_simulation).
+reaching the pods through the HPA that deploy/examples/hpa configures, or with `--consumer keda`
+through the ScaledObject of deploy/examples/keda, which takes it to zero and back when
+`--min-replicas 0` (sidecar/replay_simulation). The `keda` policy is KEDA as users configure it
+reactively: a Prometheus trigger on the request rate, no forecast (simulator/keda.py).
 `--sweep` runs HPA, Knative and the predictive policy over target utilization at the same replica
 capacity and compares them at equal violation and equal replica-hours (simulator/frontier.py).
 """
@@ -32,6 +35,7 @@ from sidecar.settings import ForecastSettings, ObjectiveSettings
 from simulator.consumer import DEFAULT_TOLERANCE, describe_chain
 from simulator.frontier import SWEEP_TARGETS, sweep_name
 from simulator.hpa import HpaAutoscaler
+from simulator.keda import KedaAutoscaler
 from simulator.knative import KnativeAutoscaler
 from simulator.metrics_pipeline import TraceMetrics
 from simulator.policies import Oracle, StaticPeak
@@ -50,7 +54,8 @@ from simulator.trace import TraceError, read_trace
 from simulator.view import SimulatedAutoscaler
 
 POLICIES = ("hpa", "knative", "predictive", "static-peak", "oracle")
-KNOWN_POLICIES = (*POLICIES, "hpa-legacy")
+KNOWN_POLICIES = (*POLICIES, "hpa-legacy", "keda")
+CONSUMERS = ("hpa", "keda")
 SWEPT_POLICIES = ("hpa", "knative", "predictive")
 PROGRESS_MIN_TICKS = 20_000
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
@@ -119,6 +124,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_TOLERANCE,
         help="tolerance of the HPA between predictive and its pods (0.1 default; 0: Kubernetes 1.33+)",
+    )
+    parser.add_argument(
+        "--consumer",
+        choices=CONSUMERS,
+        default="hpa",
+        help="what reads predictive's decisions: the HPA of deploy/examples/hpa (default) or the KEDA "
+        "ScaledObject of deploy/examples/keda, which scales to zero with --min-replicas 0",
     )
     parser.add_argument(
         "--sweep",
@@ -191,7 +203,7 @@ def _replay(args: argparse.Namespace) -> int:
         policies,
         _progress_bar if show_progress else None,
         parameters={
-            "predictive_chain": describe_chain(args.hpa_tolerance),
+            "predictive_chain": describe_chain(args.hpa_tolerance, options.consumer, settings.min_replicas),
             "predictive_objective_unserved_share": options.objective.unserved_share,
             "predictive_quantiles": describe_quantiles(options.forecast),
             "cold_start_distribution": settings.cold_starts.describe(),
@@ -250,7 +262,9 @@ def loop_options(args: argparse.Namespace) -> LoopOptions:
         objective = ObjectiveSettings(unserved_share=args.objective_unserved)
     except ValidationError as error:
         raise ReplayError(f"--objective-unserved: {error.errors()[0]['msg']}") from error
-    return LoopOptions(forecast=forecast, objective=objective, tolerance=args.hpa_tolerance)
+    return LoopOptions(
+        forecast=forecast, objective=objective, tolerance=args.hpa_tolerance, consumer=args.consumer
+    )
 
 
 def describe_quantiles(forecast: ForecastSettings) -> str:
@@ -299,6 +313,8 @@ def build_policy(
         )
     if name in ("hpa", "hpa-legacy"):
         policy = HpaAutoscaler(per_replica, *bounds, legacy=name == "hpa-legacy", **pipeline)
+    elif name == "keda":
+        policy = KedaAutoscaler(per_replica, *bounds, **pipeline)
     else:
         policy = KnativeAutoscaler(per_replica, *bounds)
     policy.name = label

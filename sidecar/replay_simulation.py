@@ -6,10 +6,13 @@ The chain is the cluster's: `ControlLoop` (the production tick, refit schedule, 
 horizon and state) reads its signals through `TraceSignals` (each query a simulator source with
 the replay's scrape delay and window: the request rate of a trace, or the vLLM counters and
 gauges of the serving cluster) and the replica counts and pod readiness from `SimulatedCluster`;
-it publishes to `LatestDecisions`; the consumer HPA (simulator/consumer.py, configured as
-deploy/examples/hpa/hpa.yaml) reads `desired_replicas` as the external metrics API serves it
-(absent when stale) and sets the simulated Deployment's spec.replicas (simulator/pods.Deployment:
-pods only, or vLLM replicas serving the requests); pods become Ready after a cold start drawn per
+it publishes to `LatestDecisions`; the consumer (simulator/consumer.py) reads it as the servers
+serve it: the HPA of deploy/examples/hpa reads `desired_replicas` as the external metrics API
+does (absent when stale), or, with `LoopOptions.consumer` "keda", the ScaledObject of
+deploy/examples/keda asks IsActive (`wants_active`, the gRPC scaler's own function) and GetMetrics
+(an error when stale) and takes the target to zero and back itself; either sets the simulated
+Deployment's spec.replicas (simulator/pods.Deployment: pods only, or vLLM replicas serving the
+requests); pods become Ready after a cold start drawn per
 pod, and the loop learns it from their readiness through the same `ColdStartSource` port a pod
 watch feeds. After each tick the cluster runs to the next tick, then the clock moves there.
 
@@ -31,7 +34,7 @@ import numpy as np
 
 from autoscaler.observations import Reading
 from forecasting.series import LoadSeries
-from metrics_adapter.published_metrics import PUBLISHED_METRICS, is_fresh
+from metrics_adapter.published_metrics import PUBLISHED_METRICS, is_fresh, wants_active
 from sidecar.clock import SteppedClock
 from sidecar.control_loop import ControlLoop, LoopPorts, ReplicaCount, TickReport
 from sidecar.core import Core
@@ -45,7 +48,13 @@ from sidecar.settings import (
     Settings,
     WorkloadSettings,
 )
-from simulator.consumer import SYNC_SECONDS, ConsumerHpa, example_hpa_spec
+from simulator.consumer import (
+    SYNC_SECONDS,
+    ConsumerHpa,
+    ConsumerKeda,
+    example_hpa_spec,
+    example_scaled_object,
+)
 from simulator.hpa import Scale
 from simulator.llm_policies import KEDA_QUEUE_THRESHOLD
 from simulator.llm_replay import DEFAULT_LOAD, LOADS, LlmReplaySettings, load_capacity
@@ -101,12 +110,12 @@ class InlineExecutor(Executor):
 
 @dataclass
 class SimulatedCluster:
-    """One Deployment behind the consumer HPA, standing in for the Kubernetes API (a
+    """One Deployment behind its consumer (the HPA or KEDA), standing in for the Kubernetes API (a
     ReplicaReader) and for the pod watch (each pod that turned Ready by a read is handed to the
     cold-start tracker, keyed by the workload)."""
 
     deployment: Deployment
-    consumer: ConsumerHpa
+    consumer: ConsumerHpa | ConsumerKeda
     tracker: ColdStartTracker
     clock: SteppedClock
     key: tuple[str, str]
@@ -131,7 +140,8 @@ class SimulatedCluster:
         return ReplicaCount(spec=self.deployment.spec, ready=self.deployment.ready_replicas(t))
 
     def follow(self, latest: LatestDecisions) -> None:
-        """One HPA sync when one is due: it reads `desired_replicas` as the API would serve it."""
+        """One consumer sync when one is due: it reads `desired_replicas` (and KEDA IsActive) as
+        the servers would answer."""
         now = self.clock.now()
         if now < self.next_sync:
             return
@@ -143,7 +153,12 @@ class SimulatedCluster:
         scale = Scale(
             self.deployment.spec, self.deployment.status_replicas, self.deployment.ready_replicas(t)
         )
-        self.deployment.scale(t, self.consumer.sync(now, value, scale))
+        if isinstance(self.consumer, ConsumerKeda):
+            active = wants_active(item) if item is not None and fresh else None
+            desired = self.consumer.sync(now, active, value, scale)
+        else:
+            desired = self.consumer.sync(now, value, scale)
+        self.deployment.scale(t, desired)
 
     def advance(self, until: float) -> None:
         """Run the cluster up to `until` (Unix seconds) before the loop reads it there."""
@@ -191,11 +206,13 @@ class Simulation:
 
 @dataclass(frozen=True, slots=True)
 class LoopOptions:
-    """What the replay sets of the predictive policy beyond the shared ReplaySettings."""
+    """What the replay sets of the predictive policy beyond the shared ReplaySettings; `consumer`
+    is what reads its decisions: "hpa" (deploy/examples/hpa) or "keda" (deploy/examples/keda)."""
 
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
     objective: ObjectiveSettings = field(default_factory=ObjectiveSettings)
     tolerance: float = 0.1
+    consumer: str = "hpa"
     speedup: float | None = None
 
 
@@ -253,7 +270,11 @@ def build_simulation(
     clock = SteppedClock(start_seconds, options.speedup)
     cluster = SimulatedCluster(
         deployment=deployment,
-        consumer=ConsumerHpa(example_hpa_spec(*bounds, options.tolerance)),
+        consumer=(
+            ConsumerKeda(example_scaled_object(*bounds, options.tolerance))
+            if options.consumer == "keda"
+            else ConsumerHpa(example_hpa_spec(*bounds, options.tolerance))
+        ),
         tracker=ColdStartTracker(estimate=estimate_cold_start),
         clock=clock,
         key=(NAMESPACE, name),
