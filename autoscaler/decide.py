@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass, replace
 
 from autoscaler.decision import Decision, DecisionState, Reason, Recommendation
-from autoscaler.objective import ObjectiveStatus, Quantiles, observe, quantiles, status
+from autoscaler.objective import ObjectiveStatus, Quantiles, observe, quantiles, status, within_objective
 from autoscaler.observations import Observations, Signal
 from autoscaler.policy import ScalingPolicy
 from autoscaler.prewarm import Prewarm, prewarm
@@ -93,7 +93,8 @@ def decide(
         return _hold_unknown_scale(now, asked, load_known, ahead, policy, state, chosen)
 
     wanted = _hold_forecast_floor(_blend(asked, current, load_known), current, ahead)
-    verdict = scale_to_zero(now, observations, forecast, policy, chosen.floor, current)
+    met = within_objective(policy, state.objective)
+    verdict = scale_to_zero(now, observations, forecast, policy, chosen.floor, current, met)
     wanted = _zero_boundary(wanted, verdict, current)
     state = _track_panic(now, asked.get(Signal.LOAD), observations, policy, state)
     if state.last_panic_at is not None:
@@ -165,8 +166,9 @@ def _zero_boundary(wanted: _Wanted, verdict: Zero | None, current: int) -> _Want
     quantile's few requests are exactly what the threshold calls none."""
     if verdict is None or wanted.replicas > 1:
         return wanted
-    if verdict in (Zero.DEMAND, Zero.EXPECTED):
-        # A load with no capacity to turn it into replicas asks nothing, yet it is demand.
+    if verdict in (Zero.DEMAND, Zero.EXPECTED, Zero.OVER_OBJECTIVE):
+        # A load with no capacity to turn it into replicas asks nothing, yet it is demand; the
+        # objective holds through the forecast's floor, which it chose.
         reason = Reason.LOAD if verdict is Zero.DEMAND else Reason.FORECAST
         return wanted if wanted.replicas >= 1 else _Wanted(1, reason)
     if verdict is Zero.IDLE:

@@ -236,6 +236,19 @@ def status(
     return ObjectiveStatus(objective, trailing, chosen.forecast, chosen.floor, unreachable)
 
 
+def within_objective(policy: ScalingPolicy, state: ObjectiveState) -> bool:
+    """Whether the trailing unserved share is at or below the objective (true without an
+    objective, and before any demand: nothing has been missed yet).
+
+    Example: objective 0.001, a trailing day of 265 requests with one unserved -> 0.0038: false
+    until the miss has decayed below a quarter of its weight, about a day and a third later.
+    """
+    objective = policy.objective_unserved_share
+    if objective is None or state.demand <= 0:
+        return True
+    return state.unserved / state.demand <= objective
+
+
 def _snap(quantile: float) -> float:
     """The grid quantile a forecast path is read at: the nearest at or above (safer side)."""
     return next((q for q in OBJECTIVE_QUANTILES if q >= quantile - 1e-12), OBJECTIVE_QUANTILES[-1])

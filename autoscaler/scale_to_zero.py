@@ -14,6 +14,13 @@ floor quantile autoscaler.objective chooses):
 The two windows differ on purpose: the margin is hysteresis, so a forecast hovering at one
 lead's distance does not flap the last replica.
 
+A request that arrives at zero is unserved for a whole cold start, and on sparse traffic no
+forecast knows when the next one comes (a quantile of the per-minute rate is 0 on a stream where
+fewer than one minute in a hundred sees a request, yet one arrives every two hours). So the last
+replica also stays while the trailing unserved share is above the objective
+(`within_objective`: what going to zero cost is what the objective counts): on a workload that
+declares 0.1 % and gets a few hundred requests a day, one miss keeps the replica about a day.
+
 The threshold (`activation_utilization` of one replica's target load, like KEDA's
 `activationTargetValue`) keeps rare noise (a probe, one stray request an hour, a forecast
 quantile of 0.001 rps) from keeping a replica warm. Missing or stale load, or no usable
@@ -46,6 +53,7 @@ class Zero(StrEnum):
     IDLE = "idle"  # no replica is needed: the count may go (or stay) at zero
     DEMAND = "demand"  # at least one replica: the live load is above the threshold
     EXPECTED = "expected"  # at least one replica: the forecast expects demand within the window
+    OVER_OBJECTIVE = "over_objective"  # keep one: the trailing unserved share is above the objective
     HOLD = "hold"  # the load or the forecast is missing: zero stays zero, one stays one
 
 
@@ -63,9 +71,11 @@ def scale_to_zero(
     policy: ScalingPolicy,
     quantile: float,
     current: int,
+    within_objective: bool = True,
 ) -> Zero | None:
     """The rule's verdict for a workload at `current` replicas, reading the forecast at
-    `quantile`; None when `min_replicas` is above zero (the rule is off)."""
+    `quantile`, `within_objective` whether the trailing unserved share is at or below the
+    objective; None when `min_replicas` is above zero (the rule is off)."""
     if policy.min_replicas > 0:
         return None
     threshold = activation_rps(policy)
@@ -80,5 +90,9 @@ def scale_to_zero(
         return Zero.EXPECTED
     if load is None:
         return Zero.HOLD
-    # At zero, a missing forecast only means none can pre-warm: the live load still says idle.
-    return Zero.IDLE if usable or current == 0 else Zero.HOLD
+    if current == 0:
+        # A missing forecast only means none can pre-warm: the live load still says idle.
+        return Zero.IDLE
+    if not usable:
+        return Zero.HOLD
+    return Zero.IDLE if within_objective else Zero.OVER_OBJECTIVE

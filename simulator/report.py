@@ -39,6 +39,9 @@ class PolicyScore:
     gpu_hours: float = 0.0
     idle_share: float = 0.0
     cost_per_1k_requests: float | None = None
+    # The share of demand that arrived while no replica was ready: met a cold (scaled-to-zero or
+    # not yet started) workload, all of it unserved.
+    cold_demand_share: float = 0.0
 
 
 def score(
@@ -49,7 +52,8 @@ def score(
     price_per_gpu_hour: float | None = None,
 ) -> PolicyScore:
     """Unserved demand over total demand, replica-hours of provisioned (starting + ready) pods,
-    changes of the provisioned count, and seconds with demand above ready capacity.
+    changes of the provisioned count, seconds with demand above ready capacity, and the share of
+    demand that arrived while no replica was ready.
 
     Example: demand 10 rps for 2 s, 1 ready replica of 8 rps -> violation (2 + 2) / 20 = 0.2.
     """
@@ -68,6 +72,7 @@ def score(
         gpu_hours=gpu_hours,
         idle_share=1.0 - min(1.0, served / capacity) if capacity > 0 else 0.0,
         cost_per_1k_requests=per_1k_requests(gpu_hours, served, price_per_gpu_hour),
+        cold_demand_share=float(np.sum(demand_rps[occupancy.ready == 0])) / total if total > 0 else 0.0,
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from autoscaler.decide import decide
 from autoscaler.decision import DecisionState, Reason
+from autoscaler.objective import ObjectiveState, within_objective
 from autoscaler.observations import Observations, Reading
 from autoscaler.policy import PolicyError, ScalingPolicy
 from autoscaler.scale_to_zero import Zero, activation_rps, scale_to_zero
@@ -87,6 +88,33 @@ QUIET = forecast_with({})
 )
 def test_the_verdict_on_the_zero_boundary(load, forecast, current, expected):
     assert scale_to_zero(NOW, observed(load, current), forecast, POLICY, QUANTILE, current) is expected
+
+
+def test_over_the_objective_the_last_replica_stays_and_zero_stays_zero():
+    assert scale_to_zero(NOW, observed(0.0, 1), QUIET, POLICY, QUANTILE, 1, False) is Zero.OVER_OBJECTIVE
+    assert scale_to_zero(NOW, observed(0.0, 0), QUIET, POLICY, QUANTILE, 0, False) is Zero.IDLE
+
+
+@pytest.mark.parametrize(
+    ("objective", "demand", "unserved", "expected"),
+    [
+        pytest.param(0.001, 265.0, 1.0, False, id="one miss in 265 requests is over 0.1 %"),
+        pytest.param(0.01, 265.0, 1.0, True, id="and within 1 %"),
+        pytest.param(0.001, 0.0, 0.0, True, id="no demand yet: nothing missed"),
+        pytest.param(None, 265.0, 100.0, True, id="no objective: no gate"),
+    ],
+)
+def test_within_objective(objective, demand, unserved, expected):
+    policy = replace(POLICY, objective_unserved_share=objective).validate()
+    state = ObjectiveState(demand=demand, unserved=unserved, seconds=86400.0)
+    assert within_objective(policy, state) is expected
+
+
+def test_decide_keeps_the_last_replica_while_over_the_objective():
+    policy = replace(POLICY, objective_unserved_share=0.001).validate()
+    missed = DecisionState(objective=ObjectiveState(level=3.0, demand=265.0, unserved=1.0, seconds=86400.0))
+    decision, _ = decide(NOW, observed(0.0, 1), QUIET, policy, missed)
+    assert (decision.replicas, decision.reason) == (1, Reason.FORECAST)
 
 
 def test_stale_load_counts_as_missing():

@@ -24,18 +24,31 @@ SETTINGS = ReplaySettings(replica_capacity_rps=8.0, target_utilization=0.5, cold
 
 
 @pytest.mark.parametrize(
-    ("demand", "ready", "provisioned", "violation", "events", "under"),
+    ("demand", "ready", "provisioned", "violation", "events", "under", "cold"),
     [
-        pytest.param([10, 10], [1, 1], [1, 1], 0.2, 0, 2, id="10 rps on one 8 rps replica misses a fifth"),
         pytest.param(
-            [4, 4, 4], [1, 1, 1], [1, 2, 1], 0.0, 2, 0, id="starting replica costs but does not serve"
+            [10, 10], [1, 1], [1, 1], 0.2, 0, 2, 0.0, id="10 rps on one 8 rps replica misses a fifth"
         ),
-        pytest.param([0, 0], [0, 0], [1, 1], 0.0, 0, 0, id="no demand no violation"),
+        pytest.param(
+            [4, 4, 4], [1, 1, 1], [1, 2, 1], 0.0, 2, 0, 0.0, id="starting replica costs but does not serve"
+        ),
+        pytest.param([0, 0], [0, 0], [1, 1], 0.0, 0, 0, 0.0, id="no demand no violation"),
+        pytest.param(
+            [1, 3, 0, 4],
+            [0, 0, 1, 1],
+            [0, 1, 1, 1],
+            0.5,
+            1,
+            2,
+            0.5,
+            id="demand at zero ready met a cold replica",
+        ),
     ],
 )
-def test_score(demand, ready, provisioned, violation, events, under):
+def test_score(demand, ready, provisioned, violation, events, under, cold):
     occupancy = Occupancy("p", np.asarray(ready), np.asarray(provisioned))
     figures = score(np.asarray(demand, dtype=float), occupancy, 8.0)
+    assert figures.cold_demand_share == pytest.approx(cold)
     assert figures.violation_ratio == pytest.approx(violation)
     assert figures.replica_hours == pytest.approx(sum(provisioned) / 3600)
     assert (figures.scale_events, figures.underprovisioned_seconds) == (events, under)
@@ -83,6 +96,8 @@ def test_timeline_recomputes_the_json_figures(run, tmp_path):
         assert (duration * provisioned).sum() / 3600 == pytest.approx(expected["replica_hours"], rel=1e-12)
         assert expected["gpu_hours"] == pytest.approx(expected["replica_hours"] * SETTINGS.gpus_per_replica)
         assert int(((shortfall > 0) * duration).sum()) == expected["underprovisioned_seconds"]
+        cold = (duration * demand * (ready == 0)).sum() / (duration * demand).sum()
+        assert cold == pytest.approx(expected["cold_demand_share"], rel=1e-12)
     assert figures["policies"]["oracle"]["violation_ratio"] == 0.0
     assert figures["policies"]["scripted"]["violation_ratio"] > 0.0
 

@@ -1,0 +1,156 @@
+"""Scale to zero and back, measured through the shipped path on a real trace with idle stretches.
+
+Usage: .venv/bin/python bench/scale_to_zero.py [--trace nasa-http-1995/series_jul.csv] [--thin 300]
+    [--days 14] [--cold-start-seconds 120] [--objectives 0.001,0.01] [--workers 2]
+
+The trace is a real one thinned: each request of the ../shared/data trace is kept with
+probability 1/`--thin` (binomial per step, seed 0), so the daily cycle stays and the quiet hours
+become idle stretches of minutes to hours, the load of a model endpoint a few users call. A
+replica serves twice the thinned trace's p99 per-step rate flat out (`CAPACITY_OF_P99`): at
+target 0.7 the busiest minutes fit one replica, so the question is the one between zero and
+one. Rows, each one replay (deterministic: seeded cold starts, inline fits), cold start
+`--cold-start-seconds` median (lognormal per pod, spread 0.2):
+- HPA, min 1: the HPA baseline on the request rate at target 0.7;
+- predictive through the example HPA, min 1 (what `serve` runs with the HPA example);
+- KEDA, min 0, reactive: a ScaledObject with a Prometheus trigger on the rate, activation 0,
+  pollingInterval 15 s, cooldownPeriod 300 s (simulator/keda.py): what users configure today;
+- predictive through the example ScaledObject, min 0, the forecast deciding zero (one row per
+  `--objectives` value: the declared unserved share; the first is the settings' default);
+- the oracle with min 0: it knows every arrival and starts a replica one median cold start
+  before it, the fewest replica-hours that serve everything (simulator/policies.Oracle).
+Columns: replica-hours, violation (unserved share), the share of demand and the requests that
+arrived while no replica was ready (met a cold workload: in this replay, as in a cluster without
+a request buffer, such a request is unserved), and the hours at zero ready. Skips
+(exit 0) when ../shared/data is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from sidecar.replay_command import build_policy
+from sidecar.replay_simulation import LoopOptions
+from sidecar.settings import ObjectiveSettings
+from simulator.metrics_pipeline import TraceMetrics
+from simulator.replay import ReplaySettings, replay
+from simulator.report import scores
+from simulator.trace import Trace, read_trace
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DEFAULT_TRACE = "nasa-http-1995/series_jul.csv"
+DEFAULT_OBJECTIVE = ObjectiveSettings().unserved_share
+CAPACITY_OF_P99 = 2.0
+
+# (label, policy, consumer, min replicas, objective or None)
+Row = tuple[str, str, str, int, float | None]
+# (label, replica-hours, violation, cold share, cold requests, seconds at zero ready, wall s)
+Figures = tuple[str, float, float, float, float, int, float]
+
+
+def thinned(trace: Trace, thin: float, days: float | None) -> Trace:
+    """Each request kept with probability 1/thin (seed 0); the first `days` only."""
+    steps = len(trace.requests) if days is None else int(days * 86400 // trace.step_seconds)
+    counts = trace.requests[:steps]
+    rng = np.random.default_rng(0)
+    known = ~np.isnan(counts)
+    kept = np.full(counts.shape, np.nan)
+    kept[known] = rng.binomial(counts[known].astype(np.int64), 1 / thin)
+    return Trace(trace.source, trace.start_seconds, trace.step_seconds, kept)
+
+
+def run_row(job: tuple[Row, str, float, float | None, int]) -> Figures:
+    (label, policy, consumer, min_replicas, objective), relative, thin, days, cold_start = job
+    trace = thinned(read_trace(DATA / relative), thin, days)
+    rates = trace.rate_rps()
+    p99 = float(np.percentile(rates[~np.isnan(rates)], 99))
+    settings = ReplaySettings(
+        replica_capacity_rps=p99 * CAPACITY_OF_P99,
+        cold_start_seconds=cold_start,
+        min_replicas=min_replicas,
+    )
+    options = LoopOptions(
+        objective=ObjectiveSettings(unserved_share=objective or DEFAULT_OBJECTIVE), consumer=consumer
+    )
+    demand = trace.demand_per_second()
+    began = time.perf_counter()
+    run = replay(
+        trace.source,
+        demand,
+        trace.start_seconds,
+        TraceMetrics(demand, trace.start_seconds),
+        settings,
+        [build_policy(policy, settings, options)],
+    )
+    figure = scores(run)[0]
+    known = np.nan_to_num(demand, nan=0.0)
+    ready = run.occupancies[0].ready
+    cold_requests = float(np.sum(known[ready == 0]))
+    zero_seconds = int(np.count_nonzero(ready == 0))
+    return (
+        label,
+        figure.replica_hours,
+        figure.violation_ratio,
+        figure.cold_demand_share,
+        cold_requests,
+        zero_seconds,
+        time.perf_counter() - began,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trace", default=DEFAULT_TRACE, help="a path under ../shared/data")
+    parser.add_argument("--thin", type=float, default=300.0, help="keep one request in this many")
+    parser.add_argument("--days", type=float, help="replay the first days only (default: all)")
+    parser.add_argument("--cold-start-seconds", type=int, default=120)
+    parser.add_argument(
+        "--objectives",
+        default=f"{DEFAULT_OBJECTIVE:g}",
+        help="comma-separated unserved shares for the predictive KEDA rows (default: the settings')",
+    )
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        print(f"skipped: {DATA} is absent")
+        return 0
+    objectives = [float(o) for o in args.objectives.split(",") if o.strip()]
+    rows: list[Row] = [
+        ("HPA, min 1", "hpa", "hpa", 1, None),
+        ("predictive via HPA, min 1", "predictive", "hpa", 1, None),
+        ("KEDA reactive, min 0", "keda", "hpa", 0, None),
+        *((f"predictive via KEDA, min 0, objective {o:g}", "predictive", "keda", 0, o) for o in objectives),
+    ]
+    jobs = [(row, args.trace, args.thin, args.days, args.cold_start_seconds) for row in rows]
+    began = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        results = list(pool.map(run_row, jobs))
+    wall = time.perf_counter() - began
+    trace = thinned(read_trace(DATA / args.trace), args.thin, args.days)
+    requests = float(np.nansum(trace.requests))
+    days = trace.duration_seconds / 86400
+    print(
+        f"{args.trace} thinned 1/{args.thin:g}: {days:.1f} days, {requests:,.0f} requests; cold start "
+        f"{args.cold_start_seconds} s median (spread 0.2, seed 0); "
+        f"a replica serves {CAPACITY_OF_P99:g}x the p99 rate\n"
+    )
+    print(
+        "| policy | replica-hours | violation | demand at zero ready | requests at zero ready "
+        "| hours at zero ready | wall s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for label, hours, violation, share, cold, zero, seconds in results:
+        print(
+            f"| {label} | {hours:,.1f} | {violation:.5f} | {share:.5f} | {cold:,.0f} "
+            f"| {zero / 3600:,.1f} | {seconds:.0f} |"
+        )
+    print(f"\n{len(jobs)} replays, {args.workers} workers, {wall:.0f} s wall")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
