@@ -201,6 +201,40 @@ def test_the_predictive_timeline_recomputes_the_json_and_the_json_names_the_chai
         assert figures["policies"][policy]["replica_hours"] == pytest.approx(hours, rel=1e-12)
 
 
+def test_the_keda_consumer_scales_to_zero_and_the_json_names_its_chain(tmp_path):
+    # An hour of load, an idle hour, a busy quarter hour.
+    counts = [600] * 60 + [0] * 60 + [600] * 15
+    trace = tmp_path / "idle.csv"
+    trace.write_text(
+        "timestamp_s,requests\n" + "\n".join(f"{60 * i},{c}" for i, c in enumerate(counts)) + "\n",
+        encoding="utf-8",
+    )
+    out, kept = tmp_path / "r.json", tmp_path / "kept.json"
+    args = ["replay", "--trace", str(trace), "--policies", "keda,predictive", "--quiet"]
+    assert main([*args, "--consumer", "keda", "--min-replicas", "0", "--json", str(out)]) == 0
+    assert main([*args, "--json", str(kept)]) == 0
+    figures, warm = json.loads(out.read_text()), json.loads(kept.read_text())
+    assert (
+        "KEDA ScaledObject (deploy/examples/keda: minReplicaCount 0"
+        in figures["parameters"]["predictive_chain"]
+    )
+    assert "-> HPA (External" in warm["parameters"]["predictive_chain"]
+    # Both KEDA paths reach zero in the idle hour, and the requests back after it meet a cold
+    # workload; with min 1 through the HPA neither happens.
+    for name in ("keda", "predictive"):
+        assert figures["policies"][name]["cold_demand_share"] > 0, name
+        assert warm["policies"][name]["cold_demand_share"] == 0, name
+    assert (
+        figures["policies"]["predictive"]["replica_hours"] < warm["policies"]["predictive"]["replica_hours"]
+    )
+
+
+def test_an_unknown_consumer_is_a_usage_error(trace, capsys):
+    with pytest.raises(SystemExit):
+        main(["replay", "--trace", str(trace), "--consumer", "knative"])
+    assert "--consumer: invalid choice: 'knative'" in capsys.readouterr().err
+
+
 def test_sweep_reports_the_frontier_and_the_cost_matched_comparison(tmp_path, capsys):
     rows = [f"{60 * i},{600 + 300 * ((i // 30) % 2) + (i * 7919) % 200}" for i in range(180)]
     trace = tmp_path / "steps.csv"

@@ -116,3 +116,42 @@ def test_the_hpa_tolerance_holds_small_changes_of_the_published_count(tmp_path: 
 
     assert held(exact) == 0, "with tolerance 0 the HPA adopts every published count"
     assert held(loose) > 0, "with 0.1 it holds changes under 10 %"
+
+
+def write_idle_trace(path: Path) -> Path:
+    """Two busy hours, an hour with no data (a Prometheus outage), two idle hours, a busy hour."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for minute in range(6 * 60):
+        if 120 <= minute < 180:
+            continue  # no row: unknown load, not zero
+        busy = minute < 120 or minute >= 300
+        rows.append(f"{60 * minute},{round(rng.normal(300, 20)) if busy else 0}")
+    path.write_text("timestamp_s,requests\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_through_keda_the_workload_goes_to_zero_when_idle_never_on_missing_data(tmp_path: Path):
+    trace = read_trace(write_idle_trace(tmp_path / "idle.csv"))
+    demand = trace.demand_per_second()
+    settings = ReplaySettings(replica_capacity_rps=default_capacity_rps(trace), min_replicas=0)
+    simulation = replay_simulation(demand, trace.start_seconds, settings, consumer="keda")
+    ready = simulation.cluster.deployment.ready_per_second()
+    hour = 3600
+    # No data from 2 h to 3 h: the last replica stays however long the load is unknown.
+    assert ready[2 * hour : 3 * hour].min() >= 1
+    # Known idle from 3 h: the forecast lets the last replica go, and KEDA takes it after its
+    # cooldown; the decisions say why.
+    assert ready[4 * hour : 5 * hour].max() == 0
+    idle = [at - trace.start_seconds for at, replicas, reason in simulation.decisions if reason == "idle"]
+    assert idle and 3 * hour <= min(idle)
+    # Demand back at 5 h: KEDA activates on the load and the pods are ready a cold start later.
+    assert ready[5 * hour + 600 :].min() >= 1
+
+
+def test_through_the_hpa_the_same_workload_keeps_its_replica(tmp_path: Path):
+    trace = read_trace(write_idle_trace(tmp_path / "idle.csv"))
+    demand = trace.demand_per_second()
+    settings = ReplaySettings(replica_capacity_rps=default_capacity_rps(trace))
+    simulation = replay_simulation(demand, trace.start_seconds, settings)
+    assert simulation.cluster.deployment.ready_per_second().min() >= 1
