@@ -1,7 +1,7 @@
 """Scale to zero and back, measured through the shipped path on real traces with idle stretches.
 
 Usage: .venv/bin/python bench/scale_to_zero.py [--client m-large/69] [--objectives 0.001,0.05]
-    [--cold-start-seconds 120] [--workers 2]
+    [--models recent_quantiles,seasonal_naive_daily] [--cold-start-seconds 120] [--workers 2]
        .venv/bin/python bench/scale_to_zero.py --trace nasa-http-1995/series_jul.csv --thin 300
     --days 14 --capacity-of-p99 2
 
@@ -24,7 +24,7 @@ spread 0.2):
 - KEDA, min 0, reactive: a ScaledObject with a Prometheus trigger on the rate, activation 0,
   pollingInterval 15 s, cooldownPeriod 300 s (simulator/keda.py): what users configure today;
 - predictive through the example ScaledObject, min 0, the forecast deciding zero (one row per
-  `--objectives` value: the declared unserved share; the first is the settings' default);
+  `--objectives` value, the declared unserved share, and `--models` value, the forecast model);
 - the oracle with min 0: it knows every arrival and starts a replica one median cold start
   before it, the fewest replica-hours that serve everything (simulator/policies.Oracle).
 Columns: replica-hours, violation (unserved share), the share of demand and the requests that
@@ -43,9 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
+from forecasting import DEFAULT_MODEL, MODELS
 from sidecar.replay_command import build_policy
 from sidecar.replay_simulation import LoopOptions
-from sidecar.settings import ObjectiveSettings
+from sidecar.settings import ForecastSettings, ObjectiveSettings
 from simulator.metrics_pipeline import TraceMetrics
 from simulator.replay import ReplaySettings, replay
 from simulator.report import scores
@@ -58,8 +59,8 @@ WINDOW_SECONDS = 600
 DEFAULT_OBJECTIVE = ObjectiveSettings().unserved_share
 CAPACITY_OF_P99 = 1 / 20
 
-# (label, policy, consumer, min replicas, objective or None)
-Row = tuple[str, str, str, int, float | None]
+# (label, policy, consumer, min replicas, objective or None, forecast model)
+Row = tuple[str, str, str, int, float | None, str]
 # Where the load comes from: (client, trace, thin, days).
 Source = tuple[str | None, str | None, float, float | None]
 # (label, replica-hours, violation, cold share, cold requests, seconds at zero ready, wall s)
@@ -103,7 +104,7 @@ def load(source: Source) -> Trace:
 
 
 def run_row(job: tuple[Row, Source, float, int]) -> Figures:
-    (label, policy, consumer, min_replicas, objective), source, capacity_of_p99, cold_start = job
+    (label, policy, consumer, min_replicas, objective, model), source, capacity_of_p99, cold_start = job
     trace = load(source)
     rates = trace.rate_rps()
     p99 = float(np.percentile(rates[~np.isnan(rates)], 99))
@@ -113,7 +114,9 @@ def run_row(job: tuple[Row, Source, float, int]) -> Figures:
         min_replicas=min_replicas,
     )
     options = LoopOptions(
-        objective=ObjectiveSettings(unserved_share=objective or DEFAULT_OBJECTIVE), consumer=consumer
+        forecast=ForecastSettings(model=model),
+        objective=ObjectiveSettings(unserved_share=objective or DEFAULT_OBJECTIVE),
+        consumer=consumer,
     )
     demand = trace.demand_per_second()
     began = time.perf_counter()
@@ -159,17 +162,31 @@ def main() -> int:
         default=f"{DEFAULT_OBJECTIVE:g}",
         help="comma-separated unserved shares for the predictive KEDA rows (default: the settings')",
     )
+    parser.add_argument(
+        "--models",
+        default=DEFAULT_MODEL,
+        help=f"comma-separated forecast models for the predictive KEDA rows (default {DEFAULT_MODEL})",
+    )
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"skipped: {DATA} is absent")
         return 0
     objectives = [float(o) for o in args.objectives.split(",") if o.strip()]
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        parser.error(f"--models: unknown {unknown or 'empty list'}; choose from {', '.join(MODELS)}")
     rows: list[Row] = [
-        ("HPA, min 1", "hpa", "hpa", 1, None),
-        ("predictive via HPA, min 1", "predictive", "hpa", 1, None),
-        ("KEDA reactive, min 0", "keda", "hpa", 0, None),
-        *((f"predictive via KEDA, min 0, objective {o:g}", "predictive", "keda", 0, o) for o in objectives),
+        ("HPA, min 1", "hpa", "hpa", 1, None, DEFAULT_MODEL),
+        ("predictive via HPA, min 1", "predictive", "hpa", 1, None, DEFAULT_MODEL),
+        ("KEDA reactive, min 0", "keda", "hpa", 0, None, DEFAULT_MODEL),
+        *(
+            (f"predictive via KEDA, min 0, objective {o:g}, {m}", "predictive", "keda", 0, o, m)
+            for m in models
+            for o in objectives
+        ),
+        ("oracle, min 0", "oracle", "hpa", 0, None, DEFAULT_MODEL),
     ]
     source: Source = (None if args.trace else args.client, args.trace, args.thin, args.days)
     jobs = [(row, source, args.capacity_of_p99, args.cold_start_seconds) for row in rows]
