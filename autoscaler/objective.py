@@ -52,6 +52,8 @@ from autoscaler.reactive import usable_value
 
 # One request in a thousand finds no ready replica: the settings' default objective.
 DEFAULT_UNSERVED_SHARE = 0.001
+# One request in a hundred may wait past the TTFT target: the settings' default latency objective.
+DEFAULT_TTFT_ATTAINMENT = 0.99
 LOWEST_FLOOR, HIGHEST_FLOOR = OBJECTIVE_QUANTILES[0], OBJECTIVE_QUANTILES[-1]
 
 
