@@ -17,8 +17,22 @@ the misses the forecast leaves cost exactly what was declared, and no higher (mo
 nothing). The pre-warm quantile moves with the floor, `PREWARM_OFFSET` below it in logit (the
 0.84 floor and median pre-warm the defaults were tuned to sit one such offset apart).
 
+A workload that also declares a latency objective (`objective_ttft_attainment`: that share of
+requests gets its first token within `ttft_target_seconds`) has a second source of misses: an LLM
+server's TTFT crosses its target far below flat-out capacity (bursts, prompts queued behind long
+prefills), where the load above capacity sees nothing. Each tick then reads the share of the
+last minute's requests over the target from the TTFT histogram (autoscaler.latency_misses) and
+measures it in units of the allowed share, 1 - attainment, the way the shortfall is measured in
+units of the unserved share; the level moves by the larger of the two:
+
+    level += rate * dt/3600 * load / mean load * max(unserved excess, (over - allowed) / allowed)
+
+so a quiet tick still lowers it by `rate` per hour, a miss of either kind raises it, and where it
+settles each of the two long-run shares is at most what was declared.
+
 A missing or stale load reading moves nothing: without evidence the level must not fall, since
-a lower level releases replicas.
+a lower level releases replicas. Likewise, with a latency objective, a missing or stale TTFT
+histogram (or one holding no requests) lets only the load's misses raise the level, never lower it.
 """
 
 from __future__ import annotations
@@ -26,6 +40,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from autoscaler.latency_misses import share_over
 from autoscaler.observations import Observations
 from autoscaler.policy import (
     DEFAULT_FLOOR_QUANTILE,
@@ -37,6 +52,8 @@ from autoscaler.reactive import usable_value
 
 # One request in a thousand finds no ready replica: the settings' default objective.
 DEFAULT_UNSERVED_SHARE = 0.001
+# One request in a hundred may wait past the TTFT target: the settings' default latency objective.
+DEFAULT_TTFT_ATTAINMENT = 0.99
 LOWEST_FLOOR, HIGHEST_FLOOR = OBJECTIVE_QUANTILES[0], OBJECTIVE_QUANTILES[-1]
 
 
@@ -144,7 +161,14 @@ def observe(
     seconds = state.seconds * decay + dt
     mean_load = demand / seconds
     if mean_load > 0:
-        step = RATE_PER_HOUR * dt / 3600 * (shortfall - objective * load) / (objective * mean_load)
+        excess = (shortfall - objective * load) / (objective * mean_load)
+        allowed = _allowed_ttft_misses(policy)
+        if allowed is not None:
+            over = _ttft_share_over(now, observations, policy)
+            # Without a usable TTFT reading the latency may be missing its target unseen.
+            latency = 0.0 if over is None else (over - allowed) / allowed * load / mean_load
+            excess = max(excess, latency)
+        step = RATE_PER_HOUR * dt / 3600 * excess
         level = min(_logit(HIGHEST_FLOOR), max(_logit(LOWEST_FLOOR), level + step))
     return replace(
         state,
@@ -154,6 +178,21 @@ def observe(
         seconds=seconds,
         loads=loads,
     )
+
+
+def _allowed_ttft_misses(policy: ScalingPolicy) -> float | None:
+    attainment = policy.objective_ttft_attainment
+    if attainment is None or policy.ttft_target_seconds is None:
+        return None
+    return 1 - attainment
+
+
+def _ttft_share_over(now: float, observations: Observations, policy: ScalingPolicy) -> float | None:
+    histogram = observations.ttft_histogram
+    bound = policy.ttft_target_seconds
+    if histogram is None or bound is None or histogram.age_seconds(now) > policy.stale_after_seconds:
+        return None
+    return share_over(histogram, bound)
 
 
 def _spread(state: ObjectiveState, end: float, load: float) -> tuple[tuple[tuple[float, float], ...], float]:

@@ -21,6 +21,7 @@ class Signal(StrEnum):
     GPU_UTILIZATION = "gpu_utilization"
     KV_CACHE_UTILIZATION = "kv_cache_utilization"
     TTFT = "ttft"
+    TTFT_HISTOGRAM = "ttft_histogram"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,20 @@ class Reading:
 
 
 @dataclass(frozen=True, slots=True)
+class Histogram:
+    """A Prometheus histogram's buckets summed over a workload, as `sum by (le) (rate(x_bucket[1m]))`
+    reads them, and the Unix time they describe: `bounds` the ascending upper bounds (`le`), the
+    last `math.inf`, and `counts` the cumulative rate of observations at or below each."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[float, ...]
+    observed_at: float
+
+    def age_seconds(self, now: float) -> float:
+        return max(0.0, now - self.observed_at)
+
+
+@dataclass(frozen=True, slots=True)
 class Observations:
     """A snapshot of one workload.
 
@@ -42,7 +57,8 @@ class Observations:
     `queue_depth` in requests waiting (whole workload), `gpu_utilization` as a ratio 0..1
     averaged over the workload's GPUs, `kv_cache_utilization` as a ratio 0..1 averaged over the
     serving engines (vLLM's KV-cache usage gauge), `ttft` in seconds (a high quantile of the time
-    to first token), `cold_start_seconds` the learned create->Ready time. `load` may be a token
+    to first token) and `ttft_histogram` the TTFT histogram's buckets over the last minute,
+    `cold_start_seconds` the learned create->Ready time. `load` may be a token
     rate instead (prompt + generated tokens per second): the capacity is then in tokens too.
     `current_replicas` is the scale target's spec.replicas; `ready_replicas` its ready pods.
     """
@@ -56,4 +72,5 @@ class Observations:
     gpu_utilization: Reading | None = None
     kv_cache_utilization: Reading | None = None
     ttft: Reading | None = None
+    ttft_histogram: Histogram | None = None
     cold_start_seconds: float | None = None

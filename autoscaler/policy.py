@@ -92,7 +92,9 @@ class ScalingPolicy:
     `objective_unserved_share` is the share of demand the workload may leave unserved; with it,
     the forecast and floor quantiles are chosen online to meet it (autoscaler.objective), and
     `forecast_quantile` / `forecast_floor_quantile`, when set, override the choice (None: chosen,
-    or without an objective the defaults 0.5 and 0.84).
+    or without an objective the defaults 0.5 and 0.84). `objective_ttft_attainment`, with
+    `ttft_target_seconds` and a TTFT histogram to read, is the share of requests whose first token
+    must come within the target: its misses move the same quantiles (None: the load's alone).
 
     While a forecast is in use, the forecast, not a window of past asks, says how far down is
     safe: no scale-down below what its `forecast_floor_quantile` needs over the same span (the
@@ -129,6 +131,7 @@ class ScalingPolicy:
     forecast_quantile: float | None = None
     forecast_floor_quantile: float | None = None
     objective_unserved_share: float | None = None
+    objective_ttft_attainment: float | None = None
     forecast_headroom: float = 0.0
     max_forecast_error: float = 0.5
     default_cold_start_seconds: float = 120.0
@@ -190,7 +193,12 @@ class ScalingPolicy:
         _check(0 <= self.tolerance < 1, "tolerance", self.tolerance, "[0, 1)")
         _check(self.panic_threshold > 1, "panic_threshold", self.panic_threshold, "> 1")
         _check(self.stale_after_seconds > 0, "stale_after_seconds", self.stale_after_seconds, "> 0")
-        for name in ("forecast_quantile", "forecast_floor_quantile", "objective_unserved_share"):
+        for name in (
+            "forecast_quantile",
+            "forecast_floor_quantile",
+            "objective_unserved_share",
+            "objective_ttft_attainment",
+        ):
             value = getattr(self, name)
             _check(value is None or 0 < value < 1, name, value, "(0, 1) or unset")
         _check(0 <= self.forecast_headroom <= 10, "forecast_headroom", self.forecast_headroom, "[0, 10]")

@@ -32,7 +32,7 @@ from autoscaler.capacity import (
     record_pair,
 )
 from autoscaler.decision import Decision, DecisionState
-from autoscaler.observations import Observations, Reading, Signal
+from autoscaler.observations import Histogram, Observations, Reading, Signal
 from autoscaler.policy import ScalingPolicy
 from forecasting.forecast import Forecast
 from forecasting.model import FittedForecaster, Forecaster
@@ -46,9 +46,16 @@ from sidecar.settings import LoopSettings, WorkloadSettings
 
 log = logging.getLogger(__name__)
 
+# Signals whose query answers one series per bucket, read through SignalReader.histogram.
+HISTOGRAM_SIGNALS = frozenset({Signal.TTFT_HISTOGRAM})
+
 
 class SignalReader(Protocol):
     async def instant(self, query: str, at: float) -> Reading | None: ...
+
+    async def histogram(self, query: str, at: float) -> Histogram | None:
+        """A `sum by (le)` vector as one histogram (the signals in HISTOGRAM_SIGNALS)."""
+        ...
 
     async def history(
         self, query: str, start: float, end: float, step_seconds: float
@@ -122,6 +129,7 @@ class WorkloadRuntime:
     refit_started_at: float | None = None
     decision_state: DecisionState = field(default_factory=DecisionState)
     readings: dict[Signal, Reading] = field(default_factory=dict)
+    histograms: dict[Signal, Histogram] = field(default_factory=dict)
     capacity_evidence: CapacityEvidence = field(default_factory=CapacityEvidence)
     published: PublishedDecision | None = None
     consecutive_failures: int = 0
@@ -221,6 +229,11 @@ def _carried_over(old: WorkloadRuntime, fresh: WorkloadRuntime) -> WorkloadRunti
         readings={
             signal: reading
             for signal, reading in old.readings.items()
+            if old.queries.get(signal) == fresh.queries.get(signal)
+        },
+        histograms={
+            signal: histogram
+            for signal, histogram in old.histograms.items()
             if old.queries.get(signal) == fresh.queries.get(signal)
         },
     )
@@ -382,17 +395,25 @@ async def tick_once(
 ) -> PublishedDecision:
     """Read every signal, fold the load into the history, refit when due, decide, publish."""
     workload = runtime.settings
-    names = list(runtime.queries)
+    names = [signal for signal in runtime.queries if signal not in HISTOGRAM_SIGNALS]
+    histogram_names = [signal for signal in runtime.queries if signal in HISTOGRAM_SIGNALS]
     reads = [ports.signals.instant(runtime.queries[name], now) for name in names]
+    histogram_reads = [ports.signals.histogram(runtime.queries[name], now) for name in histogram_names]
     replica_read = (
         _read_replicas_within(read_budget(settings.workload_timeout_seconds), runtime, ports.replicas)
         if ports.replicas is not None
         else _none()
     )
-    *readings, replicas = await asyncio.gather(*reads, replica_read)
+    *answers, replicas = await asyncio.gather(*reads, *histogram_reads, replica_read)
+    readings, histograms = answers[: len(names)], answers[len(names) :]
     fresh = {name: reading for name, reading in zip(names, readings, strict=True) if reading is not None}
     if fresh:
         runtime.readings = {**runtime.readings, **fresh}
+    fresh_histograms = {
+        name: answer for name, answer in zip(histogram_names, histograms, strict=True) if answer is not None
+    }
+    if fresh_histograms:
+        runtime.histograms = {**runtime.histograms, **fresh_histograms}
 
     await _refresh_history(now, runtime, settings, ports.signals)
     if runtime.history is not None and (load := runtime.readings.get(Signal.LOAD)) is not None:
@@ -411,6 +432,7 @@ async def tick_once(
         gpu_utilization=runtime.readings.get(Signal.GPU_UTILIZATION),
         kv_cache_utilization=runtime.readings.get(Signal.KV_CACHE_UTILIZATION),
         ttft=runtime.readings.get(Signal.TTFT),
+        ttft_histogram=runtime.histograms.get(Signal.TTFT_HISTOGRAM),
         cold_start_seconds=_cold_start(runtime, ports.cold_starts),
     )
     runtime.capacity_evidence = record_pair(

@@ -70,7 +70,8 @@ def add_arguments(parser: Any) -> None:
 
 def predictive_factory(args: argparse.Namespace, core: Core, options: LoopOptions) -> PredictiveFactory:
     def build(knob: float, name: str) -> ServingControlLoopPolicy:
-        return ServingControlLoopPolicy(core, knob, args.llm_load, options, name=name)
+        slo = Slo(args.slo_ttft_seconds, args.slo_tpot_seconds)
+        return ServingControlLoopPolicy(core, knob, args.llm_load, options, slo=slo, name=name)
 
     return build
 

@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from autoscaler.observations import Reading
+from autoscaler.observations import Histogram, Reading
 from forecasting.series import LoadSeries
 from sidecar.clock import Clock
 from sidecar.telemetry import CallMetrics
@@ -122,6 +122,22 @@ class PrometheusReader:
                     f"stamped {reading.observed_at - at:.0f} s after the query time {_format_time(at)}",
                 )
             return reading
+        except QueryError as failure:
+            self._record_failure(failure, query)
+            return None
+
+    async def histogram(self, query: str, at: float) -> Histogram | None:
+        """The query's buckets at `at`: one series per `le` label (a `sum by (le)` of a
+        histogram's bucket rates), stamped when Prometheus evaluated them."""
+        try:
+            data = await self._get("/api/v1/query", {"query": query, "time": _format_time(at)}, "instant")
+            histogram = _parse_histogram(data)
+            if histogram.observed_at > at + FUTURE_TOLERANCE_SECONDS:
+                raise QueryError(
+                    "future_sample",
+                    f"stamped {histogram.observed_at - at:.0f} s after the query time {_format_time(at)}",
+                )
+            return histogram
         except QueryError as failure:
             self._record_failure(failure, query)
             return None
@@ -272,6 +288,38 @@ def _parse_instant(data: Any) -> Reading | None:
     if value is None:
         raise QueryError("not_finite", "the value is NaN or infinite")
     return Reading(value=value, observed_at=timestamp)
+
+
+def _parse_histogram(data: Any) -> Histogram:
+    """A vector of bucket series, one per `le`, as a Histogram (every bucket must be a number:
+    a NaN bucket leaves the share over a bound unknown)."""
+    if not isinstance(data, dict) or data.get("resultType") != "vector":
+        raise QueryError("bad_result_type", "expected a vector of buckets, one series per le")
+    result = data.get("result")
+    if not isinstance(result, list):
+        raise QueryError("bad_response", "vector result is not a list")
+    if not result:
+        raise QueryError("empty", "the query matched no series")
+    buckets: dict[float, float] = {}
+    stamps = set()
+    for series in result:
+        labels = series.get("metric") if isinstance(series, dict) else None
+        edge = _finite(labels.get("le")) if isinstance(labels, dict) else None
+        if isinstance(labels, dict) and labels.get("le") in {"+Inf", "Inf", "inf"}:
+            edge = math.inf
+        if edge is None:
+            raise QueryError("bad_buckets", "a series without a numeric le label; aggregate with sum by (le)")
+        if edge in buckets:
+            raise QueryError("ambiguous", f"two series for le={edge:g}; aggregate with sum by (le)")
+        timestamp, value = _sample(series.get("value"))
+        if value is None:
+            raise QueryError("not_finite", f"the bucket le={edge:g} is NaN or infinite")
+        buckets[edge] = value
+        stamps.add(timestamp)
+    if math.inf not in buckets:
+        raise QueryError("bad_buckets", "no le=+Inf bucket: the histogram's total is unknown")
+    bounds = tuple(sorted(buckets))
+    return Histogram(bounds, tuple(buckets[b] for b in bounds), max(stamps))
 
 
 def _fill_matrix(data: Any, values: np.ndarray, first: float, step_seconds: float) -> bool:

@@ -32,7 +32,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
-from autoscaler.observations import Reading
+from autoscaler.observations import Histogram, Reading
 from forecasting.series import LoadSeries
 from metrics_adapter.published_metrics import PUBLISHED_METRICS, is_fresh, wants_active
 from sidecar.clock import SteppedClock
@@ -57,12 +57,20 @@ from simulator.consumer import (
 )
 from simulator.hpa import Scale
 from simulator.llm_policies import KEDA_QUEUE_THRESHOLD
-from simulator.llm_replay import DEFAULT_LOAD, LOADS, LlmReplaySettings, load_capacity
+from simulator.llm_replay import DEFAULT_LOAD, LOADS, LlmReplaySettings, load_capacity, target_attainment
+from simulator.llm_report import Slo
 from simulator.metrics_pipeline import TraceMetrics
 from simulator.pods import Deployment
 from simulator.replay import Occupancy, ReplaySettings, default_capacity_rps
 from simulator.serving import ServingCluster
-from simulator.signal_sources import LlmCounterRate, LlmGauge, PipelineRate, SignalSource
+from simulator.signal_sources import (
+    HistogramSource,
+    LlmCounterRate,
+    LlmGauge,
+    LlmTtftBuckets,
+    PipelineRate,
+    SignalSource,
+)
 from simulator.trace import read_trace
 from simulator.view import MetricsPipeline
 
@@ -85,10 +93,15 @@ class TraceSignals:
     query is absent, as an unconfigured one would be."""
 
     sources: Mapping[str, SignalSource]
+    histograms: Mapping[str, HistogramSource] = field(default_factory=dict)
 
     async def instant(self, query: str, at: float) -> Reading | None:
         source = self.sources.get(query)
         return None if source is None else source.instant(at)
+
+    async def histogram(self, query: str, at: float) -> Histogram | None:
+        source = self.histograms.get(query)
+        return None if source is None else source.histogram(at)
 
     async def history(self, query: str, start: float, end: float, step_seconds: float) -> LoadSeries | None:
         source = self.sources.get(query)
@@ -224,9 +237,12 @@ def scaled_workload(
     bounds: tuple[int, int],
     options: LoopOptions,
     queue_depth_target_per_replica: float | None = None,
+    ttft_target_seconds: float | None = None,
+    objective: ObjectiveSettings | None = None,
 ) -> WorkloadSettings:
     """The workload a replay scales: its queries, a replica's capacity in the load's unit (None:
-    learned online), the target (a sweep point) and bounds; the cold start is learned, not given."""
+    learned online), the target (a sweep point) and bounds; the cold start is learned, not given.
+    `objective`, when given, replaces the options' (a replay that declares its own SLO)."""
     return WorkloadSettings(
         name=name,
         namespace=NAMESPACE,
@@ -236,8 +252,9 @@ def scaled_workload(
         min_replicas=bounds[0],
         max_replicas=bounds[1],
         queue_depth_target_per_replica=queue_depth_target_per_replica,
+        ttft_target_seconds=ttft_target_seconds,
         forecast=options.forecast,
-        objective=options.objective,
+        objective=options.objective if objective is None else objective,
     )
 
 
@@ -395,13 +412,21 @@ def queue_query(workload: str) -> str:
     return f'sum(vllm:num_requests_waiting{{workload="{workload}"}})'
 
 
+def ttft_histogram_query(workload: str) -> str:
+    """The vLLM preset's `ttft_histogram` shape, over the replay's workload label."""
+    return f'sum by (le) (rate(vllm:time_to_first_token_seconds_bucket{{workload="{workload}"}}[1m]))'
+
+
 @dataclass(frozen=True, slots=True)
 class ServingControlLoopPolicy:
     """`replay`'s predictive policy on a per-request trace (a ClosedLoopServingPolicy): the
     control loop with its default settings over the serving cluster, the load `load` (request
     or token rate, its capacity a replica's flat-out figure for the trace's mean token mix) as
     the forecast and reactive load, and vLLM's queue as the reactive queue signal
-    (`queue_depth_target_per_replica`, production-stack's threshold by default).
+    (`queue_depth_target_per_replica`, production-stack's threshold by default). The workload
+    declares the SLO the replay scores (`slo`): its TTFT as `ttft_target_seconds` and the
+    attainment the replay compares policies at (simulator/llm_replay.target_attainment) as
+    `objective.ttft_attainment`, measured on the TTFT histogram as the vLLM preset reads it.
     `capacity` replaces that figure (the load's unit); `learn_capacity` leaves the capacity out of
     the settings, so the loop learns it from the queue (autoscaler.capacity) and scales on the
     queue alone until it has."""
@@ -414,6 +439,7 @@ class ServingControlLoopPolicy:
     queue_depth_target_per_replica: float | None = KEDA_QUEUE_THRESHOLD
     capacity: float | None = None
     learn_capacity: bool = False
+    slo: Slo = field(default_factory=Slo)
     name: str = "predictive"
     workload: str = WORKLOAD
 
@@ -423,14 +449,16 @@ class ServingControlLoopPolicy:
         delay, window = settings.scrape_delay_seconds, settings.rate_window_seconds
         load = serving_load_query(self.load, self.workload)
         queue = queue_query(self.workload)
+        ttft = ttft_histogram_query(self.workload)
         sources: dict[str, SignalSource] = {
             load: LlmCounterRate(signals, LOADS[self.load], delay, window),
             queue: LlmGauge(signals, "num_requests_waiting", delay),
         }
+        histograms = {ttft: LlmTtftBuckets(signals, delay, window)}
         simulation = build_simulation(
             self.workload,
             cluster,
-            TraceSignals(sources),
+            TraceSignals(sources, histograms),
             trace.start_seconds,
             trace.duration_seconds,
             settings.bounds,
@@ -438,9 +466,10 @@ class ServingControlLoopPolicy:
             self.options,
             self.core.estimate_cold_start,
         )
+        attainment = target_attainment(trace, cluster.profile, self.slo)
         workload = scaled_workload(
             self.workload,
-            {"load": load, "queue_depth": queue},
+            {"load": load, "queue_depth": queue, "ttft_histogram": ttft},
             None
             if self.learn_capacity
             else self.capacity or load_capacity(trace, cluster.profile, self.load),
@@ -448,6 +477,8 @@ class ServingControlLoopPolicy:
             settings.bounds,
             self.options,
             self.queue_depth_target_per_replica,
+            self.slo.ttft_seconds,
+            self.options.objective.model_copy(update={"ttft_attainment": attainment}),
         )
         asyncio.run(run_loop(simulation, workload, self.loop, self.core))
         return simulation

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from autoscaler.cost import DEFAULT_GPUS_PER_REPLICA, CostBasis
-from autoscaler.objective import DEFAULT_UNSERVED_SHARE
+from autoscaler.objective import DEFAULT_TTFT_ATTAINMENT, DEFAULT_UNSERVED_SHARE
 from autoscaler.observations import Signal
 from autoscaler.policy import (
     DEFAULT_ACTIVATION_UTILIZATION,
@@ -111,8 +111,10 @@ class QuerySettings(_Strict):
     """PromQL per signal. `$namespace` and `$workload` are replaced by the workload's (escaped)
     values, so one template serves many workloads. Units: load in requests per second for the
     whole workload (or tokens per second, with `load_unit: tokens`), latency in seconds, queue in
-    requests, GPU and KV-cache utilization as 0..1 ratios, TTFT in seconds (a high quantile). A
-    workload's `preset` fills these from its engine's metrics; any given here wins, null drops one."""
+    requests, GPU and KV-cache utilization as 0..1 ratios, TTFT in seconds (a high quantile);
+    `ttft_histogram` answers one series per `le`, the TTFT histogram's bucket rates over the last
+    minute summed by `le` (what the objective's TTFT misses are read from). A workload's
+    `preset` fills these from its engine's metrics; any given here wins, null drops one."""
 
     load: str = Field(min_length=1)
     p99_latency: str | None = None
@@ -120,6 +122,7 @@ class QuerySettings(_Strict):
     gpu_utilization: str | None = None
     kv_cache_utilization: str | None = None
     ttft: str | None = None
+    ttft_histogram: str | None = None
 
 
 class ForecastSettings(_Strict):
@@ -136,9 +139,13 @@ class ForecastSettings(_Strict):
 
 class ObjectiveSettings(_Strict):
     """What the workload must meet: at most `unserved_share` of its demand may find no ready
-    replica (0.001: one request in a thousand), over a trailing day."""
+    replica (0.001: one request in a thousand), over a trailing day. With `ttft_target_seconds`
+    and `queries.ttft_histogram` (preset: vllm has it), also `ttft_attainment` of its requests
+    must get their first token within the target (0.99: one in a hundred may miss); a target
+    between two bucket edges is interpolated within its bucket as histogram_quantile does."""
 
     unserved_share: float = Field(default=DEFAULT_UNSERVED_SHARE, gt=0, lt=1)
+    ttft_attainment: float = Field(default=DEFAULT_TTFT_ATTAINMENT, gt=0, lt=1)
 
 
 class PrewarmSettings(_Strict):
@@ -274,6 +281,11 @@ class WorkloadSettings(_Strict):
             forecast_quantile=self.forecast.quantile,
             forecast_floor_quantile=self.forecast.floor_quantile,
             objective_unserved_share=self.objective.unserved_share,
+            # Without the histogram there is nothing to measure the attainment on: a latency
+            # objective that never reads would never let the level fall.
+            objective_ttft_attainment=self.objective.ttft_attainment
+            if self.queries.ttft_histogram is not None
+            else None,
             forecast_scale_down_window_seconds=self.forecast.scale_down_window_seconds,
             forecast_headroom=self.forecast.headroom,
             default_cold_start_seconds=self.default_cold_start_seconds,

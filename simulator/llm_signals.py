@@ -5,9 +5,10 @@ The serving simulation (simulator/serving.py) scrapes every `scrape_seconds`: th
 over serving pods of the KV tokens held for their running requests, prompt + output reserved at
 admission) and the counters `vllm:prompt_tokens_total`, `vllm:generation_tokens_total` and
 the requests that arrived; each first token adds a TTFT observation to a histogram with vLLM's
-`vllm:time_to_first_token_seconds` buckets. A query at `now` sees only what was scraped by
-`now - delay` (the same scrape delay as simulator/metrics_pipeline.py), rates are over `window`
-seconds like PromQL `rate()`, and every reader returns None when nothing was scraped yet, never 0.
+`vllm:time_to_first_token_seconds` buckets, read as a quantile or as the bucket rates. A query
+at `now` sees only what was scraped by `now - delay` (the same scrape delay as
+simulator/metrics_pipeline.py), rates are over `window` seconds like PromQL `rate()`, and every
+reader returns None when nothing was scraped yet, never 0.
 
 Samples are appended while the simulation runs, in time order, so a policy ticked at `now` reads
 only the past. One function per signal, each `(now, [window,] delay) -> float | None`; `value`
@@ -102,6 +103,20 @@ class LlmSignals:
         below = cumulative[bucket - 1] if bucket > 0 else 0
         inside = counts[bucket]
         return float(lower + (TTFT_BUCKETS[bucket] - lower) * (rank - below) / inside) if inside else lower
+
+    def ttft_buckets(self, now: float, window: float, delay: float) -> tuple[float, ...] | None:
+        """`sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[window]))`: per TTFT_BUCKETS
+        bound and then +Inf, the TTFTs observed in the window at or below it, per second; zeros
+        when none were (the series exist once the engines do), None before the first scrape."""
+        end = now - delay
+        if not self._at or self._at[0] > end:
+            return None
+        lo = bisect.bisect_right(self._ttft_at, end - window)
+        hi = bisect.bisect_right(self._ttft_at, end)
+        counts = np.bincount(
+            np.searchsorted(TTFT_BUCKETS, self._ttft[lo:hi], side="left"), minlength=len(TTFT_BUCKETS) + 1
+        )
+        return tuple(float(c) / window for c in np.cumsum(counts))
 
     def value(self, name: str, now: float, window: float, delay: float) -> float | None:
         """Any signal by its vLLM name (without the `vllm:` prefix); `ttft_p99` for the TTFT p99."""

@@ -8,19 +8,22 @@ history on a step grid, None when there is none. Three kinds:
 - `LlmCounterRate`: the rate of one or more vLLM counters of the serving cluster summed, as
   `sum(rate(a[1m])) + sum(rate(b[1m]))` is: the request arrivals, or prompt + generation tokens.
 - `LlmGauge`: a vLLM gauge, summed over the serving pods (`num_requests_waiting`).
+And one histogram, read as its buckets (a `HistogramSource`): `LlmTtftBuckets`, the TTFT
+histogram's bucket rates, as `sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[1m]))` is.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from autoscaler.observations import Reading
+from autoscaler.observations import Histogram, Reading
 from forecasting.series import LoadSeries
-from simulator.llm_signals import LlmSignals
+from simulator.llm_signals import TTFT_BUCKETS, LlmSignals
 from simulator.view import MetricsPipeline
 
 
@@ -28,6 +31,10 @@ class SignalSource(Protocol):
     def instant(self, at: float) -> Reading | None: ...
 
     def history(self, start: float, end: float, step_seconds: float) -> LoadSeries | None: ...
+
+
+class HistogramSource(Protocol):
+    def histogram(self, at: float) -> Histogram | None: ...
 
 
 def _known(series: LoadSeries | None) -> LoadSeries | None:
@@ -89,3 +96,16 @@ class LlmGauge:
 
     def history(self, start: float, end: float, step_seconds: float) -> LoadSeries | None:
         return None  # the loop reads history for the load only
+
+
+@dataclass(frozen=True, slots=True)
+class LlmTtftBuckets:
+    signals: LlmSignals
+    delay_seconds: float
+    window_seconds: float
+
+    def histogram(self, at: float) -> Histogram | None:
+        counts = self.signals.ttft_buckets(at, self.window_seconds, self.delay_seconds)
+        if counts is None:
+            return None
+        return Histogram((*TTFT_BUCKETS, math.inf), counts, at - self.delay_seconds)

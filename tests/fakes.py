@@ -12,7 +12,7 @@ import numpy as np
 
 from autoscaler.decision import Decision, DecisionState, Reason
 from autoscaler.objective import quantiles
-from autoscaler.observations import Observations, Reading
+from autoscaler.observations import Histogram, Observations, Reading
 from autoscaler.policy import ScalingPolicy
 from forecasting.forecast import Forecast
 from forecasting.series import LoadSeries
@@ -42,9 +42,10 @@ class ScriptedSignals:
     exception is raised as is). A query in `gates` answers once its event is set, and a history
     read once `history_gate` is: a slow Prometheus whose answer the test releases, so no test
     depends on how fast this machine runs. `history_values[query](t)` gives the history at grid
-    time t."""
+    time t; `histograms[query](now)` the buckets a histogram query answers."""
 
     values: dict[str, Callable[[float], float | None]] = field(default_factory=dict)
+    histograms: dict[str, Callable[[float], Histogram | None]] = field(default_factory=dict)
     history_values: dict[str, Callable[[float], float]] = field(default_factory=dict)
     gates: dict[str, asyncio.Event] = field(default_factory=dict)
     history_gate: asyncio.Event | None = None
@@ -57,6 +58,9 @@ class ScriptedSignals:
             await self.gates[query].wait()
         value = self.values[query](at) if query in self.values else None
         return None if value is None else Reading(value=value, observed_at=at)
+
+    async def histogram(self, query: str, at: float) -> Histogram | None:
+        return self.histograms[query](at) if query in self.histograms else None
 
     async def history(self, query: str, start: float, end: float, step_seconds: float) -> LoadSeries | None:
         self.history_calls.append(query)

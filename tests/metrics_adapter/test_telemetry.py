@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -23,6 +24,7 @@ from autoscaler import (
 )
 from autoscaler.capacity import CapacityEstimate
 from autoscaler.objective import ObjectiveStatus
+from autoscaler.observations import Histogram
 from forecasting import Forecast
 from metrics_adapter.external_metrics_api import ExternalMetricsSettings, build_external_metrics_app
 from sidecar.latest_decisions import LatestDecisions, PublishedDecision
@@ -311,6 +313,7 @@ def test_every_signal_has_one_name_from_settings_to_the_metrics_labels() -> None
         gpu_utilization=Reading(0.25, fresh),
         kv_cache_utilization=Reading(0.9, fresh),
         ttft=Reading(3.0, fresh),
+        ttft_histogram=Histogram((2.0, math.inf), (9.0, 10.0), fresh),
     )
     decision, _ = decide(NOW, observations, None, policy, DecisionState())
     base = published("llama", replicas=decision.replicas)
@@ -320,7 +323,9 @@ def test_every_signal_has_one_name_from_settings_to_the_metrics_labels() -> None
         for name in ("autoscaler_signal_age_seconds", "autoscaler_recommended_replicas")
     }
     named = {signal.value for signal in Signal}
-    assert labels == {"autoscaler_signal_age_seconds": named, "autoscaler_recommended_replicas": named}
+    # The TTFT histogram asks for no replicas itself: it is what the objective's misses are read from.
+    asking = named - {Signal.TTFT_HISTOGRAM.value}
+    assert labels == {"autoscaler_signal_age_seconds": named, "autoscaler_recommended_replicas": asking}
     assert named == set(QuerySettings.model_fields), "each signal is a `queries` setting"
 
 

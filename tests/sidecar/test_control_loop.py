@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from autoscaler.decision import Reason
-from autoscaler.observations import Reading
+from autoscaler.observations import Histogram, Reading
 from forecasting.series import LoadSeries
 from sidecar.control_loop import ControlLoop, LoopPorts, ReplicaCount, append_reading, build_runtime
 from sidecar.core import load_core
@@ -172,6 +172,27 @@ async def test_missing_load_keeps_the_last_reading_ageing_and_holds(harness):
         assert item.decision.replicas == 5, "no scale-down on missing data"
     assert ages == [15, 30, 45, 60, 75, 90]
     assert harness.latest.get("ml", "llama").decision.reason is Reason.HELD_STALE
+
+
+async def test_a_histogram_query_reaches_the_decision_as_buckets_and_keeps_ageing(harness):
+    buckets = 'sum by (le) (rate(ttft_bucket{workload="llama"}[1m]))'
+    harness.loop.reconfigure(
+        [workload("llama", queries=QuerySettings(load=query("llama"), ttft_histogram=buckets))],
+        harness.loop.settings,
+    )
+    histogram = Histogram((1.0, math.inf), (3.0, 4.0), START - 15)
+    harness.signals.values = {query("llama"): lambda t: 42.0}
+    harness.signals.histograms = {buckets: lambda t: histogram}
+    await harness.loop.tick()
+    item = harness.latest.get("ml", "llama")
+    assert item is not None and item.observations.ttft_histogram == histogram
+    # The histogram stops answering: the last one stays, ageing, as a reading does.
+    harness.signals.histograms = {}
+    harness.clock.advance(15)
+    await harness.loop.tick()
+    item = harness.latest.get("ml", "llama")
+    assert item is not None and item.observations.ttft_histogram == histogram
+    assert histogram.age_seconds(harness.clock.now()) == 30
 
 
 async def test_refit_runs_in_the_executor_and_is_used_on_a_later_tick(harness):

@@ -10,6 +10,7 @@ every `rate()` and `histogram_quantile()` the presets run has one exact answer.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import aiohttp
 import pytest
 
 from autoscaler import Decision, DecisionState, Observations, Signal, decide
+from autoscaler.latency_misses import share_over
 from sidecar.control_loop import workload_queries
 from sidecar.engine_presets import PresetError, engine_presets, parse_preset
 from sidecar.prometheus_reader import PrometheusReader
@@ -42,7 +44,13 @@ def test_the_vllm_preset_fills_every_signal_it_knows_and_the_workload_overrides_
         )
     )
     queries = workload_queries(settings.workloads[0])
-    assert set(queries) == {Signal.LOAD, Signal.QUEUE_DEPTH, Signal.KV_CACHE_UTILIZATION, Signal.TTFT}
+    assert set(queries) == {
+        Signal.LOAD,
+        Signal.QUEUE_DEPTH,
+        Signal.KV_CACHE_UTILIZATION,
+        Signal.TTFT,
+        Signal.TTFT_HISTOGRAM,
+    }
     assert queries[Signal.QUEUE_DEPTH] == "sum(my_queue)"
     assert 'vllm:request_success_total{namespace="ml", pod=~"llama-.*"}' in queries[Signal.LOAD]
     kv = queries[Signal.KV_CACHE_UTILIZATION]
@@ -290,7 +298,15 @@ async def test_vllm_preset_reads_the_engines_metrics_into_decide(namespace: str,
         "tokens": (1000.0 + 100.0) * 3.0,
     }
     queries = {**workload_queries(workload), "tokens": workload_queries(tokens)[Signal.LOAD]}
+    histogram_query = queries.pop(Signal.TTFT_HISTOGRAM)
     readings = await _read_when_settled(engines, queries, expected)
+    async with aiohttp.ClientSession() as session:
+        reader = PrometheusReader(session, engines, FakeClock(), timeout_seconds=5)
+        histogram = await reader.histogram(histogram_query, time.time())
+    # Both pods' first tokens all land in (0.5, 1.0], 10/s each: 0.75 s is half way through it.
+    assert histogram is not None and histogram.bounds == (0.5, 1.0, 2.5, math.inf)
+    assert histogram.counts == pytest.approx((0.0, 20.0, 20.0, 20.0), rel=1e-3)
+    assert share_over(histogram, 0.75) == pytest.approx(0.5, rel=1e-3)
     decision = _decide(workload, readings)
     # 9 rps at 2 per replica -> 5; 12 waiting at 2 -> 6; KV 0.7 / 0.8 x 2 ready -> 2;
     # TTFT 0.995 / 0.5 x 2 -> 4; e2e p99 0.995 / 0.25 x 2 -> 8.

@@ -235,3 +235,44 @@ class serve:  # noqa: N801 - used as `async with serve(handler) as url`
 
     async def __aexit__(self, *exc) -> None:
         await self.runner.cleanup()
+
+
+def buckets(*series: tuple[dict, str]) -> dict:
+    result = [{"metric": labels, "value": [1000, value]} for labels, value in series]
+    return {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        pytest.param(buckets(({"le": "1.0"}, "3")), "bad_buckets", id="no +Inf bucket"),
+        pytest.param(buckets(({}, "3"), ({"le": "+Inf"}, "4")), "bad_buckets", id="a series without le"),
+        pytest.param(buckets(({"le": "x"}, "3"), ({"le": "+Inf"}, "4")), "bad_buckets", id="le not a number"),
+        pytest.param(buckets(({"le": "1"}, "3"), ({"le": "1.0"}, "3"), ({"le": "+Inf"}, "4")), "ambiguous",
+                     id="one edge twice: not summed by le"),
+        pytest.param(buckets(({"le": "1"}, "NaN"), ({"le": "+Inf"}, "4")), "not_finite", id="a NaN bucket"),
+        pytest.param(buckets(), "empty", id="no series"),
+        pytest.param(vector([1000, "5"]), "bad_buckets", id="one plain series"),
+    ],
+)  # fmt: skip
+async def test_unusable_buckets_are_missing(body, reason):
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response(body)
+
+    async with serve(answer) as url, aiohttp.ClientSession() as session:
+        reader = PrometheusReader(session, url, FakeClock())
+        assert await reader.histogram("h", at=1000.0) is None
+        assert dict(reader.stats.errors_total) == {reason: 1}
+
+
+async def test_buckets_come_back_in_edge_order_whatever_order_they_arrive_in():
+    body = buckets(({"le": "+Inf"}, "10"), ({"le": "2.5"}, "9"), ({"le": "1.0"}, "5"))
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response(body)
+
+    async with serve(answer) as url, aiohttp.ClientSession() as session:
+        histogram = await PrometheusReader(session, url, FakeClock()).histogram("h", at=1000.0)
+    assert histogram is not None
+    assert histogram.bounds == (1.0, 2.5, math.inf)
+    assert (histogram.counts, histogram.observed_at) == ((5, 9, 10), 1000)

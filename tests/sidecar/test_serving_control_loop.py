@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from sidecar.core import load_core
-from sidecar.replay_simulation import ServingControlLoopPolicy
+from sidecar.replay_simulation import LoopOptions, ServingControlLoopPolicy
+from sidecar.settings import ObjectiveSettings
 from simulator.llm_replay import LlmReplaySettings, default_sweep, load_capacity, run_policies
 from simulator.llm_report import Slo
 from simulator.llm_signals import LlmSignals
@@ -36,10 +37,20 @@ def burst_trace(seed: int = 3, minutes: int = 40) -> RequestTrace:
     return RequestTrace("burst", 1_700_000_000.0, arrivals, inputs, outputs)
 
 
-def drive(trace: RequestTrace, load: str = "tokens", capacity: float | None = None):
+DEFAULT_SLO = Slo()
+DEFAULT_OPTIONS = LoopOptions()
+
+
+def drive(
+    trace: RequestTrace,
+    load: str = "tokens",
+    capacity: float | None = None,
+    slo: Slo = DEFAULT_SLO,
+    options: LoopOptions = DEFAULT_OPTIONS,
+):
     draws = SETTINGS.cold_starts.draws()
     cluster = ServingCluster(trace, PROFILE, ServingSettings(1, 40), lambda: float(next(draws)), LlmSignals())
-    policy = ServingControlLoopPolicy(CORE, 0.6, load, name="predictive", capacity=capacity)
+    policy = ServingControlLoopPolicy(CORE, 0.6, load, options, name="predictive", capacity=capacity, slo=slo)
     simulation = policy.drive(cluster, SETTINGS)
     return simulation, cluster.finish("predictive")
 
@@ -64,6 +75,19 @@ def test_the_loop_scales_the_serving_cluster_through_the_hpa(load):
     published = {at - trace.start_seconds: replicas for at, replicas, _ in simulation.decisions}
     changes = np.flatnonzero(np.diff(run.tick_provisioned)) + 1
     assert all(run.tick_provisioned[i] == published[run.tick_at[i]] for i in changes)
+
+
+def test_the_workloads_ttft_slo_moves_its_objective_through_the_ttft_histogram():
+    # The burst's queues put first tokens past 2 s but never past 600 s: the same trace and
+    # capacity, the TTFT histogram the only difference the loop can see between the two runs.
+    # Half the demand may go unserved, so that the burst's load above capacity alone (which
+    # takes the level to the top at the default 0.001) leaves the level to the TTFT.
+    trace = burst_trace(minutes=30)
+    capacity = load_capacity(trace, PROFILE, "tokens")
+    options = LoopOptions(objective=ObjectiveSettings(unserved_share=0.5))
+    _, tight = drive(trace, capacity=capacity, slo=Slo(2.0), options=options)
+    _, loose = drive(trace, capacity=capacity, slo=Slo(600.0), options=options)
+    assert tight.gpu_hours > loose.gpu_hours * 1.05
 
 
 def test_the_loop_does_not_look_ahead():

@@ -132,6 +132,12 @@ def test_environment_override_that_is_not_json_is_named(monkeypatch):
             r"workloads\[ml/llama\]\.activation_utilization=1\.5: Input should be less than 1",
             id="activation threshold of a whole replica or more",
         ),
+        pytest.param(
+            "min_replicas: 2",
+            "min_replicas: 2\n    objective: {ttft_attainment: 1}",
+            r"workloads\[ml/llama\]\.objective\.ttft_attainment=1: Input should be less than 1",
+            id="a TTFT attainment of every request",
+        ),
         pytest.param("tick_seconds: 5", "tick_seconds: [5", r"not valid YAML", id="broken YAML"),
         pytest.param(
             '"$namespace"',
@@ -214,6 +220,20 @@ def test_a_workload_declares_an_objective_by_default() -> None:
     workload = parse_settings(GOOD).workloads[0]
     assert workload.objective.unserved_share == DEFAULT_UNSERVED_SHARE
     assert workload.to_policy().objective_unserved_share == DEFAULT_UNSERVED_SHARE
+
+
+def test_the_ttft_objective_applies_only_where_a_ttft_histogram_is_read() -> None:
+    from autoscaler.objective import DEFAULT_TTFT_ATTAINMENT
+
+    plain = parse_settings(GOOD).workloads[0]
+    assert plain.objective.ttft_attainment == DEFAULT_TTFT_ATTAINMENT
+    # Nothing to measure it on: a latency objective that never reads would never let go.
+    assert plain.to_policy().objective_ttft_attainment is None
+    vllm = parse_settings(
+        "kubernetes: {enabled: false}\nworkloads:\n  - name: llama\n    preset: vllm\n"
+        "    ttft_target_seconds: 2\n    objective: {ttft_attainment: 0.95}\n"
+    ).workloads[0]
+    assert vllm.to_policy().objective_ttft_attainment == 0.95
 
 
 def test_settings_nested_too_deeply_are_a_settings_error():

@@ -6,12 +6,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from autoscaler.latency_misses import share_over
 from simulator.llm_policies import KedaQueueAutoscaler
 from simulator.llm_signals import LlmSignals
 from simulator.metrics_pipeline import TraceMetrics
 from simulator.request_trace import RequestTrace
 from simulator.serving import ServingSettings, serve
 from simulator.serving_profile import ProfileError, ServingProfile, load_profile
+from simulator.signal_sources import LlmTtftBuckets
 
 PROFILE = ServingProfile(
     name="test",
@@ -113,7 +115,7 @@ def test_requests_wait_at_the_gateway_while_no_replica_is_ready():
 def test_signals_respect_the_scrape_delay_and_report_the_queue():
     signals = LlmSignals()
     trace = trace_of(np.linspace(0, 60, 300), [4000] * 300, [20] * 300)
-    run(trace, Scripted([1]), signals=signals)
+    outcome = run(trace, Scripted([1]), signals=signals)
     assert signals.num_requests_waiting(10.0, delay=15.0) is None
     assert signals.request_rate(30.0, 60.0, 0.0) == pytest.approx(300 / 60, rel=0.1)
     waiting = signals.num_requests_waiting(40.0, 0.0)
@@ -124,6 +126,13 @@ def test_signals_respect_the_scrape_delay_and_report_the_queue():
     p99 = signals.ttft_quantile(60.0, 30.0, 0.0)
     assert p99 is not None and p99 > 10
     assert signals.value("ttft_p99", 60.0, 30.0, 0.0) == p99
+    # The buckets the p99 was read from: the share over it is the 1 % it leaves above.
+    buckets = LlmTtftBuckets(signals, 0.0, 30.0).histogram(60.0)
+    assert buckets is not None and buckets.observed_at == 60.0
+    assert share_over(buckets, p99) == pytest.approx(0.01)
+    first = outcome.first_token_s
+    assert buckets.counts[-1] * 30.0 == pytest.approx(np.sum((first > 30.0) & (first <= 60.0)))
+    assert LlmTtftBuckets(signals, 15.0, 30.0).histogram(10.0) is None, "nothing scraped by then"
     history = signals.history("requests_total", 0.0, 60.0, 10.0)
     assert history is not None and np.nansum(history.values) * 10 == pytest.approx(300, abs=10)
 
