@@ -61,9 +61,11 @@ class ResidualQuantiles:
         scale = np.maximum(points, self.scale_floor_rps)
         ordered = tuple(sorted(quantiles))
         offsets = self._offsets_at(ordered)[:, leads]
-        return {
-            q: np.maximum(points + offset * scale, 0.0) for q, offset in zip(ordered, offsets, strict=True)
-        }
+        # Every quantile in one numpy call (a quantile per leading axis): one call per quantile
+        # was a tenth of a tick's prediction with the objective's 13 quantiles.
+        offsets = offsets.reshape(len(ordered), *(1,) * (points.ndim - 1), horizon)
+        paths = np.maximum(points + offsets * scale, 0.0)
+        return dict(zip(ordered, paths, strict=True))
 
     def _offsets_at(self, ordered: tuple[float, ...]) -> np.ndarray:
         """(quantile, lead) matrix of error quantiles; zeros when no error is known."""
