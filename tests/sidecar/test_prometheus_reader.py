@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from sidecar.prometheus_reader import PrometheusReader, escape_label_value, render_query
+from sidecar.prometheus_reader import (
+    BATCH_LABEL,
+    PrometheusReader,
+    batchable,
+    escape_label_value,
+    render_query,
+)
 from tests.conftest import free_port
 from tests.fakes import FakeClock
 
@@ -226,7 +232,7 @@ class serve:  # noqa: N801 - used as `async with serve(handler) as url`
 
     async def __aenter__(self) -> str:
         app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", self.handler)
+        app.router.add_route("*", "/{tail:.*}", self.handler)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         port = free_port()
@@ -235,3 +241,102 @@ class serve:  # noqa: N801 - used as `async with serve(handler) as url`
 
     async def __aexit__(self, *exc) -> None:
         await self.runner.cleanup()
+
+
+# --- instant queries of one pass of the event loop share a request -------------------------------
+
+# What a batch must not change: every one of these reads, together, what it reads alone.
+TOGETHER = [
+    'load_rps{workload="llama"}',
+    'sum(load_rps{workload="twin"})',
+    '2 * load_rps{workload="llama"} # a comment must not swallow the batch',
+    'load_rps{workload="nobody"}',
+    'load_rps{workload="nan"}',
+    'load_rps{workload="twin"}',
+    render_query('load_rps{workload="$workload"}', {"workload": TRICKY}),
+    'max by (workload) (load_rps{workload=~"llama|gappy"}) > 7',
+]
+
+
+async def read_alone(url: str, query: str, at: float) -> tuple[float, float] | None:
+    async with aiohttp.ClientSession() as session:
+        reading = await PrometheusReader(session, url, FakeClock()).instant(query, at)
+    return None if reading is None else (reading.value, reading.observed_at)
+
+
+@pytest.mark.integration
+async def test_queries_asked_together_read_in_one_request_what_each_reads_alone(reader, backfilled):
+    server, end = backfilled
+    at = end - 120.0
+    alone = [await read_alone(server.url, query, at) for query in TOGETHER]
+    together = await asyncio.gather(*(reader.instant(query, at) for query in TOGETHER))
+    assert [None if r is None else (r.value, r.observed_at) for r in together] == alone
+    assert reader.stats.queries_total == 1
+    # Missing, NaN and two series stay what they were alone: missing, never 0 or a sum.
+    assert alone[3] is None and alone[4] is None and alone[5] is None and alone[0] is not None
+    assert dict(reader.stats.errors_total) == {"empty": 1, "not_finite": 1, "ambiguous": 1}
+
+
+@pytest.mark.integration
+async def test_a_query_that_breaks_its_batch_is_read_alone_and_the_others_still_read(reader, backfilled):
+    _, end = backfilled
+    at = end - 120.0
+    scalar = "scalar(sum(load_rps{workload='twin'}))"  # fine alone, refused inside label_replace
+    matrix = 'load_rps{workload="llama"}[5m]'  # refused alone too
+    queries = ['load_rps{workload="llama"}', scalar, matrix, 'sum(load_rps{workload="twin"})']
+    first = await asyncio.gather(*(reader.instant(query, at) for query in queries))
+    llama = 10 + int(at // STEP) % 7
+    assert [None if r is None else r.value for r in first] == [llama, 3.0, None, 3.0]
+    assert reader.stats.queries_total == 1 + 4  # the batch, then each query alone
+    second = await asyncio.gather(*(reader.instant(query, at) for query in queries))
+    assert [None if r is None else r.value for r in second] == [llama, 3.0, None, 3.0]
+    assert reader.stats.queries_total == 5 + 3  # the scalar and the matrix alone, the others together
+
+
+@pytest.mark.integration
+async def test_a_query_that_would_close_its_wrapper_is_never_batched(reader, backfilled):
+    _, end = backfilled
+    # Alone, a syntax error. Inside `label_replace(Q, tag, "0", "", "")` it would tag vector(5)
+    # with the next query's index and answer 0 for itself.
+    crafted = f'vector(5), "{BATCH_LABEL}", "1", "", "") or label_replace(vector(0)'
+    llama = 'load_rps{workload="llama"}'
+    readings = await asyncio.gather(reader.instant(crafted, end - 120.0), reader.instant(llama, end - 120.0))
+    assert readings[0] is None and dict(reader.stats.errors_total) == {"bad_query": 1}
+    assert readings[1] is not None and readings[1].value == 10 + int((end - 120) // STEP) % 7
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param('sum(rate(x{pod=~"$w-.*"}[1m]))', True, id="an aggregation"),
+        pytest.param('x{a=")"} + y{b="(,"}', True, id="brackets and commas inside strings"),
+        pytest.param("x{a=`)\\`} # ), (\n + y", True, id="raw strings and comments"),
+        pytest.param("histogram_quantile(0.99, sum by (le) (rate(x[2m])))", True, id="commas inside calls"),
+        pytest.param("x) or vector(1", False, id="closes a bracket it did not open"),
+        pytest.param("vector(1), 2", False, id="a comma at the top level"),
+        pytest.param("sum(x", False, id="an unclosed bracket"),
+        pytest.param('x{a="}', False, id="an unclosed string"),
+        pytest.param('x{a="\\"}', False, id="an escaped quote does not close the string"),
+        pytest.param("  ", False, id="nothing"),
+    ],
+)
+def test_batchable(query: str, expected: bool) -> None:
+    assert batchable(query) is expected
+
+
+async def test_a_batch_that_times_out_leaves_no_time_to_read_alone_and_is_missing():
+    release = asyncio.Event()
+    requests: list[str] = []
+
+    async def slow(request: web.Request) -> web.Response:
+        requests.append(request.method)
+        await release.wait()
+        return web.json_response(vector([1000, "5"]))
+
+    async with serve(slow) as url, aiohttp.ClientSession() as session:
+        reader = PrometheusReader(session, url, FakeClock(), timeout_seconds=0.2)
+        readings = await asyncio.gather(reader.instant("up", 1000.0), reader.instant("down", 1000.0))
+        assert readings == [None, None]
+        assert dict(reader.stats.errors_total) == {"timeout": 2}
+        assert requests == ["POST"]  # the batch alone: its timeout is the whole budget
+        release.set()
