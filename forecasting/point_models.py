@@ -127,11 +127,12 @@ class FittedPointModel:
         week_steps = max(1, round(WEEK_SECONDS / visible.step_seconds))
         dropped = max(0, len(visible.values) - lookback)
         first = dropped - dropped % week_steps
-        known = np.flatnonzero(~np.isnan(visible.values))
-        if known.size and known[-1] < first:
+        if first > 0 and np.isnan(visible.values[first:]).all():
             # Every known value is older than the lookback (a long outage): start at the week
             # holding the newest one, so the paths carry it on instead of being NaN.
-            first = known[-1] - known[-1] % week_steps
+            known = np.flatnonzero(~np.isnan(visible.values))
+            if known.size:
+                first = known[-1] - known[-1] % week_steps
         values = visible.values[first:]
         if not len(values):
             return _unknown(visible, horizon_steps, quantiles, self.name)
