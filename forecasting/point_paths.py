@@ -62,9 +62,10 @@ def seasonal_naive(
     source = origins[:, None] + leads[None, :] - periods_back[None, :]
     if len(values) == 0:
         return np.full(source.shape, np.nan)
-    # One fill for the sources and the fallback level (last_value's) together.
-    before = np.clip(origins - 1, 0, len(values) - 1)
-    filled = filled_at(values, np.concatenate([np.clip(source, 0, None).ravel(), before]))
+    # One fill for the sources and the fallback level (last_value's) together. Clipped with
+    # maximum/minimum: np.clip's dispatch costs more than the few hundred indices it clips.
+    before = np.minimum(np.maximum(origins - 1, 0), len(values) - 1)
+    filled = filled_at(values, np.concatenate([np.maximum(source, 0).ravel(), before]))
     paths = filled[: source.size].reshape(source.shape)
     fallback = np.where(origins >= 1, filled[source.size :], np.nan)[:, None]
     return np.where((source >= 0) & ~np.isnan(paths), paths, fallback)
@@ -137,7 +138,7 @@ def _level_before_at(values: np.ndarray, origins: np.ndarray) -> np.ndarray:
     """`_level_before(forward_fill(values), origins)`, filling only what the origins read."""
     if len(values) == 0:
         return np.full(len(origins), np.nan)
-    index = np.clip(origins - 1, 0, len(values) - 1)
+    index = np.minimum(np.maximum(origins - 1, 0), len(values) - 1)
     return np.where(origins >= 1, filled_at(values, index), np.nan)
 
 
