@@ -34,6 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from string import Template
 from typing import Any
 
@@ -394,6 +395,7 @@ def _checked(reading: Reading, at: float) -> Reading:
     return reading
 
 
+@lru_cache(maxsize=16_384)  # a workload asks the same queries every tick
 def batchable(query: str) -> bool:
     """Whether `query` can only be one whole expression inside `label_replace(query, ...)`: its
     brackets balance and no comma stands at its top level, strings and comments aside (PromQL's
