@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 from aiohttp import web
 
+from sidecar.control_loop import ControlLoop, LoopPorts
+from sidecar.core import load_core
+from sidecar.latest_decisions import LatestDecisions
 from sidecar.prometheus_reader import (
     BATCH_LABEL,
     PrometheusReader,
@@ -19,6 +22,7 @@ from sidecar.prometheus_reader import (
     escape_label_value,
     render_query,
 )
+from sidecar.settings import LoopSettings, QuerySettings, WorkloadSettings
 from tests.conftest import free_port
 from tests.fakes import FakeClock
 
@@ -340,3 +344,49 @@ async def test_a_batch_that_times_out_leaves_no_time_to_read_alone_and_is_missin
         assert dict(reader.stats.errors_total) == {"timeout": 2}
         assert requests == ["POST"]  # the batch alone: its timeout is the whole budget
         release.set()
+
+
+@pytest.mark.integration
+async def test_a_tick_of_many_workloads_reads_their_loads_together_and_a_missing_one_holds(backfilled):
+    server, end = backfilled
+    names = ["llama", "gappy", "twin", *(f"gone-{i}" for i in range(27))]
+    clock = FakeClock(end - 135.0)
+    latest = LatestDecisions()
+    the_core = load_core()
+    async with aiohttp.ClientSession() as session:
+        reader = PrometheusReader(session, server.url, clock, timeout_seconds=5)
+        loop = ControlLoop(
+            workloads=[
+                WorkloadSettings(
+                    name=name,
+                    namespace="ml",
+                    queries=QuerySettings(load='load_rps{workload="$workload"}'),
+                    replica_capacity_rps=1.0,
+                    min_replicas=3,
+                )
+                for name in names
+            ],
+            settings=LoopSettings(history_seconds=3600),
+            ports=LoopPorts(
+                signals=reader, decide=the_core.decide, models=the_core.models, latest=latest, clock=clock
+            ),
+        )
+        reader.source_of = loop.query_source
+        await loop.tick()
+        await loop.settle()
+        clock.advance(15.0)
+        before = reader.stats.queries_total
+        await loop.tick()
+        # Thirty workloads' loads in one request; no history is due again.
+        assert reader.stats.queries_total - before == 1
+        at = clock.now()
+        for name in names:
+            published = latest.get("ml", name)
+            assert published is not None
+            alone = await read_alone(server.url, f'load_rps{{workload="{name}"}}', at)
+            load = published.observations.load
+            assert (None if load is None else (load.value, load.observed_at)) == alone, name
+        # No series, or two (twin), is missing load: the count is held, never read as 0 rps.
+        for name in ("twin", "gone-0"):
+            decision = latest.get("ml", name).decision
+            assert decision.replicas == 3 and decision.reason.value == "held_stale"
