@@ -487,6 +487,9 @@ def _fill_matrix(data: Any, values: np.ndarray, first: float, step_seconds: floa
     samples = series.get("values") if isinstance(series, dict) else None
     if not isinstance(samples, list):
         raise QueryError("bad_response", "matrix series has no values list")
+    landed = _fill_well_formed(samples, values, first, step_seconds)
+    if landed is not None:
+        return landed
     landed = False
     for pair in samples:
         timestamp, value = _sample(pair)
@@ -495,3 +498,28 @@ def _fill_matrix(data: Any, values: np.ndarray, first: float, step_seconds: floa
             values[index] = value
             landed = True
     return landed
+
+
+def _fill_well_formed(
+    samples: list[Any], values: np.ndarray, first: float, step_seconds: float
+) -> bool | None:
+    """What the loop in _fill_matrix does, in numpy, when every sample is a pair of a finite time
+    and a value: a week of minutes is 10,080 samples a workload, and that loop was the largest
+    part of a first tick for 1,000 workloads. None when any sample is not such a pair: the loop
+    then raises naming it."""
+    try:
+        pairs = np.array(samples, dtype=object)
+        if pairs.ndim != 2 or pairs.shape[1] != 2:
+            return None
+        times = pairs[:, 0].astype(float)
+        # float() of each value, as _finite reads them: "NaN" and "+Inf" parse and are dropped.
+        raw = pairs[:, 1].astype(float)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not np.isfinite(times).all():
+        return None
+    # np.round rounds halves to even, as round() does.
+    index = np.round((times - first) / step_seconds)
+    keep = np.isfinite(raw) & (index >= 0) & (index < len(values))
+    values[index[keep].astype(int)] = raw[keep]
+    return bool(keep.any())

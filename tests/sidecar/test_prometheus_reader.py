@@ -390,3 +390,26 @@ async def test_a_tick_of_many_workloads_reads_their_loads_together_and_a_missing
         for name in ("twin", "gone-0"):
             decision = latest.get("ml", name).decision
             assert decision.replicas == 3 and decision.reason.value == "held_stale"
+
+
+@pytest.mark.parametrize(
+    ("values", "reason", "expected"),
+    [
+        pytest.param([[60, "1"], [120, "2.5"]], None, [1.0, 2.5], id="well formed"),
+        pytest.param([[60, "+Inf"], [120, "x"]], None, None, id="no finite value: no history"),
+        pytest.param([[60, "1"], [120]], "bad_response", None, id="a sample that is no pair"),
+        pytest.param([[60, "1"], ["soon", "2"]], "bad_response", None, id="a time that is no number"),
+        pytest.param([[60, "1"], [120, 10**400]], None, [1.0, None], id="a value beyond a float is missing"),
+    ],
+)
+async def test_range_samples_are_judged_one_by_one(values, reason, expected):
+    async def answer(request: web.Request) -> web.Response:
+        matrix = {"resultType": "matrix", "result": [{"metric": {}, "values": values}]}
+        return web.json_response({"status": "success", "data": matrix})
+
+    async with serve(answer) as url, aiohttp.ClientSession() as session:
+        reader = PrometheusReader(session, url, FakeClock())
+        series = await reader.history("up", 60.0, 120.0, 60)
+    assert dict(reader.stats.errors_total) == ({reason: 1} if reason else {})
+    got = None if series is None else [None if math.isnan(v) else v for v in series.values]
+    assert got == expected
