@@ -96,7 +96,8 @@ def render_query(template: str, values: dict[str, str]) -> str:
 
 @dataclass
 class QueryStats:
-    """What the reader has seen, for /metrics and /readyz. Times are Unix seconds."""
+    """What the reader has seen, for /metrics and /readyz. Times are Unix seconds.
+    `queries_total` counts HTTP requests: a batch of instant queries is one."""
 
     queries_total: int = 0
     errors_total: Counter[str] = field(default_factory=Counter)
