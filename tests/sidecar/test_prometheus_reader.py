@@ -90,11 +90,16 @@ async def test_history_lands_on_the_grid_with_gaps_as_nan(reader, backfilled):
 @pytest.mark.integration
 async def test_long_history_is_split_under_the_point_limit(reader, backfilled):
     _, end = backfilled
-    # 3 hours at 1 s is 10,801 points: over Prometheus's 11,000 cap only with two requests of ours.
+    # 3 hours at 1 s is 10,801 points: one request, under Prometheus's cap of 11,000.
     series = await reader.history('load_rps{workload="llama"}', end - 3 * 3600, end, 1)
     assert series is not None and len(series.values) == 3 * 3600 + 1
-    assert reader.stats.queries_total == 2
-    assert not np.isnan(series.values[-1])
+    assert reader.stats.queries_total == 1
+    # 5 hours at 1 s (18,001 points) is over it: two requests, the first of 11,000 points.
+    series = await reader.history('load_rps{workload="llama"}', end - 5 * 3600, end, 1)
+    assert series is not None and len(series.values) == 5 * 3600 + 1
+    assert reader.stats.queries_total == 3
+    assert not np.isnan(series.values[-1]) and not np.isnan(series.values[11_000])
+    assert not np.isnan(series.values[10_999]) and not reader.stats.errors_total
 
 
 @pytest.mark.parametrize(
