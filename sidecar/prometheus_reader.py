@@ -58,6 +58,8 @@ WARN_EVERY_SECONDS = 60.0
 # Queries per batched request: 1,000 workloads' load is 10 requests, and one query that makes its
 # batch fail costs at most 99 others a second try.
 BATCH_SIZE = 100
+# Below aiohttp's default pool of 100 connections per session, which the sidecar uses.
+RANGE_REQUESTS_AT_ONCE = 32
 # The label a batch tags each query's series with (its index in the batch).
 BATCH_LABEL = "__autoscaler_batch_index"
 
@@ -137,6 +139,11 @@ class PrometheusReader:
         # Queries that did not answer as an instant vector when read alone; bounded like _warned_at.
         self._alone: set[str] = set()
         self._batch_warned_at = -math.inf
+        # Range requests in flight at once. A request's timeout starts once it has a slot: at a
+        # start with 1,000 workloads, 1,000 history reads queued for the session's 100 connections
+        # and two thirds timed out waiting, to be read again four ticks later. Fewer slots than
+        # connections also leave the instant batches a connection of their own.
+        self._range_slots = asyncio.Semaphore(RANGE_REQUESTS_AT_ONCE)
 
     async def instant(self, query: str, at: float) -> Reading | None:
         """The query's single value at `at`, stamped with the time Prometheus evaluated it."""
@@ -268,7 +275,8 @@ class PrometheusReader:
                 "step": f"{step_seconds:g}",
             }
             try:
-                data = await self._get("/api/v1/query_range", params, "range")
+                async with self._range_slots:
+                    data = await self._get("/api/v1/query_range", params, "range")
                 seen |= _fill_matrix(data, values, first, step_seconds)
             except QueryError as failure:
                 self._record_failure(failure, query)

@@ -17,13 +17,14 @@ from sidecar.core import load_core
 from sidecar.latest_decisions import LatestDecisions
 from sidecar.prometheus_reader import (
     BATCH_LABEL,
+    RANGE_REQUESTS_AT_ONCE,
     PrometheusReader,
     batchable,
     escape_label_value,
     render_query,
 )
 from sidecar.settings import LoopSettings, QuerySettings, WorkloadSettings
-from tests.conftest import free_port
+from tests.conftest import eventually, free_port
 from tests.fakes import FakeClock
 
 STEP = 60
@@ -418,3 +419,28 @@ async def test_range_samples_are_judged_one_by_one(values, reason, expected):
     assert dict(reader.stats.errors_total) == ({reason: 1} if reason else {})
     got = None if series is None else [None if math.isnan(v) else v for v in series.values]
     assert got == expected
+
+
+async def test_range_requests_wait_for_a_slot_before_their_timeout_starts():
+    in_flight: list[asyncio.Event] = []
+    release = asyncio.Event()
+    most = 0
+
+    async def held(request: web.Request) -> web.Response:
+        nonlocal most
+        in_flight.append(asyncio.Event())
+        most = max(most, sum(not done.is_set() for done in in_flight))
+        mine = in_flight[-1]
+        await release.wait()
+        mine.set()
+        matrix = {"resultType": "matrix", "result": [{"metric": {}, "values": [[120, "1"]]}]}
+        return web.json_response({"status": "success", "data": matrix})
+
+    async with serve(held) as url, aiohttp.ClientSession() as session:
+        reader = PrometheusReader(session, url, FakeClock(), timeout_seconds=30)
+        reads = [asyncio.ensure_future(reader.history(f"q{i}", 60.0, 120.0, 60)) for i in range(100)]
+        await eventually(lambda: len(in_flight) == RANGE_REQUESTS_AT_ONCE, what="the slots to fill")
+        release.set()
+        series = await asyncio.gather(*reads)
+    assert all(s is not None for s in series) and not reader.stats.errors_total
+    assert most == RANGE_REQUESTS_AT_ONCE and len(in_flight) == 100
