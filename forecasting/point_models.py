@@ -61,9 +61,11 @@ class ResidualQuantiles:
         scale = np.maximum(points, self.scale_floor_rps)
         ordered = tuple(sorted(quantiles))
         offsets = self._offsets_at(ordered)[:, leads]
-        return {
-            q: np.maximum(points + offset * scale, 0.0) for q, offset in zip(ordered, offsets, strict=True)
-        }
+        # Every quantile in one numpy call (a quantile per leading axis): one call per quantile
+        # was a tenth of a tick's prediction with the objective's 13 quantiles.
+        offsets = offsets.reshape(len(ordered), *(1,) * (points.ndim - 1), horizon)
+        paths = np.maximum(points + offsets * scale, 0.0)
+        return dict(zip(ordered, paths, strict=True))
 
     def _offsets_at(self, ordered: tuple[float, ...]) -> np.ndarray:
         """(quantile, lead) matrix of error quantiles; zeros when no error is known."""
@@ -125,11 +127,12 @@ class FittedPointModel:
         week_steps = max(1, round(WEEK_SECONDS / visible.step_seconds))
         dropped = max(0, len(visible.values) - lookback)
         first = dropped - dropped % week_steps
-        known = np.flatnonzero(~np.isnan(visible.values))
-        if known.size and known[-1] < first:
+        if first > 0 and np.isnan(visible.values[first:]).all():
             # Every known value is older than the lookback (a long outage): start at the week
             # holding the newest one, so the paths carry it on instead of being NaN.
-            first = known[-1] - known[-1] % week_steps
+            known = np.flatnonzero(~np.isnan(visible.values))
+            if known.size:
+                first = known[-1] - known[-1] % week_steps
         values = visible.values[first:]
         if not len(values):
             return _unknown(visible, horizon_steps, quantiles, self.name)

@@ -22,9 +22,25 @@ def forward_fill(values: np.ndarray) -> np.ndarray:
     return np.where(last_known >= 0, filled, np.nan)
 
 
+def filled_at(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """`forward_fill(values)[index]` for indices inside `values`, filling only from the smallest
+    one on: a prediction reads a few hundred steps near the end of a week of history, and filling
+    the whole week on every tick of every workload was most of a prediction's cost."""
+    if index.size == 0:
+        return np.empty(index.shape)
+    low = int(index.min())
+    filled = forward_fill(values[low : int(index.max()) + 1])
+    if np.isnan(filled[0]):
+        # After the fill only a leading gap is NaN: it carries the last value known before it.
+        known_before = np.flatnonzero(~np.isnan(values[:low]))
+        if known_before.size:
+            filled = np.where(np.isnan(filled), values[known_before[-1]], filled)
+    return filled[index - low]
+
+
 def last_value(values: np.ndarray, origins: np.ndarray, horizon_steps: int) -> np.ndarray:
     """Flat path at the last known value before each origin."""
-    level = _level_before(forward_fill(values), origins)
+    level = _level_before_at(values, origins)
     return np.repeat(level[:, None], horizon_steps, axis=1)
 
 
@@ -39,14 +55,19 @@ def seasonal_naive(
 ) -> np.ndarray:
     """The value one period earlier (several periods earlier for leads beyond one period).
     Origins with less than a period of history fall back to the last value."""
-    filled = forward_fill(values)
     leads = np.arange(horizon_steps)
     # Lead h reads h - k*P with k = ceil((h+1)/P) so the source is always before the origin:
     # with P = 1440 and h = 29 that is origin - 1411.
     periods_back = (leads // period_steps + 1) * period_steps
     source = origins[:, None] + leads[None, :] - periods_back[None, :]
-    paths = filled[np.clip(source, 0, None)]
-    fallback = _level_before(filled, origins)[:, None]  # last_value's, without filling again
+    if len(values) == 0:
+        return np.full(source.shape, np.nan)
+    # One fill for the sources and the fallback level (last_value's) together. Clipped with
+    # maximum/minimum: np.clip's dispatch costs more than the few hundred indices it clips.
+    before = np.minimum(np.maximum(origins - 1, 0), len(values) - 1)
+    filled = filled_at(values, np.concatenate([np.maximum(source, 0).ravel(), before]))
+    paths = filled[: source.size].reshape(source.shape)
+    fallback = np.where(origins >= 1, filled[source.size :], np.nan)[:, None]
     return np.where((source >= 0) & ~np.isnan(paths), paths, fallback)
 
 
@@ -111,6 +132,14 @@ def _smooth(values: np.ndarray, halflife_steps: float) -> np.ndarray:
         return values
     series = pd.Series(values)
     return series.ewm(halflife=halflife_steps, ignore_na=True).mean().to_numpy()
+
+
+def _level_before_at(values: np.ndarray, origins: np.ndarray) -> np.ndarray:
+    """`_level_before(forward_fill(values), origins)`, filling only what the origins read."""
+    if len(values) == 0:
+        return np.full(len(origins), np.nan)
+    index = np.minimum(np.maximum(origins - 1, 0), len(values) - 1)
+    return np.where(origins >= 1, filled_at(values, index), np.nan)
 
 
 def _level_before(filled: np.ndarray, origins: np.ndarray) -> np.ndarray:

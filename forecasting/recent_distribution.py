@@ -62,7 +62,7 @@ class RecentQuantiles:
         return Forecast(
             start=visible.end,
             step_seconds=step,
-            quantiles={q: np.full(horizon_steps, level) for q, level in zip(ordered, levels, strict=True)},
+            quantiles=dict(zip(ordered, np.repeat(levels[:, None], horizon_steps, axis=1), strict=True)),
             model=self.name,
             # Unscored on purpose: the spread of the paths is this model's uncertainty already,
             # and decide() shrinking it towards the live load would undo what it is for.
@@ -79,17 +79,19 @@ def daily_shift(values: np.ndarray, step_seconds: float) -> float:
     day = round(DAY_SECONDS / step_seconds)
     before = max(1, round(RECENT_SECONDS / step_seconds))
     after = max(1, round(AHEAD_SECONDS / step_seconds))
-    now = len(values)
-    total_before = total_after = 0.0
-    for days in range(1, SEASONAL_DAYS + 1):
-        origin = now - days * day
-        if origin - before < 0:
-            break
-        earlier, later = values[origin - before : origin], values[origin : origin + after]
-        if np.isnan(earlier).all() or np.isnan(later).all():
-            continue
-        total_before += float(np.nanmean(earlier))
-        total_after += float(np.nanmean(later))
+    origins = len(values) - day * np.arange(1, SEASONAL_DAYS + 1)
+    origins = origins[origins >= before]
+    # All the days' windows in two matrices, one row a day: a pair of nanmeans per day was
+    # two thirds of this model's prediction, which runs every tick for every workload. A later
+    # window never runs past the end: a day is longer than AHEAD_SECONDS.
+    earlier = values[origins[:, None] + np.arange(-before, 0)]
+    later = values[origins[:, None] + np.arange(after)]
+    usable = ~np.isnan(earlier).all(axis=1) & ~np.isnan(later).all(axis=1)
+    if not usable.any():
+        return 1.0
+    # Summed in day order, one day's mean at a time, as the sum over the days is defined.
+    total_before = sum(np.nanmean(earlier[usable], axis=1).tolist(), 0.0)
+    total_after = sum(np.nanmean(later[usable], axis=1).tolist(), 0.0)
     if total_before <= 0 or total_after <= 0:
         return 1.0
-    return float(np.clip(total_after / total_before, 1 - MAX_DAILY_SHIFT, 1 + MAX_DAILY_SHIFT))
+    return min(max(total_after / total_before, 1 - MAX_DAILY_SHIFT), 1 + MAX_DAILY_SHIFT)

@@ -42,7 +42,10 @@ class LoadSeries:
     def visible(self) -> LoadSeries:
         """The part of the series before the cutoff (what a forecaster may use)."""
         assert self.cutoff is not None
-        keep = int(np.clip(np.floor((self.cutoff - self.start) / self.step_seconds), 0, len(self.values)))
+        seen = (self.cutoff - self.start) / self.step_seconds
+        if seen >= len(self.values):
+            return self  # all of it: every tick of every workload asks, and copies cost
+        keep = int(np.clip(np.floor(seen), 0, len(self.values)))
         return LoadSeries(self.start, self.step_seconds, self.values[:keep], self.cutoff)
 
     def until(self, cutoff: float) -> LoadSeries:

@@ -6,7 +6,9 @@ A workload's tick: `loop.workload_timeout_seconds` (T, default 10 s), after whic
 abandoned and the previous decision stays (and ages).
   - Instant queries and the replica read run together; each must end by READ_SHARE * T (4 s at
     the default). Prometheus: `prometheus.timeout_seconds` (default 4 s; Prometheus also gets it
-    as its own `timeout`), which the settings refuse above READ_SHARE * T. Replica read:
+    as its own `timeout`), which the settings refuse above READ_SHARE * T; a batch of a tick's
+    instant queries and, when it is refused, their reads one by one share that one timeout
+    (sidecar.prometheus_reader). Replica read:
     `read_budget(T)`, the smaller of REQUEST_TIMEOUT_SECONDS (10 s) and READ_SHARE * T, so a
     silent API server costs the read, not the tick (it once waited 10 s = T and the two raced).
   - The history read waits at most T / 2 (control_loop._refresh_history); it runs on as its own

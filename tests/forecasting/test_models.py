@@ -9,7 +9,7 @@ import pytest
 
 from forecasting import MODELS, Forecaster, LoadSeries, SelectBest, backtest, point_paths
 from forecasting.point_models import PointPaths
-from forecasting.point_paths import forward_fill, seasonal_change, seasonal_naive
+from forecasting.point_paths import filled_at, forward_fill, seasonal_change, seasonal_naive
 
 QUANTILES = (0.5, 0.9, 0.99)
 DAY = 1440
@@ -153,6 +153,41 @@ def test_auto_falls_back_to_last_value_on_short_history() -> None:
 )
 def test_forward_fill(values: list[float], expected: list[float]) -> None:
     np.testing.assert_array_equal(forward_fill(np.array(values)), np.array(expected))
+
+
+@pytest.mark.parametrize(
+    ("values", "index", "expected"),
+    [
+        pytest.param(
+            [1.0, np.nan, np.nan, 4.0, np.nan], [4, 2], [4.0, 1.0], id="a gap at the window start carries in"
+        ),
+        pytest.param(
+            [np.nan, np.nan, 3.0, np.nan], [1, 3], [np.nan, 3.0], id="nothing known before stays missing"
+        ),
+        pytest.param([5.0, 6.0, 7.0], [2, 2, 1], [7.0, 7.0, 6.0], id="known values read as they are"),
+        pytest.param([5.0], [], [], id="no index"),
+    ],
+)
+def test_filled_at_reads_the_forward_fill_at_the_index(
+    values: list[float], index: list[int], expected: list[float]
+) -> None:
+    got = filled_at(np.array(values), np.array(index, dtype=int))
+    np.testing.assert_array_equal(got, np.array(expected))
+    np.testing.assert_array_equal(got, forward_fill(np.array(values))[np.array(index, dtype=int)])
+
+
+def test_point_paths_on_a_gappy_week_are_those_of_the_whole_fill() -> None:
+    # The windowed fill must give the paths the whole-history fill gave, bit for bit, gaps and
+    # long outages included.
+    values = with_outage(with_gaps(daily_cycle(8), 0.3), 6.5, 7.2).values
+    origins = np.array([2 * DAY, len(values) - 100, len(values) - 31, len(values)])
+    filled = forward_fill(values)
+    whole = filled[np.clip(origins[:, None] + np.arange(30)[None, :] - DAY, 0, None)]
+    level = filled[origins - 1][:, None]
+    np.testing.assert_array_equal(
+        seasonal_naive(values, origins, 30, DAY), np.where(np.isnan(whole), level, whole)
+    )
+    np.testing.assert_array_equal(point_paths.last_value(values, origins, 3), np.repeat(level, 3, axis=1))
 
 
 def test_seasonal_naive_reads_one_period_back_and_wraps_long_leads() -> None:

@@ -10,6 +10,7 @@ every `rate()` and `histogram_quantile()` the presets run has one exact answer.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -346,18 +347,27 @@ def _decide(workload: WorkloadSettings, readings: dict) -> Decision:
 
 async def _read_when_settled(url: str, queries: dict[str, str], expected: dict[str, float]) -> dict:
     """Each query through the sidecar's reader, once Prometheus has scraped enough for every one
-    to read its expected value (a rate over a minute needs a minute of scrapes)."""
+    to read its expected value (a rate over a minute needs a minute of scrapes). Read together,
+    as a tick reads them: the preset queries must share one batched request and read in it what
+    each reads alone."""
     readings: dict = {}
     async with aiohttp.ClientSession() as session:
         reader = PrometheusReader(session, url, FakeClock(), timeout_seconds=5)
+        alone = PrometheusReader(session, url, FakeClock(), timeout_seconds=5)
 
         async def settled() -> bool:
-            for name, query in queries.items():
-                readings[name] = await reader.instant(query, time.time())
+            at = time.time()
+            before = reader.stats.queries_total
+            answers = await asyncio.gather(*(reader.instant(query, at) for query in queries.values()))
+            readings.update(zip(queries, answers, strict=True))
+            readings["requests"] = reader.stats.queries_total - before
+            readings["alone"] = {name: await alone.instant(query, at) for name, query in queries.items()}
             return all(
                 readings[name] is not None and readings[name].value == pytest.approx(value, rel=1e-3)
                 for name, value in expected.items()
             )
 
         await eventually(settled, timeout=180.0, what="every preset query's value", debug=lambda: readings)
+    assert readings.pop("requests") == 1
+    assert readings.pop("alone") == {name: readings[name] for name in queries}
     return readings

@@ -12,8 +12,19 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from sidecar.prometheus_reader import PrometheusReader, escape_label_value, render_query
-from tests.conftest import free_port
+from sidecar.control_loop import ControlLoop, LoopPorts
+from sidecar.core import load_core
+from sidecar.latest_decisions import LatestDecisions
+from sidecar.prometheus_reader import (
+    BATCH_LABEL,
+    RANGE_REQUESTS_AT_ONCE,
+    PrometheusReader,
+    batchable,
+    escape_label_value,
+    render_query,
+)
+from sidecar.settings import LoopSettings, QuerySettings, WorkloadSettings
+from tests.conftest import eventually, free_port
 from tests.fakes import FakeClock
 
 STEP = 60
@@ -80,11 +91,16 @@ async def test_history_lands_on_the_grid_with_gaps_as_nan(reader, backfilled):
 @pytest.mark.integration
 async def test_long_history_is_split_under_the_point_limit(reader, backfilled):
     _, end = backfilled
-    # 3 hours at 1 s is 10,801 points: over Prometheus's 11,000 cap only with two requests of ours.
+    # 3 hours at 1 s is 10,801 points: one request, under Prometheus's cap of 11,000.
     series = await reader.history('load_rps{workload="llama"}', end - 3 * 3600, end, 1)
     assert series is not None and len(series.values) == 3 * 3600 + 1
-    assert reader.stats.queries_total == 2
-    assert not np.isnan(series.values[-1])
+    assert reader.stats.queries_total == 1
+    # 5 hours at 1 s (18,001 points) is over it: two requests, the first of 11,000 points.
+    series = await reader.history('load_rps{workload="llama"}', end - 5 * 3600, end, 1)
+    assert series is not None and len(series.values) == 5 * 3600 + 1
+    assert reader.stats.queries_total == 3
+    assert not np.isnan(series.values[-1]) and not np.isnan(series.values[11_000])
+    assert not np.isnan(series.values[10_999]) and not reader.stats.errors_total
 
 
 @pytest.mark.parametrize(
@@ -226,7 +242,7 @@ class serve:  # noqa: N801 - used as `async with serve(handler) as url`
 
     async def __aenter__(self) -> str:
         app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", self.handler)
+        app.router.add_route("*", "/{tail:.*}", self.handler)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         port = free_port()
@@ -276,3 +292,196 @@ async def test_buckets_come_back_in_edge_order_whatever_order_they_arrive_in():
     assert histogram is not None
     assert histogram.bounds == (1.0, 2.5, math.inf)
     assert (histogram.counts, histogram.observed_at) == ((5, 9, 10), 1000)
+
+
+# --- instant queries of one pass of the event loop share a request -------------------------------
+
+# What a batch must not change: every one of these reads, together, what it reads alone.
+TOGETHER = [
+    'load_rps{workload="llama"}',
+    'sum(load_rps{workload="twin"})',
+    '2 * load_rps{workload="llama"} # a comment must not swallow the batch',
+    'load_rps{workload="nobody"}',
+    'load_rps{workload="nan"}',
+    'load_rps{workload="twin"}',
+    render_query('load_rps{workload="$workload"}', {"workload": TRICKY}),
+    'max by (workload) (load_rps{workload=~"llama|gappy"}) > 7',
+]
+
+
+async def read_alone(url: str, query: str, at: float) -> tuple[float, float] | None:
+    async with aiohttp.ClientSession() as session:
+        reading = await PrometheusReader(session, url, FakeClock()).instant(query, at)
+    return None if reading is None else (reading.value, reading.observed_at)
+
+
+@pytest.mark.integration
+async def test_queries_asked_together_read_in_one_request_what_each_reads_alone(reader, backfilled):
+    server, end = backfilled
+    at = end - 120.0
+    alone = [await read_alone(server.url, query, at) for query in TOGETHER]
+    together = await asyncio.gather(*(reader.instant(query, at) for query in TOGETHER))
+    assert [None if r is None else (r.value, r.observed_at) for r in together] == alone
+    assert reader.stats.queries_total == 1
+    # Missing, NaN and two series stay what they were alone: missing, never 0 or a sum.
+    assert alone[3] is None and alone[4] is None and alone[5] is None and alone[0] is not None
+    assert dict(reader.stats.errors_total) == {"empty": 1, "not_finite": 1, "ambiguous": 1}
+
+
+@pytest.mark.integration
+async def test_a_query_that_breaks_its_batch_is_read_alone_and_the_others_still_read(reader, backfilled):
+    _, end = backfilled
+    at = end - 120.0
+    scalar = "scalar(sum(load_rps{workload='twin'}))"  # fine alone, refused inside label_replace
+    matrix = 'load_rps{workload="llama"}[5m]'  # refused alone too
+    queries = ['load_rps{workload="llama"}', scalar, matrix, 'sum(load_rps{workload="twin"})']
+    first = await asyncio.gather(*(reader.instant(query, at) for query in queries))
+    llama = 10 + int(at // STEP) % 7
+    assert [None if r is None else r.value for r in first] == [llama, 3.0, None, 3.0]
+    assert reader.stats.queries_total == 1 + 4  # the batch, then each query alone
+    second = await asyncio.gather(*(reader.instant(query, at) for query in queries))
+    assert [None if r is None else r.value for r in second] == [llama, 3.0, None, 3.0]
+    assert reader.stats.queries_total == 5 + 3  # the scalar and the matrix alone, the others together
+
+
+@pytest.mark.integration
+async def test_a_query_that_would_close_its_wrapper_is_never_batched(reader, backfilled):
+    _, end = backfilled
+    # Alone, a syntax error. Inside `label_replace(Q, tag, "0", "", "")` it would tag vector(5)
+    # with the next query's index and answer 0 for itself.
+    crafted = f'vector(5), "{BATCH_LABEL}", "1", "", "") or label_replace(vector(0)'
+    llama = 'load_rps{workload="llama"}'
+    readings = await asyncio.gather(reader.instant(crafted, end - 120.0), reader.instant(llama, end - 120.0))
+    assert readings[0] is None and dict(reader.stats.errors_total) == {"bad_query": 1}
+    assert readings[1] is not None and readings[1].value == 10 + int((end - 120) // STEP) % 7
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param('sum(rate(x{pod=~"$w-.*"}[1m]))', True, id="an aggregation"),
+        pytest.param('x{a=")"} + y{b="(,"}', True, id="brackets and commas inside strings"),
+        pytest.param("x{a=`)\\`} # ), (\n + y", True, id="raw strings and comments"),
+        pytest.param("histogram_quantile(0.99, sum by (le) (rate(x[2m])))", True, id="commas inside calls"),
+        pytest.param("x) or vector(1", False, id="closes a bracket it did not open"),
+        pytest.param("vector(1), 2", False, id="a comma at the top level"),
+        pytest.param("sum(x", False, id="an unclosed bracket"),
+        pytest.param('x{a="}', False, id="an unclosed string"),
+        pytest.param('x{a="\\"}', False, id="an escaped quote does not close the string"),
+        pytest.param("  ", False, id="nothing"),
+    ],
+)
+def test_batchable(query: str, expected: bool) -> None:
+    assert batchable(query) is expected
+
+
+async def test_a_batch_that_times_out_leaves_no_time_to_read_alone_and_is_missing():
+    release = asyncio.Event()
+    requests: list[str] = []
+
+    async def slow(request: web.Request) -> web.Response:
+        requests.append(request.method)
+        await release.wait()
+        return web.json_response(vector([1000, "5"]))
+
+    async with serve(slow) as url, aiohttp.ClientSession() as session:
+        reader = PrometheusReader(session, url, FakeClock(), timeout_seconds=0.2)
+        readings = await asyncio.gather(reader.instant("up", 1000.0), reader.instant("down", 1000.0))
+        assert readings == [None, None]
+        assert dict(reader.stats.errors_total) == {"timeout": 2}
+        assert requests == ["POST"]  # the batch alone: its timeout is the whole budget
+        release.set()
+
+
+@pytest.mark.integration
+async def test_a_tick_of_many_workloads_reads_their_loads_together_and_a_missing_one_holds(backfilled):
+    server, end = backfilled
+    names = ["llama", "gappy", "twin", *(f"gone-{i}" for i in range(27))]
+    clock = FakeClock(end - 135.0)
+    latest = LatestDecisions()
+    the_core = load_core()
+    async with aiohttp.ClientSession() as session:
+        reader = PrometheusReader(session, server.url, clock, timeout_seconds=5)
+        loop = ControlLoop(
+            workloads=[
+                WorkloadSettings(
+                    name=name,
+                    namespace="ml",
+                    queries=QuerySettings(load='load_rps{workload="$workload"}'),
+                    replica_capacity_rps=1.0,
+                    min_replicas=3,
+                )
+                for name in names
+            ],
+            settings=LoopSettings(history_seconds=3600),
+            ports=LoopPorts(
+                signals=reader, decide=the_core.decide, models=the_core.models, latest=latest, clock=clock
+            ),
+        )
+        reader.source_of = loop.query_source
+        await loop.tick()
+        await loop.settle()
+        clock.advance(15.0)
+        before = reader.stats.queries_total
+        await loop.tick()
+        # Thirty workloads' loads in one request; no history is due again.
+        assert reader.stats.queries_total - before == 1
+        at = clock.now()
+        for name in names:
+            published = latest.get("ml", name)
+            assert published is not None
+            alone = await read_alone(server.url, f'load_rps{{workload="{name}"}}', at)
+            load = published.observations.load
+            assert (None if load is None else (load.value, load.observed_at)) == alone, name
+        # No series, or two (twin), is missing load: the count is held, never read as 0 rps.
+        for name in ("twin", "gone-0"):
+            decision = latest.get("ml", name).decision
+            assert decision.replicas == 3 and decision.reason.value == "held_stale"
+
+
+@pytest.mark.parametrize(
+    ("values", "reason", "expected"),
+    [
+        pytest.param([[60, "1"], [120, "2.5"]], None, [1.0, 2.5], id="well formed"),
+        pytest.param([[60, "+Inf"], [120, "x"]], None, None, id="no finite value: no history"),
+        pytest.param([[60, "1"], [120]], "bad_response", None, id="a sample that is no pair"),
+        pytest.param([[60, "1"], ["soon", "2"]], "bad_response", None, id="a time that is no number"),
+        pytest.param([[60, "1"], [120, 10**400]], None, [1.0, None], id="a value beyond a float is missing"),
+    ],
+)
+async def test_range_samples_are_judged_one_by_one(values, reason, expected):
+    async def answer(request: web.Request) -> web.Response:
+        matrix = {"resultType": "matrix", "result": [{"metric": {}, "values": values}]}
+        return web.json_response({"status": "success", "data": matrix})
+
+    async with serve(answer) as url, aiohttp.ClientSession() as session:
+        reader = PrometheusReader(session, url, FakeClock())
+        series = await reader.history("up", 60.0, 120.0, 60)
+    assert dict(reader.stats.errors_total) == ({reason: 1} if reason else {})
+    got = None if series is None else [None if math.isnan(v) else v for v in series.values]
+    assert got == expected
+
+
+async def test_range_requests_wait_for_a_slot_before_their_timeout_starts():
+    in_flight: list[asyncio.Event] = []
+    release = asyncio.Event()
+    most = 0
+
+    async def held(request: web.Request) -> web.Response:
+        nonlocal most
+        in_flight.append(asyncio.Event())
+        most = max(most, sum(not done.is_set() for done in in_flight))
+        mine = in_flight[-1]
+        await release.wait()
+        mine.set()
+        matrix = {"resultType": "matrix", "result": [{"metric": {}, "values": [[120, "1"]]}]}
+        return web.json_response({"status": "success", "data": matrix})
+
+    async with serve(held) as url, aiohttp.ClientSession() as session:
+        reader = PrometheusReader(session, url, FakeClock(), timeout_seconds=30)
+        reads = [asyncio.ensure_future(reader.history(f"q{i}", 60.0, 120.0, 60)) for i in range(100)]
+        await eventually(lambda: len(in_flight) == RANGE_REQUESTS_AT_ONCE, what="the slots to fill")
+        release.set()
+        series = await asyncio.gather(*reads)
+    assert all(s is not None for s in series) and not reader.stats.errors_total
+    assert most == RANGE_REQUESTS_AT_ONCE and len(in_flight) == 100
