@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from forecasting.forecast import Forecast
 from forecasting.recent_distribution import DAY_SECONDS, RECENT_SECONDS, SEASONAL_DAYS, RecentQuantiles
@@ -48,64 +49,84 @@ class ClockQuantiles:
 
     def predict(self, history: LoadSeries, horizon_steps: int, quantiles: Sequence[float]) -> Forecast:
         visible = history.visible()
-        values = visible.values
-        step = visible.step_seconds
-        ratios = clock_ratios(values, step, horizon_steps)
-        level = _recent_median(values, step)
-        if ratios is None or level is None:
-            fallback = RecentQuantiles().predict(history, horizon_steps, quantiles)
-            return Forecast(fallback.start, fallback.step_seconds, fallback.quantiles, self.name, None)
         ordered = sorted(quantiles)
-        # ratios: (samples, horizon); a step with no known sample is NaN on every path (missing).
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN step: NaN, said above
-            levels = level * np.nanquantile(ratios, ordered, axis=0)
+        now = np.array([len(visible.values)])
+        paths = self.paths_at(visible.values, visible.step_seconds, now, horizon_steps, ordered)[0]
         return Forecast(
             start=visible.end,
-            step_seconds=step,
-            quantiles={q: levels[i] for i, q in enumerate(ordered)},
+            step_seconds=visible.step_seconds,
+            quantiles={q: paths[i] for i, q in enumerate(ordered)},
             model=self.name,
             # Unscored, as recent_quantiles: the paths' spread is the uncertainty already.
             trailing_error=None,
         )
 
+    def paths_at(
+        self,
+        values: np.ndarray,
+        step_seconds: float,
+        origins: np.ndarray,
+        horizon_steps: int,
+        quantiles: Sequence[float],
+    ) -> np.ndarray:
+        """What predict returns from `values[:origin]`, for every origin at once: shape
+        (origins, quantiles, horizon_steps), quantiles in the order given. An origin with fewer
+        than MIN_DAYS usable days, or no known value in its last hour, gets recent_quantiles'."""
+        ratios, days = clock_ratios(values, step_seconds, origins, horizon_steps)
+        level = _recent_median(values, step_seconds, origins)
+        own = (days >= MIN_DAYS) & ~np.isnan(level)
+        paths = RecentQuantiles().paths_at(values, step_seconds, origins, horizon_steps, quantiles)
+        if own.any():
+            # A step with no known sample is NaN on every path (missing), hence the warning off.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                spread = np.nanquantile(ratios[own], list(quantiles), axis=1)  # (q, origins, steps)
+            paths[own] = level[own, None, None] * spread.transpose(1, 0, 2)
+        return paths
 
-def clock_ratios(values: np.ndarray, step_seconds: float, horizon_steps: int) -> np.ndarray | None:
-    """Rows: one per (day back, neighbour offset); columns: the steps ahead. Each entry is the
+
+def clock_ratios(
+    values: np.ndarray, step_seconds: float, origins: np.ndarray, horizon_steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per origin, rows of one per (day back, neighbour offset) and columns the steps ahead: the
     load at that day's same clock time plus the step, over the median of the hour before that
-    clock time on that day. None when fewer than MIN_DAYS days have both."""
+    clock time on that day, reading only values before the origin (NaN where a day has no known
+    hour or a zero median). Also how many days gave a known ratio, per origin."""
     day = round(DAY_SECONDS / step_seconds)
     hour = max(1, round(RECENT_SECONDS / step_seconds))
-    now = len(values)
+    offsets = np.arange(-NEIGHBOUR_STEPS, NEIGHBOUR_STEPS + 1)
     ahead = np.arange(horizon_steps)
-    rows = []
-    days = 0
+    width = len(offsets)
+    ratios = np.full((len(origins), SEASONAL_DAYS * width, horizon_steps), np.nan)
+    days = np.zeros(len(origins), dtype=int)
+    if len(values) < hour:
+        return ratios, days
+    hours = sliding_window_view(values, hour)
     for back in range(1, SEASONAL_DAYS + 1):
-        origin = now - back * day
-        if origin - hour < 0:
+        start = origins - back * day
+        usable = start - hour >= 0
+        if not usable.any():
             break
-        before = values[origin - hour : origin]
-        if np.isnan(before).all():
-            continue
-        base = float(np.nanmedian(before))
-        if not base > 0:
-            continue
-        used = False
-        for offset in range(-NEIGHBOUR_STEPS, NEIGHBOUR_STEPS + 1):
-            at = origin + ahead + offset
-            row = np.full(horizon_steps, np.nan)
-            inside = (at >= 0) & (at < now)
-            row[inside] = values[at[inside]] / base
-            used = used or bool(np.isfinite(row).any())
-            rows.append(row)
-        days += used
-    if days < MIN_DAYS:
-        return None
-    return np.vstack(rows)
+        rows = np.flatnonzero(usable)
+        at_day = start[rows]
+        before = hours[at_day - hour]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN hour: not used
+            base = np.nanmedian(before, axis=1)
+        based = base > 0  # False for NaN too
+        rows, at_day, base = rows[based], at_day[based], base[based]
+        at = at_day[:, None, None] + offsets[None, :, None] + ahead[None, None, :]
+        inside = (at >= 0) & (at < origins[rows, None, None])
+        sample = np.where(inside, values[np.clip(at, 0, len(values) - 1)], np.nan) / base[:, None, None]
+        ratios[rows, (back - 1) * width : back * width] = sample
+        days[rows] += np.isfinite(sample).any(axis=(1, 2))
+    return ratios, days
 
 
-def _recent_median(values: np.ndarray, step_seconds: float) -> float | None:
-    recent = values[-max(1, round(RECENT_SECONDS / step_seconds)) :]
-    if np.isnan(recent).all():
-        return None
-    return float(np.nanmedian(recent))
+def _recent_median(values: np.ndarray, step_seconds: float, origins: np.ndarray) -> np.ndarray:
+    """The median of the known values in the hour before each origin (NaN when none is known)."""
+    hour = max(1, round(RECENT_SECONDS / step_seconds))
+    windows = sliding_window_view(np.concatenate((np.full(hour, np.nan), values)), hour)[origins]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(windows, axis=1)

@@ -17,12 +17,15 @@ averaged 10 % above the preceding hour -> the 0.5 path is 70 * 1.1 = 77 rps, fla
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from forecasting.forecast import Forecast
+from forecasting.point_paths import forward_fill
 from forecasting.series import LoadSeries
 
 NAME = "recent_quantiles"
@@ -47,49 +50,81 @@ class RecentQuantiles:
         Falls back to the last known value when the last hour has none, and to NaN paths
         (missing, not zero load) when nothing is known at all."""
         visible = history.visible()
-        values = visible.values
-        step = visible.step_seconds
-        recent = values[-max(1, round(RECENT_SECONDS / step)) :]
-        known = recent[~np.isnan(recent)]
-        if not known.size:
-            earlier = values[~np.isnan(values)]
-            known = earlier[-1:]
         ordered = sorted(quantiles)
-        if known.size:
-            levels = np.quantile(known, ordered) * daily_shift(values, step)
-        else:
-            levels = np.full(len(ordered), np.nan)
+        now = np.array([len(visible.values)])
+        paths = self.paths_at(visible.values, visible.step_seconds, now, horizon_steps, ordered)[0]
         return Forecast(
             start=visible.end,
-            step_seconds=step,
-            quantiles={q: np.full(horizon_steps, level) for q, level in zip(ordered, levels, strict=True)},
+            step_seconds=visible.step_seconds,
+            quantiles={q: paths[i] for i, q in enumerate(ordered)},
             model=self.name,
             # Unscored on purpose: the spread of the paths is this model's uncertainty already,
             # and decide() shrinking it towards the live load would undo what it is for.
             trailing_error=None,
         )
 
+    def paths_at(
+        self,
+        values: np.ndarray,
+        step_seconds: float,
+        origins: np.ndarray,
+        horizon_steps: int,
+        quantiles: Sequence[float],
+    ) -> np.ndarray:
+        """What predict returns from `values[:origin]`, for every origin at once: shape
+        (origins, quantiles, horizon_steps), quantiles in the order given."""
+        levels = recent_levels(values, step_seconds, origins, quantiles)
+        return np.repeat(levels[:, :, None], horizon_steps, axis=2)
 
-def daily_shift(values: np.ndarray, step_seconds: float) -> float:
-    """Ratio of the load in the AHEAD_SECONDS after this clock time to the RECENT_SECONDS before
-    it, summed over the last SEASONAL_DAYS days that have both; 1.0 without any such day.
+
+def recent_levels(
+    values: np.ndarray, step_seconds: float, origins: np.ndarray, quantiles: Sequence[float]
+) -> np.ndarray:
+    """(origins, quantiles): the quantiles of the RECENT_SECONDS before each origin (the last
+    known value when none is known there, NaN when nothing is) times the daily shift."""
+    recent = max(1, round(RECENT_SECONDS / step_seconds))
+    # Padded on the left so that an origin with less than an hour behind it reads what there is.
+    windows = sliding_window_view(np.concatenate((np.full(recent, np.nan), values)), recent)[origins]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN hour: the fallback below
+        levels = np.nanquantile(windows, list(quantiles), axis=1).T
+    if levels.size:
+        # filled[i]: the last value known before index i.
+        last_known = np.concatenate(([np.nan], forward_fill(values)))[origins]
+        levels = np.where(np.isnan(windows).all(axis=1)[:, None], last_known[:, None], levels)
+    return levels * daily_shift(values, step_seconds, origins)[:, None]
+
+
+def daily_shift(values: np.ndarray, step_seconds: float, origins: np.ndarray) -> np.ndarray:
+    """Per origin, the ratio of the load in the AHEAD_SECONDS after that clock time to the
+    RECENT_SECONDS before it, summed over the last SEASONAL_DAYS days that have both (only
+    values before the origin are read); 1.0 without any such day.
 
     Example: one day back, the hour before averaged 50 rps and the 10 minutes after 60 rps -> 1.2.
     """
     day = round(DAY_SECONDS / step_seconds)
     before = max(1, round(RECENT_SECONDS / step_seconds))
     after = max(1, round(AHEAD_SECONDS / step_seconds))
-    now = len(values)
-    total_before = total_after = 0.0
+    total_before = np.zeros(len(origins))
+    total_after = np.zeros(len(origins))
+    if len(values) >= before:
+        earlier_windows = sliding_window_view(values, before)
+    if len(values) >= after:
+        later_windows = sliding_window_view(values, after)
     for days in range(1, SEASONAL_DAYS + 1):
-        origin = now - days * day
-        if origin - before < 0:
+        start = origins - days * day
+        usable = start - before >= 0
+        if not usable.any():
             break
-        earlier, later = values[origin - before : origin], values[origin : origin + after]
-        if np.isnan(earlier).all() or np.isnan(later).all():
-            continue
-        total_before += float(np.nanmean(earlier))
-        total_after += float(np.nanmean(later))
-    if total_before <= 0 or total_after <= 0:
-        return 1.0
-    return float(np.clip(total_after / total_before, 1 - MAX_DAILY_SHIFT, 1 + MAX_DAILY_SHIFT))
+        at = start[usable]
+        earlier, later = earlier_windows[at - before], later_windows[at]
+        known = ~np.isnan(earlier).all(axis=1) & ~np.isnan(later).all(axis=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows are not counted
+            mean_before = np.where(known, np.nanmean(earlier, axis=1), 0.0)
+            mean_after = np.where(known, np.nanmean(later, axis=1), 0.0)
+        total_before[usable] += mean_before
+        total_after[usable] += mean_after
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.clip(total_after / total_before, 1 - MAX_DAILY_SHIFT, 1 + MAX_DAILY_SHIFT)
+    return np.where((total_before > 0) & (total_after > 0), shift, 1.0)
