@@ -28,7 +28,14 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from forecasting.forecast import Forecast
-from forecasting.recent_distribution import DAY_SECONDS, RECENT_SECONDS, SEASONAL_DAYS, RecentQuantiles
+from forecasting.model import ScalingGoal
+from forecasting.recent_distribution import (
+    DAY_SECONDS,
+    RECENT_SECONDS,
+    SEASONAL_DAYS,
+    RecentQuantiles,
+    nan_quantiles,
+)
 from forecasting.series import LoadSeries
 
 NAME = "clock_quantiles"
@@ -44,7 +51,7 @@ class ClockQuantiles:
 
     name: str = NAME
 
-    def fit(self, history: LoadSeries) -> ClockQuantiles:
+    def fit(self, history: LoadSeries, goal: ScalingGoal | None = None) -> ClockQuantiles:
         return self
 
     def predict(self, history: LoadSeries, horizon_steps: int, quantiles: Sequence[float]) -> Forecast:
@@ -75,12 +82,15 @@ class ClockQuantiles:
         ratios, days = clock_ratios(values, step_seconds, origins, horizon_steps)
         level = _recent_median(values, step_seconds, origins)
         own = (days >= MIN_DAYS) & ~np.isnan(level)
-        paths = RecentQuantiles().paths_at(values, step_seconds, origins, horizon_steps, quantiles)
+        paths = np.empty((len(origins), len(quantiles), horizon_steps))
+        if not own.all():
+            fallback = RecentQuantiles().paths_at(
+                values, step_seconds, origins[~own], horizon_steps, quantiles
+            )
+            paths[~own] = fallback
         if own.any():
-            # A step with no known sample is NaN on every path (missing), hence the warning off.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                spread = np.nanquantile(ratios[own], list(quantiles), axis=1)  # (q, origins, steps)
+            # (q, origins, steps); a step with no known sample is NaN on every path (missing).
+            spread = nan_quantiles(ratios[own].transpose(0, 2, 1), quantiles)
             paths[own] = level[own, None, None] * spread.transpose(1, 0, 2)
         return paths
 

@@ -25,6 +25,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from forecasting.forecast import Forecast
+from forecasting.model import ScalingGoal
 from forecasting.point_paths import forward_fill
 from forecasting.series import LoadSeries
 
@@ -42,7 +43,7 @@ class RecentQuantiles:
 
     name: str = NAME
 
-    def fit(self, history: LoadSeries) -> RecentQuantiles:
+    def fit(self, history: LoadSeries, goal: ScalingGoal | None = None) -> RecentQuantiles:
         return self
 
     def predict(self, history: LoadSeries, horizon_steps: int, quantiles: Sequence[float]) -> Forecast:
@@ -85,14 +86,28 @@ def recent_levels(
     recent = max(1, round(RECENT_SECONDS / step_seconds))
     # Padded on the left so that an origin with less than an hour behind it reads what there is.
     windows = sliding_window_view(np.concatenate((np.full(recent, np.nan), values)), recent)[origins]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN hour: the fallback below
-        levels = np.nanquantile(windows, list(quantiles), axis=1).T
+    levels = nan_quantiles(windows, quantiles).T  # an all-NaN hour is NaN: the fallback below
     if levels.size:
         # filled[i]: the last value known before index i.
         last_known = np.concatenate(([np.nan], forward_fill(values)))[origins]
         levels = np.where(np.isnan(windows).all(axis=1)[:, None], last_known[:, None], levels)
     return levels * daily_shift(values, step_seconds, origins)[:, None]
+
+
+def nan_quantiles(samples: np.ndarray, quantiles: Sequence[float]) -> np.ndarray:
+    """np.nanquantile over the last axis, quantiles first (NaN where a row has no known value),
+    the same numbers: rows without a gap go through np.quantile at once, where nanquantile
+    loops over rows in Python (400 ms of a 1-minute series' choice, against 30 ms)."""
+    rows = samples.reshape(-1, samples.shape[-1])
+    out = np.empty((len(quantiles), len(rows)))
+    gappy = np.isnan(rows).any(axis=1)
+    if not gappy.all():
+        out[:, ~gappy] = np.quantile(rows[~gappy], list(quantiles), axis=1)
+    if gappy.any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row: NaN, said above
+            out[:, gappy] = np.nanquantile(rows[gappy], list(quantiles), axis=1)
+    return out.reshape(len(quantiles), *samples.shape[:-1])
 
 
 def daily_shift(values: np.ndarray, step_seconds: float, origins: np.ndarray) -> np.ndarray:
