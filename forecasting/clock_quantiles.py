@@ -20,12 +20,10 @@ Under MIN_DAYS days of history it is recent_quantiles.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from forecasting.forecast import Forecast
 from forecasting.model import ScalingGoal
@@ -34,7 +32,9 @@ from forecasting.recent_distribution import (
     RECENT_SECONDS,
     SEASONAL_DAYS,
     RecentQuantiles,
+    nan_medians,
     nan_quantiles,
+    windows_before,
 )
 from forecasting.series import LoadSeries
 
@@ -106,37 +106,19 @@ def clock_ratios(
     hour = max(1, round(RECENT_SECONDS / step_seconds))
     offsets = np.arange(-NEIGHBOUR_STEPS, NEIGHBOUR_STEPS + 1)
     ahead = np.arange(horizon_steps)
-    width = len(offsets)
-    ratios = np.full((len(origins), SEASONAL_DAYS * width, horizon_steps), np.nan)
-    days = np.zeros(len(origins), dtype=int)
-    if len(values) < hour:
-        return ratios, days
-    hours = sliding_window_view(values, hour)
-    for back in range(1, SEASONAL_DAYS + 1):
-        start = origins - back * day
-        usable = start - hour >= 0
-        if not usable.any():
-            break
-        rows = np.flatnonzero(usable)
-        at_day = start[rows]
-        before = hours[at_day - hour]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN hour: not used
-            base = np.nanmedian(before, axis=1)
-        based = base > 0  # False for NaN too
-        rows, at_day, base = rows[based], at_day[based], base[based]
-        at = at_day[:, None, None] + offsets[None, :, None] + ahead[None, None, :]
-        inside = (at >= 0) & (at < origins[rows, None, None])
-        sample = np.where(inside, values[np.clip(at, 0, len(values) - 1)], np.nan) / base[:, None, None]
-        ratios[rows, (back - 1) * width : back * width] = sample
-        days[rows] += np.isfinite(sample).any(axis=(1, 2))
-    return ratios, days
+    # (origins, days back): the same clock time on each day, and the median of the hour before it.
+    start = origins[:, None] - np.arange(1, SEASONAL_DAYS + 1)[None, :] * day
+    base = nan_medians(windows_before(values, start.ravel(), hour)).reshape(start.shape)
+    based = (start - hour >= 0) & (base > 0)  # False for NaN too
+    # (origins, days, offsets, steps ahead)
+    at = start[:, :, None, None] + offsets[None, None, :, None] + ahead[None, None, None, :]
+    inside = based[:, :, None, None] & (at >= 0) & (at < origins[:, None, None, None])
+    read = values[np.clip(at, 0, max(len(values) - 1, 0))] if len(values) else np.full(at.shape, np.nan)
+    sample = np.divide(read, base[:, :, None, None], out=np.full(at.shape, np.nan), where=inside)
+    days = (based & np.isfinite(sample).any(axis=(2, 3))).sum(axis=1)
+    return sample.reshape(len(origins), -1, horizon_steps), days
 
 
 def _recent_median(values: np.ndarray, step_seconds: float, origins: np.ndarray) -> np.ndarray:
     """The median of the known values in the hour before each origin (NaN when none is known)."""
-    hour = max(1, round(RECENT_SECONDS / step_seconds))
-    windows = sliding_window_view(np.concatenate((np.full(hour, np.nan), values)), hour)[origins]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(windows, axis=1)
+    return nan_medians(windows_before(values, origins, max(1, round(RECENT_SECONDS / step_seconds))))
