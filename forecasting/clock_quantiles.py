@@ -116,7 +116,7 @@ def clock_ratios(
     read = values[np.clip(at, 0, max(len(values) - 1, 0))] if len(values) else np.full(at.shape, np.nan)
     sample = np.divide(read, base[:, :, None, None], out=np.full(at.shape, np.nan), where=inside)
     days = (based & np.isfinite(sample).any(axis=(2, 3))).sum(axis=1)
-    return sample.reshape(len(origins), -1, horizon_steps), days
+    return sample.reshape(len(origins), SEASONAL_DAYS * len(offsets), horizon_steps), days
 
 
 def _recent_median(values: np.ndarray, step_seconds: float, origins: np.ndarray) -> np.ndarray:

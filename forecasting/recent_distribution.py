@@ -149,9 +149,13 @@ def daily_shift(values: np.ndarray, step_seconds: float, origins: np.ndarray) ->
     after = max(1, round(AHEAD_SECONDS / step_seconds))
     # (origins, days back): the same clock time on each day back.
     start = (origins[:, None] - np.arange(1, SEASONAL_DAYS + 1)[None, :] * day).ravel()
-    mean_before = nan_means(windows_before(values, start, before)).reshape(len(origins), -1)
-    mean_after = nan_means(windows_before(values, start + after, after)).reshape(len(origins), -1)
-    known = (start.reshape(len(origins), -1) - before >= 0) & ~np.isnan(mean_before) & ~np.isnan(mean_after)
+    mean_before = nan_means(windows_before(values, start, before)).reshape(len(origins), SEASONAL_DAYS)
+    mean_after = nan_means(windows_before(values, start + after, after)).reshape(len(origins), SEASONAL_DAYS)
+    known = (
+        (start.reshape(len(origins), SEASONAL_DAYS) - before >= 0)
+        & ~np.isnan(mean_before)
+        & ~np.isnan(mean_after)
+    )
     mean_before, mean_after = np.where(known, mean_before, 0.0), np.where(known, mean_after, 0.0)
     total_before = np.zeros(len(origins))
     total_after = np.zeros(len(origins))

@@ -184,6 +184,8 @@ def choice_costs(
     span = min(len(values), int(CHOICE_SCORED_SECONDS / step))
     origins = np.arange(len(values) - span, len(values) - lead + 1, lead)
     origins = origins[origins > 0]
+    if not len(origins):
+        return None
     actual = values[origins[:, None] + np.arange(lead)[None, :]]
     quantiles = sorted(goal.quantiles)
     paths = [model.paths_at(values, step, origins, lead, quantiles) for model in candidates]

@@ -87,6 +87,7 @@ def test_bursts_at_a_clock_time_choose_clock_quantiles() -> None:
     [
         pytest.param(_hourly_bursts(days=4), None, "recent_quantiles", id="no goal: the default model"),
         pytest.param(_hourly_bursts(days=4)[:90], GOAL, "recent_quantiles", id="too short to score"),
+        pytest.param(_hourly_bursts(days=4)[:2], GOAL, "recent_quantiles", id="shorter than one lead"),
         pytest.param(np.full(4 * DAY, 40.0), GOAL, "recent_quantiles", id="a flat load: a tie, the default"),
         pytest.param(np.full(4 * DAY, np.nan), GOAL, "recent_quantiles", id="nothing known"),
     ],
@@ -113,6 +114,7 @@ def test_paths_at_many_origins_are_what_predict_gives_at_each(
     values[DAY : DAY + 90] = np.nan  # an hour with nothing known
     origins = np.array([1, 30, 61, DAY + 80, DAY + 200, 2 * DAY + 5, 3 * DAY])
     paths = model.paths_at(values, 60.0, origins, 4, GRID)
+    assert model.paths_at(values, 60.0, origins[:0], 4, GRID).shape == (0, len(GRID), 4)
     for row, origin in enumerate(origins):
         forecast = model.predict(LoadSeries(0.0, 60.0, values[:origin]), 4, GRID)
         for column, q in enumerate(GRID):
