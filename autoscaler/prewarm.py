@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from autoscaler.decision import Decision, Reason
 from autoscaler.objective import Quantiles
 from autoscaler.observations import Observations
-from autoscaler.policy import ScalingPolicy
+from autoscaler.policy import OBJECTIVE_QUANTILES, ScalingPolicy
 from autoscaler.reactive import replicas_for_total, usable_value
 from forecasting.forecast import Forecast
+from forecasting.model import ScalingGoal
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +33,32 @@ class Prewarm:
 
 
 def lead_seconds(observations: Observations, policy: ScalingPolicy) -> float:
+    return lead_for(observations.cold_start_seconds, policy)
+
+
+def lead_for(cold_start_seconds: float | None, policy: ScalingPolicy) -> float:
     """Look-ahead: the learned cold start (the policy's default until one is learned) plus delay."""
-    cold_start = observations.cold_start_seconds
+    cold_start = cold_start_seconds
     if cold_start is None or not math.isfinite(cold_start) or cold_start < 0:
         cold_start = policy.default_cold_start_seconds
     return cold_start + policy.decision_delay_seconds
+
+
+def scaling_goal(policy: ScalingPolicy, cold_start_seconds: float | None) -> ScalingGoal | None:
+    """What a model that chooses by cost is told at a refit: the objective, the capacity held per
+    unit of forecast (as prewarm() provisions it) and the lead it reads; None without an
+    objective, or with both quantiles fixed by an expert (nothing is chosen to meet it)."""
+    objective = policy.objective_unserved_share
+    if objective is None or (
+        policy.forecast_quantile is not None and policy.forecast_floor_quantile is not None
+    ):
+        return None
+    return ScalingGoal(
+        unserved_share=objective,
+        headroom=(1 + policy.forecast_headroom) / policy.target_utilization,
+        lead_seconds=lead_for(cold_start_seconds, policy),
+        quantiles=OBJECTIVE_QUANTILES,
+    )
 
 
 def forecast_trust(trailing_error: float | None, max_error: float) -> float:

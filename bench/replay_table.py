@@ -56,8 +56,9 @@ OLD_QUANTILES = ForecastSettings(quantile=0.5, floor_quantile=0.84)
 
 # (trace, policy, target, mode, cold start, forecast model)
 Job = tuple[str, str, float | None, str, int, str]
-# (trace, policy, target, mode, violation, replica-hours, wall seconds, forecast model)
-Result = tuple[str, str, float | None, str, float, float, float, str]
+# (trace, policy, target, mode, violation, replica-hours, wall seconds, forecast model,
+# decisions per forecast model's choice)
+Result = tuple[str, str, float | None, str, float, float, float, str, dict[str, int]]
 
 
 def options(mode: str, model: str) -> LoopOptions:
@@ -95,6 +96,7 @@ def run_point(job: Job) -> Result:
         figure.replica_hours,
         time.perf_counter() - began,
         model,
+        dict(run.occupancies[0].forecast_models),
     )
 
 
@@ -169,7 +171,7 @@ def main() -> int:
     print("Frontier (violation / replica-hours):\n")
     print("| trace | policy | forecast model | target | objective | violation | replica-hours | wall s |")
     print("|---|---|---|---:|---|---:|---:|---:|")
-    for relative, policy, target, mode, violation, hours, seconds, model in sorted(
+    for relative, policy, target, mode, violation, hours, seconds, model, _ in sorted(
         results, key=lambda r: (r[0], r[1], r[7], r[2] or 0, r[3])
     ):
         knob = "-" if target is None else f"{target:g}"
@@ -222,6 +224,18 @@ def main() -> int:
             f"| {relative} | {model} | {hpa_default[4]:.5f} | {hpa_default[5]:,.1f} | {default[4]:.5f} "
             f"| {default[5]:,.1f} | {at_v} | {extra} | {at_h} | {ratio} | {met} | {oracle[5]:,.1f} |"
         )
+    chosen = [r for r in results if len(r[8]) > 1 or any(":" in name for name in r[8])]
+    if chosen:
+        print("\nWhat the choosing models chose (share of the predictive decisions with a forecast):\n")
+        print("| trace | forecast model | objective | choice |")
+        print("|---|---|---|---|")
+        for r in sorted(chosen, key=lambda r: (r[0], r[7], r[3])):
+            total_decisions = sum(r[8].values())
+            shares = ", ".join(
+                f"{name.split(':')[-1]} {count / total_decisions:.0%}" for name, count in sorted(r[8].items())
+            )
+            shown = r[3] if r[3] in (DEFAULT, FIXED) else f"{float(r[3]):.5f} (HPA@0.7's)"
+            print(f"| {r[0]} | {r[7]} | {shown} | {shares} |")
     total = len(jobs) + len(second)
     print(f"\n{total} replays, {args.workers} workers, {wall:.0f} s wall")
     return 0

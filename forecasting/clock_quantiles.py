@@ -20,14 +20,22 @@ Under MIN_DAYS days of history it is recent_quantiles.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from forecasting.forecast import Forecast
-from forecasting.recent_distribution import DAY_SECONDS, RECENT_SECONDS, SEASONAL_DAYS, RecentQuantiles
+from forecasting.model import ScalingGoal
+from forecasting.recent_distribution import (
+    DAY_SECONDS,
+    RECENT_SECONDS,
+    SEASONAL_DAYS,
+    RecentQuantiles,
+    nan_medians,
+    nan_quantiles,
+    windows_before,
+)
 from forecasting.series import LoadSeries
 
 NAME = "clock_quantiles"
@@ -43,69 +51,74 @@ class ClockQuantiles:
 
     name: str = NAME
 
-    def fit(self, history: LoadSeries) -> ClockQuantiles:
+    def fit(self, history: LoadSeries, goal: ScalingGoal | None = None) -> ClockQuantiles:
         return self
 
     def predict(self, history: LoadSeries, horizon_steps: int, quantiles: Sequence[float]) -> Forecast:
         visible = history.visible()
-        values = visible.values
-        step = visible.step_seconds
-        ratios = clock_ratios(values, step, horizon_steps)
-        level = _recent_median(values, step)
-        if ratios is None or level is None:
-            fallback = RecentQuantiles().predict(history, horizon_steps, quantiles)
-            return Forecast(fallback.start, fallback.step_seconds, fallback.quantiles, self.name, None)
         ordered = sorted(quantiles)
-        # ratios: (samples, horizon); a step with no known sample is NaN on every path (missing).
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN step: NaN, said above
-            levels = level * np.nanquantile(ratios, ordered, axis=0)
+        now = np.array([len(visible.values)])
+        paths = self.paths_at(visible.values, visible.step_seconds, now, horizon_steps, ordered)[0]
         return Forecast(
             start=visible.end,
-            step_seconds=step,
-            quantiles={q: levels[i] for i, q in enumerate(ordered)},
+            step_seconds=visible.step_seconds,
+            quantiles={q: paths[i] for i, q in enumerate(ordered)},
             model=self.name,
             # Unscored, as recent_quantiles: the paths' spread is the uncertainty already.
             trailing_error=None,
         )
 
+    def paths_at(
+        self,
+        values: np.ndarray,
+        step_seconds: float,
+        origins: np.ndarray,
+        horizon_steps: int,
+        quantiles: Sequence[float],
+    ) -> np.ndarray:
+        """What predict returns from `values[:origin]`, for every origin at once: shape
+        (origins, quantiles, horizon_steps), quantiles in the order given. An origin with fewer
+        than MIN_DAYS usable days, or no known value in its last hour, gets recent_quantiles'."""
+        ratios, days = clock_ratios(values, step_seconds, origins, horizon_steps)
+        level = _recent_median(values, step_seconds, origins)
+        own = (days >= MIN_DAYS) & ~np.isnan(level)
+        paths = np.empty((len(origins), len(quantiles), horizon_steps))
+        if not own.all():
+            fallback = RecentQuantiles().paths_at(
+                values, step_seconds, origins[~own], horizon_steps, quantiles
+            )
+            paths[~own] = fallback
+        if own.any():
+            # (q, origins, steps); a step with no known sample is NaN on every path (missing).
+            spread = nan_quantiles(ratios[own].transpose(0, 2, 1), quantiles)
+            paths[own] = level[own, None, None] * spread.transpose(1, 0, 2)
+        return paths
 
-def clock_ratios(values: np.ndarray, step_seconds: float, horizon_steps: int) -> np.ndarray | None:
-    """Rows: one per (day back, neighbour offset); columns: the steps ahead. Each entry is the
+
+def clock_ratios(
+    values: np.ndarray, step_seconds: float, origins: np.ndarray, horizon_steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per origin, rows of one per (day back, neighbour offset) and columns the steps ahead: the
     load at that day's same clock time plus the step, over the median of the hour before that
-    clock time on that day. None when fewer than MIN_DAYS days have both."""
+    clock time on that day, reading only values before the origin (NaN where a day has no known
+    hour or a zero median). Also how many days gave a known ratio, per origin."""
     day = round(DAY_SECONDS / step_seconds)
     hour = max(1, round(RECENT_SECONDS / step_seconds))
-    now = len(values)
+    offsets = np.arange(-NEIGHBOUR_STEPS, NEIGHBOUR_STEPS + 1)
     ahead = np.arange(horizon_steps)
-    rows = []
-    days = 0
-    for back in range(1, SEASONAL_DAYS + 1):
-        origin = now - back * day
-        if origin - hour < 0:
-            break
-        before = values[origin - hour : origin]
-        if np.isnan(before).all():
-            continue
-        base = float(np.nanmedian(before))
-        if not base > 0:
-            continue
-        used = False
-        for offset in range(-NEIGHBOUR_STEPS, NEIGHBOUR_STEPS + 1):
-            at = origin + ahead + offset
-            row = np.full(horizon_steps, np.nan)
-            inside = (at >= 0) & (at < now)
-            row[inside] = values[at[inside]] / base
-            used = used or bool(np.isfinite(row).any())
-            rows.append(row)
-        days += used
-    if days < MIN_DAYS:
-        return None
-    return np.vstack(rows)
+    # (origins, days back): the same clock time on each day, and the median of the hour before it.
+    start = origins[:, None] - np.arange(1, SEASONAL_DAYS + 1)[None, :] * day
+    base = nan_medians(windows_before(values, start.ravel(), hour)).reshape(start.shape)
+    based = (start - hour >= 0) & (base > 0)  # False for NaN too
+    # (origins, days, offsets, steps ahead)
+    at = start[:, :, None, None] + offsets[None, None, :, None] + ahead[None, None, None, :]
+    inside = based[:, :, None, None] & (at >= 0) & (at < origins[:, None, None, None])
+    read = values[np.clip(at, 0, max(len(values) - 1, 0))] if len(values) else np.full(at.shape, np.nan)
+    sample = np.divide(read, base[:, :, None, None], out=np.full(at.shape, np.nan), where=inside)
+    days = (based & np.isfinite(sample).any(axis=(2, 3))).sum(axis=1)
+    return sample.reshape(len(origins), SEASONAL_DAYS * len(offsets), horizon_steps), days
 
 
-def _recent_median(values: np.ndarray, step_seconds: float) -> float | None:
-    recent = values[-max(1, round(RECENT_SECONDS / step_seconds)) :]
-    if np.isnan(recent).all():
-        return None
-    return float(np.nanmedian(recent))
+def _recent_median(values: np.ndarray, step_seconds: float, origins: np.ndarray) -> np.ndarray:
+    """The median of the known values in the hour before each origin (NaN when none is known)."""
+    return nan_medians(windows_before(values, origins, max(1, round(RECENT_SECONDS / step_seconds))))

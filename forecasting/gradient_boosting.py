@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting import point_paths
+from forecasting.model import ScalingGoal
 from forecasting.point_models import (
     CALIBRATION_HORIZON_SECONDS,
     CALIBRATION_ORIGINS,
@@ -135,7 +136,7 @@ class GradientBoosting:
         paths = boosted_paths(values, visible.step_seconds)
         return point_paths.last_value if paths is None else paths
 
-    def fit(self, history: LoadSeries) -> FittedPointModel:
+    def fit(self, history: LoadSeries, goal: ScalingGoal | None = None) -> FittedPointModel:
         visible = history.visible()
         values, step = visible.values, visible.step_seconds
         holdout = int(HOLDOUT_SECONDS / step)

@@ -15,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from forecasting.forecast import Forecast
+from forecasting.model import ScalingGoal
 from forecasting.scores import trailing_relative_error
 from forecasting.series import LoadSeries
 
@@ -174,7 +175,7 @@ class PointModel:
     paths_for: PathsFor
     min_history_seconds: float = 0.0
 
-    def fit(self, history: LoadSeries) -> FittedPointModel:
+    def fit(self, history: LoadSeries, goal: ScalingGoal | None = None) -> FittedPointModel:
         visible = history.visible()
         point_paths = self.paths_for(visible)
         return FittedPointModel(

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from forecasting.forecast import Forecast
+from forecasting.model import ScalingGoal
+from forecasting.point_paths import forward_fill
 from forecasting.series import LoadSeries
 
 NAME = "recent_quantiles"
@@ -39,7 +41,7 @@ class RecentQuantiles:
 
     name: str = NAME
 
-    def fit(self, history: LoadSeries) -> RecentQuantiles:
+    def fit(self, history: LoadSeries, goal: ScalingGoal | None = None) -> RecentQuantiles:
         return self
 
     def predict(self, history: LoadSeries, horizon_steps: int, quantiles: Sequence[float]) -> Forecast:
@@ -47,51 +49,119 @@ class RecentQuantiles:
         Falls back to the last known value when the last hour has none, and to NaN paths
         (missing, not zero load) when nothing is known at all."""
         visible = history.visible()
-        values = visible.values
-        step = visible.step_seconds
-        recent = values[-max(1, round(RECENT_SECONDS / step)) :]
-        known = recent[~np.isnan(recent)]
-        if not known.size:
-            earlier = values[~np.isnan(values)]
-            known = earlier[-1:]
         ordered = sorted(quantiles)
-        if known.size:
-            levels = np.quantile(known, ordered) * daily_shift(values, step)
-        else:
-            levels = np.full(len(ordered), np.nan)
+        now = np.array([len(visible.values)])
+        paths = self.paths_at(visible.values, visible.step_seconds, now, horizon_steps, ordered)[0]
         return Forecast(
             start=visible.end,
-            step_seconds=step,
-            quantiles=dict(zip(ordered, np.repeat(levels[:, None], horizon_steps, axis=1), strict=True)),
+            step_seconds=visible.step_seconds,
+            quantiles={q: paths[i] for i, q in enumerate(ordered)},
             model=self.name,
             # Unscored on purpose: the spread of the paths is this model's uncertainty already,
             # and decide() shrinking it towards the live load would undo what it is for.
             trailing_error=None,
         )
 
+    def paths_at(
+        self,
+        values: np.ndarray,
+        step_seconds: float,
+        origins: np.ndarray,
+        horizon_steps: int,
+        quantiles: Sequence[float],
+    ) -> np.ndarray:
+        """What predict returns from `values[:origin]`, for every origin at once: shape
+        (origins, quantiles, horizon_steps), quantiles in the order given."""
+        levels = recent_levels(values, step_seconds, origins, quantiles)
+        return np.repeat(levels[:, :, None], horizon_steps, axis=2)
 
-def daily_shift(values: np.ndarray, step_seconds: float) -> float:
-    """Ratio of the load in the AHEAD_SECONDS after this clock time to the RECENT_SECONDS before
-    it, summed over the last SEASONAL_DAYS days that have both; 1.0 without any such day.
+
+def recent_levels(
+    values: np.ndarray, step_seconds: float, origins: np.ndarray, quantiles: Sequence[float]
+) -> np.ndarray:
+    """(origins, quantiles): the quantiles of the RECENT_SECONDS before each origin (the last
+    known value when none is known there, NaN when nothing is) times the daily shift."""
+    windows = windows_before(values, origins, max(1, round(RECENT_SECONDS / step_seconds)))
+    levels = nan_quantiles(windows, quantiles).T
+    empty = np.isnan(windows).all(axis=1)
+    if empty.any():
+        # filled[i]: the last value known before index i.
+        filled = np.concatenate(([np.nan], forward_fill(values)))
+        levels[empty] = filled[origins[empty]][:, None]
+    return levels * daily_shift(values, step_seconds, origins)[:, None]
+
+
+def windows_before(values: np.ndarray, origins: np.ndarray, width: int) -> np.ndarray:
+    """(origins, width): the `width` values before each origin, NaN where that runs before the
+    first value, so that an origin with less history behind it reads what there is."""
+    if not len(values):
+        return np.full((len(origins), width), np.nan)
+    index = origins[:, None] - width + np.arange(width)[None, :]
+    return np.where(index >= 0, values[np.clip(index, 0, len(values) - 1)], np.nan)
+
+
+def nan_quantiles(samples: np.ndarray, quantiles: Sequence[float]) -> np.ndarray:
+    """np.nanquantile over the last axis, quantiles first (NaN where a row has no known value),
+    the same numbers: rows without a gap go through np.quantile at once, where nanquantile
+    loops over rows in Python (400 ms of a 1-minute series' choice, against 30 ms)."""
+    rows = samples.reshape(-1, samples.shape[-1])
+    out = np.full((len(quantiles), len(rows)), np.nan)
+    missing = np.isnan(rows)
+    gappy, empty = missing.any(axis=1), missing.all(axis=1)
+    if not gappy.all():
+        out[:, ~gappy] = np.quantile(rows[~gappy], list(quantiles), axis=1)
+    partial = gappy & ~empty
+    if partial.any():
+        out[:, partial] = np.nanquantile(rows[partial], list(quantiles), axis=1)
+    return out.reshape(len(quantiles), *samples.shape[:-1])
+
+
+def nan_medians(rows: np.ndarray) -> np.ndarray:
+    """np.nanmedian of each row (NaN for a row with no known value), the same numbers: for a 2-D
+    array nanmedian goes through masked arrays, ten times slower than a median per row."""
+    out = np.full(len(rows), np.nan)
+    missing = np.isnan(rows)
+    gappy, empty = missing.any(axis=1), missing.all(axis=1)
+    if not gappy.all():
+        out[~gappy] = np.median(rows[~gappy], axis=1)
+    for row in np.flatnonzero(gappy & ~empty):
+        out[row] = np.nanmedian(rows[row])
+    return out
+
+
+def nan_means(rows: np.ndarray) -> np.ndarray:
+    """np.nanmean of each row (NaN for a row with no known value), without its warning."""
+    known = ~np.isnan(rows)
+    count = known.sum(axis=1)
+    total = np.where(known, rows, 0.0).sum(axis=1)
+    return np.divide(total, count, out=np.full(len(rows), np.nan), where=count > 0)
+
+
+def daily_shift(values: np.ndarray, step_seconds: float, origins: np.ndarray) -> np.ndarray:
+    """Per origin, the ratio of the load in the AHEAD_SECONDS after that clock time to the
+    RECENT_SECONDS before it, summed over the last SEASONAL_DAYS days that have both (only
+    values before the origin are read); 1.0 without any such day.
 
     Example: one day back, the hour before averaged 50 rps and the 10 minutes after 60 rps -> 1.2.
     """
     day = round(DAY_SECONDS / step_seconds)
     before = max(1, round(RECENT_SECONDS / step_seconds))
     after = max(1, round(AHEAD_SECONDS / step_seconds))
-    origins = len(values) - day * np.arange(1, SEASONAL_DAYS + 1)
-    origins = origins[origins >= before]
-    # All the days' windows in two matrices, one row a day: a pair of nanmeans per day was
-    # two thirds of this model's prediction, which runs every tick for every workload. A later
-    # window never runs past the end: a day is longer than AHEAD_SECONDS.
-    earlier = values[origins[:, None] + np.arange(-before, 0)]
-    later = values[origins[:, None] + np.arange(after)]
-    usable = ~np.isnan(earlier).all(axis=1) & ~np.isnan(later).all(axis=1)
-    if not usable.any():
-        return 1.0
-    # Summed in day order, one day's mean at a time, as the sum over the days is defined.
-    total_before = sum(np.nanmean(earlier[usable], axis=1).tolist(), 0.0)
-    total_after = sum(np.nanmean(later[usable], axis=1).tolist(), 0.0)
-    if total_before <= 0 or total_after <= 0:
-        return 1.0
-    return min(max(total_after / total_before, 1 - MAX_DAILY_SHIFT), 1 + MAX_DAILY_SHIFT)
+    # (origins, days back): the same clock time on each day back.
+    start = (origins[:, None] - np.arange(1, SEASONAL_DAYS + 1)[None, :] * day).ravel()
+    mean_before = nan_means(windows_before(values, start, before)).reshape(len(origins), SEASONAL_DAYS)
+    mean_after = nan_means(windows_before(values, start + after, after)).reshape(len(origins), SEASONAL_DAYS)
+    known = (
+        (start.reshape(len(origins), SEASONAL_DAYS) - before >= 0)
+        & ~np.isnan(mean_before)
+        & ~np.isnan(mean_after)
+    )
+    mean_before, mean_after = np.where(known, mean_before, 0.0), np.where(known, mean_after, 0.0)
+    total_before = np.zeros(len(origins))
+    total_after = np.zeros(len(origins))
+    for back in range(SEASONAL_DAYS):  # summed day by day, nearest first
+        total_before += mean_before[:, back]
+        total_after += mean_after[:, back]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.clip(total_after / total_before, 1 - MAX_DAILY_SHIFT, 1 + MAX_DAILY_SHIFT)
+    return np.where((total_before > 0) & (total_after > 0), shift, 1.0)

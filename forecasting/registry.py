@@ -17,7 +17,7 @@ from forecasting.clock_quantiles import ClockQuantiles
 from forecasting.model import Forecaster
 from forecasting.point_models import PointModel, PointPaths
 from forecasting.recent_distribution import RecentQuantiles
-from forecasting.selection import Candidate, SelectBest
+from forecasting.selection import Candidate, ChooseByObjective, SelectBest
 from forecasting.series import LoadSeries
 
 if TYPE_CHECKING:
@@ -114,6 +114,11 @@ def auto() -> SelectBest:
     return SelectBest(candidates())
 
 
+def objective_choice() -> ChooseByObjective:
+    """recent_quantiles first: the default, and what is kept without a goal or history to score."""
+    return ChooseByObjective([RecentQuantiles(), ClockQuantiles()])
+
+
 MODELS: dict[str, Callable[[], Forecaster]] = {
     "last_value": last_value,
     "ewma": ewma,
@@ -126,6 +131,7 @@ MODELS: dict[str, Callable[[], Forecaster]] = {
     "auto": auto,
     "recent_quantiles": RecentQuantiles,
     "clock_quantiles": ClockQuantiles,
+    "objective_choice": objective_choice,
 }
 
 # What the sidecar and the replay forecast with unless told otherwise. Not `auto`: `auto` has the

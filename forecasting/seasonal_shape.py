@@ -26,6 +26,7 @@ from statsmodels.tsa.holtwinters import ExponentialSmoothing
 from statsmodels.tsa.seasonal import MSTL
 
 from forecasting import point_paths
+from forecasting.model import ScalingGoal
 from forecasting.point_models import FittedPointModel, PointModel, PointPaths, calibrate
 from forecasting.series import LoadSeries
 
@@ -117,7 +118,7 @@ class SeasonalShapeModel:
         profile = learn_profile(visible, self.seasonal_fit)
         return point_paths.last_value if profile is None else shape_paths(profile, visible.step_seconds)
 
-    def fit(self, history: LoadSeries) -> FittedPointModel:
+    def fit(self, history: LoadSeries, goal: ScalingGoal | None = None) -> FittedPointModel:
         visible = history.visible()
         profile = learn_profile(visible, self.seasonal_fit)
         if profile is None:

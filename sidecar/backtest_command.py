@@ -141,8 +141,9 @@ def format_table(source: str, series: LoadSeries, results: Sequence[BacktestResu
     return "\n".join(lines + notes)
 
 
-# Models whose fit picks another model by design: `auto:ewma` is a choice, not a fallback.
-DELEGATING_MODELS = frozenset({"auto"})
+# Models whose fit picks another model by design: `auto:ewma` is a choice, not a fallback
+# (objective_choice without a goal, as in a backtest, keeps its first candidate).
+DELEGATING_MODELS = frozenset({"auto", "objective_choice"})
 
 
 def fitted_as(result: BacktestResult) -> dict[str, int]:

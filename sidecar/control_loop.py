@@ -34,8 +34,9 @@ from autoscaler.capacity import (
 from autoscaler.decision import Decision, DecisionState
 from autoscaler.observations import Histogram, Observations, Reading, Signal
 from autoscaler.policy import ScalingPolicy
+from autoscaler.prewarm import scaling_goal
 from forecasting.forecast import Forecast
-from forecasting.model import FittedForecaster, Forecaster
+from forecasting.model import FittedForecaster, Forecaster, ScalingGoal
 from forecasting.series import LoadSeries
 from sidecar.budgets import read_budget
 from sidecar.clock import Clock, sleep_unless_stopped
@@ -605,20 +606,25 @@ def _start_refit_when_due(
     history = runtime.history
     runtime.refit_started_at = now
     horizon_steps = _horizon_steps(history, settings)
+    goal = scaling_goal(runtime.policy, _cold_start(runtime, ports.cold_starts))
     runtime.refit = asyncio.get_running_loop().run_in_executor(
-        ports.executor, _fit_and_predict_once, constructor, history, horizon_steps, runtime.policy
+        ports.executor, _fit_and_predict_once, constructor, history, horizon_steps, runtime.policy, goal
     )
 
 
 def _fit_and_predict_once(
-    constructor: Callable[[], Forecaster], history: LoadSeries, horizon_steps: int, policy: ScalingPolicy
+    constructor: Callable[[], Forecaster],
+    history: LoadSeries,
+    horizon_steps: int,
+    policy: ScalingPolicy,
+    goal: ScalingGoal | None,
 ) -> FittedForecaster:
     """Construct, fit, then predict once with the quantiles every tick asks for, in the executor.
     Constructing there keeps a model's first import (LightGBM, statsmodels: seconds) off the event
     loop, and a broken install is a failed refit (reactive decisions go on), not a failed tick. A
     model's first prediction fills its caches (residual quantiles), which for 1,000 models refitted
     together took a whole second off the event loop."""
-    fitted = constructor().fit(history)
+    fitted = constructor().fit(history, goal)
     fitted.predict(history, horizon_steps, policy.forecast_quantiles)
     return fitted
 

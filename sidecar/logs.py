@@ -39,9 +39,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update(
-            {k: v for k, v in vars(record).items() if k not in _STANDARD_FIELDS and k != IN_MESSAGE}
-        )
+        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD_FIELDS and k != IN_MESSAGE})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

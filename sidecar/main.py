@@ -57,7 +57,6 @@ log = logging.getLogger(__name__)
 DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-
 @dataclass
 class Service:
     """Handles a caller (a test, a bench) gets once the service is up."""

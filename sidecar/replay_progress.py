@@ -44,7 +44,9 @@ def urls(addresses: Mapping[str, str], namespace: str) -> list[str]:
         found.append(f"http://{_local(addresses['health'])}/metrics")
     if "external_metrics" in addresses:
         host = _local(addresses["external_metrics"])
-        found.append(f"http://{host}/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/desired_replicas")
+        found.append(
+            f"http://{host}/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/desired_replicas"
+        )
     return found
 
 

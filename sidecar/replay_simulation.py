@@ -193,6 +193,8 @@ class Simulation:
     decisions: list[tuple[float, int, str]] = field(default_factory=list)  # (at, replicas, reason)
     # (at, per replica) from the first tick autoscaler.capacity has an estimate.
     learned_capacity: list[tuple[float, float]] = field(default_factory=list)
+    # Decisions per forecast model (a choosing model by its choice).
+    forecast_models: dict[str, int] = field(default_factory=dict)
 
     @property
     def tracker(self) -> ColdStartTracker:
@@ -205,6 +207,9 @@ class Simulation:
                 self.decisions.append((report.at, item.decision.replicas, str(item.decision.reason)))
                 if item.decision.forecast_rps is not None:
                     self.forecast_points.append((report.at, item.decision.forecast_rps))
+                if item.forecast is not None:
+                    model = item.forecast.model
+                    self.forecast_models[model] = self.forecast_models.get(model, 0) + 1
                 if item.learned_capacity is not None:
                     self.learned_capacity.append((report.at, item.learned_capacity.per_replica))
             self.cluster.follow(latest)
@@ -375,6 +380,7 @@ class ControlLoopPolicy:
             deployment.provisioned_per_second(),
             np.asarray(at, dtype=float),
             np.asarray(rps, dtype=float),
+            dict(simulation.forecast_models),
         )
 
     def simulate(

@@ -81,8 +81,9 @@ def _sections(path: str, node: Mapping[str, Any], defs: Mapping[str, Any]) -> It
         for ref, suffix in _object_refs(field):
             child = defs[ref]
             if "properties" in child:
-                yield from _sections(f"{path}.{name}{suffix}" if path != "settings" else f"{name}{suffix}",
-                                     child, defs)
+                yield from _sections(
+                    f"{path}.{name}{suffix}" if path != "settings" else f"{name}{suffix}", child, defs
+                )
 
 
 def _object_refs(field: Mapping[str, Any]) -> Iterator[tuple[str, str]]:

@@ -62,6 +62,13 @@ class DecisionCollector(Collector):
             "Forecast peak request rate over the decision's lead time, per forecast quantile.",
             labels=[*labels, "quantile"],
         )
+        forecast_model = GaugeMetricFamily(
+            "autoscaler_forecast_model",
+            "1, labelled with the model that forecast for the newest decision; a model that chooses"
+            " per workload names its choice (objective_choice:clock_quantiles). Absent without a"
+            " forecast.",
+            labels=[*labels, "model"],
+        )
         signal_age = GaugeMetricFamily(
             "autoscaler_signal_age_seconds",
             "Age of each input signal the newest decision was made from (absent when missing).",
@@ -183,6 +190,7 @@ class DecisionCollector(Collector):
                 if reading is not None:
                     signal_age.add_metric([*workload, signal], reading.age_seconds(now))
             if item.forecast is not None:
+                forecast_model.add_metric([*workload, item.forecast.model], 1.0)
                 # Peak over [decision time, decision time + lead]; a lead of 0 still reads one step.
                 until = decision.at + decision.lead_seconds
                 for quantile in sorted(item.forecast.quantiles):
@@ -215,6 +223,7 @@ class DecisionCollector(Collector):
             reason,
             decision_age,
             forecast,
+            forecast_model,
             signal_age,
             cold_start,
             observed,

@@ -72,13 +72,16 @@ class ReplaySettings:
 @dataclass(frozen=True, slots=True, eq=False)
 class Occupancy:
     """One policy's replicas per simulated second: `provisioned` counts starting and ready pods.
-    `forecast_at`/`forecast_rps` are the forecast peaks the policy used, when it forecasts."""
+    `forecast_at`/`forecast_rps` are the forecast peaks the policy used, when it forecasts;
+    `forecast_models` how many decisions each forecast model made (a choosing model by its
+    choice: objective_choice:clock_quantiles)."""
 
     name: str
     ready: np.ndarray
     provisioned: np.ndarray
     forecast_at: np.ndarray | None = None
     forecast_rps: np.ndarray | None = None
+    forecast_models: Mapping[str, int] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -96,10 +96,12 @@ def summary(run: ReplayRun) -> dict[str, object]:
     figures = scores(run)
     oracle_hours = next((s.replica_hours for s in figures if s.name == ORACLE), None)
     policies: dict[str, object] = {}
-    for figure in figures:
+    for figure, occupancy in zip(figures, run.occupancies, strict=True):
         entry: dict[str, object] = {k: v for k, v in asdict(figure).items() if k != "name"}
         if oracle_hours:
             entry["replica_hours_vs_oracle"] = figure.replica_hours / oracle_hours
+        if occupancy.forecast_models:
+            entry["forecast_models"] = dict(sorted(occupancy.forecast_models.items()))
         policies[figure.name] = entry
     document: dict[str, object] = {
         "trace": run.source,

@@ -15,6 +15,7 @@ from autoscaler.objective import quantiles
 from autoscaler.observations import Histogram, Observations, Reading
 from autoscaler.policy import ScalingPolicy
 from forecasting.forecast import Forecast
+from forecasting.model import ScalingGoal
 from forecasting.series import LoadSeries
 
 
@@ -85,13 +86,16 @@ class FlatFit:
 
 @dataclass
 class FlatForecaster:
-    """Forecasts the mean of the history it was fitted on, flat; counts its fits."""
+    """Forecasts the mean of the history it was fitted on, flat; counts its fits and keeps the
+    goals it was given."""
 
     name: str = "flat"
     fits: int = 0
+    goals: list[ScalingGoal | None] = field(default_factory=list)
 
-    def fit(self, history: LoadSeries) -> FlatFit:
+    def fit(self, history: LoadSeries, goal: ScalingGoal | None = None) -> FlatFit:
         self.fits += 1
+        self.goals.append(goal)
         known = history.values[~np.isnan(history.values)]
         return FlatFit(float(known.mean()) if len(known) else 0.0)
 

@@ -47,12 +47,8 @@ def _obs(
 @pytest.mark.parametrize(
     ("observations", "policy", "expected"),
     [
-        pytest.param(
-            _obs(waiting=4.0), POLICY, (10.0, False), id="4 waiting on 4 ready is healthy"
-        ),
-        pytest.param(
-            _obs(waiting=12.0), POLICY, (10.0, True), id="12 waiting on 4 ready saturates"
-        ),
+        pytest.param(_obs(waiting=4.0), POLICY, (10.0, False), id="4 waiting on 4 ready is healthy"),
+        pytest.param(_obs(waiting=12.0), POLICY, (10.0, True), id="12 waiting on 4 ready saturates"),
         pytest.param(_obs(waiting=0.0, ttft=3.0), POLICY, (10.0, True), id="a TTFT over its bound saturates"),
         pytest.param(_obs(ttft=1.0), POLICY, (10.0, False), id="TTFT alone within its bound is healthy"),
         pytest.param(_obs(ttft=3.0), NO_TARGETS, None, id="TTFT without a bound says nothing"),

@@ -10,8 +10,8 @@ import pytest
 
 from autoscaler.objective import ObjectiveState, quantiles
 from autoscaler.observations import Observations, Reading
-from autoscaler.policy import ScalingPolicy
-from autoscaler.prewarm import forecast_trust, lead_seconds, prewarm
+from autoscaler.policy import OBJECTIVE_QUANTILES, ScalingPolicy
+from autoscaler.prewarm import forecast_trust, lead_seconds, prewarm, scaling_goal
 from autoscaler.reactive import (
     gpu_replicas,
     kv_cache_replicas,
@@ -21,6 +21,7 @@ from autoscaler.reactive import (
     ttft_replicas,
 )
 from forecasting.forecast import Forecast
+from forecasting.model import ScalingGoal
 
 NOW = 10_000.0
 # 10 rps per replica at the target, so 70 rps -> 7 replicas.
@@ -165,6 +166,46 @@ def test_kv_cache_replicas(
 def test_ttft_replicas(reading: Reading, ready: int, policy: ScalingPolicy, expected: int | None) -> None:
     observations = Observations(at=NOW, current_replicas=4, ready_replicas=ready, ttft=reading)
     assert ttft_replicas(NOW, observations, policy) == expected
+
+
+@pytest.mark.parametrize(
+    ("overrides", "cold_start", "expected"),
+    [
+        pytest.param({}, None, None, id="no objective: nothing to choose by"),
+        pytest.param(
+            {"objective_unserved_share": 0.01, "forecast_quantile": 0.5, "forecast_floor_quantile": 0.9},
+            None,
+            None,
+            id="both quantiles fixed by an expert: nothing is chosen to meet it",
+        ),
+        pytest.param(
+            {"objective_unserved_share": 0.01, "target_utilization": 0.8},
+            45.0,
+            ScalingGoal(0.01, 1.25, 75.0, OBJECTIVE_QUANTILES),
+            id="headroom 1 / target utilization, lead from the learned cold start",
+        ),
+        pytest.param(
+            {"objective_unserved_share": 0.001, "target_utilization": 0.5, "forecast_headroom": 0.2},
+            None,
+            ScalingGoal(0.001, 2.4, 150.0, OBJECTIVE_QUANTILES),
+            id="forecast headroom on top; the default cold start",
+        ),
+    ],
+)
+def test_scaling_goal(
+    overrides: dict[str, float], cold_start: float | None, expected: ScalingGoal | None
+) -> None:
+    goal = scaling_goal(replace(POLICY, **overrides), cold_start)
+    if expected is None:
+        assert goal is None
+    else:
+        assert goal is not None
+        assert (goal.unserved_share, goal.lead_seconds, goal.quantiles) == (
+            expected.unserved_share,
+            expected.lead_seconds,
+            expected.quantiles,
+        )
+        assert goal.headroom == pytest.approx(expected.headroom)
 
 
 @pytest.mark.parametrize(

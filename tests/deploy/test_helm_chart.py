@@ -195,9 +195,12 @@ def test_deployment_overrides_load_and_name_mounted_files(rendered, scenario, mo
     objects = rendered[scenario]
     container = _sidecar(objects)
     for variable in container["env"]:
-        value = variable.get("value") or {"metadata.namespace": NAMESPACE, "metadata.name": "pod-0"}[
-            variable["valueFrom"]["fieldRef"]["fieldPath"]
-        ]
+        value = (
+            variable.get("value")
+            or {"metadata.namespace": NAMESPACE, "metadata.name": "pod-0"}[
+                variable["valueFrom"]["fieldRef"]["fieldPath"]
+            ]
+        )
         monkeypatch.setenv(variable["name"], value)
     settings = parse_settings(_config(objects))
     assert settings.kubernetes.lease_namespace == NAMESPACE
@@ -332,7 +335,8 @@ def test_scrape_jobs_are_the_names_the_alerts_select(rendered, scenario):
     rules = RULES_FILE.read_text()
     for monitor in (o for o in objects if o["kind"] == "ServiceMonitor"):
         service = next(
-            o for o in objects
+            o
+            for o in objects
             if o["kind"] == "Service"
             and monitor["spec"]["selector"]["matchLabels"].items() <= o["metadata"]["labels"].items()
         )
@@ -351,9 +355,11 @@ def test_scrape_jobs_are_the_names_the_alerts_select(rendered, scenario):
         pytest.param({"image": {"digest": "latest"}}, "image.digest", id="digest not sha256"),
         pytest.param({"gpuAgent": {"listen": "9400"}}, "gpuAgent.listen", id="listen without a port"),
         pytest.param(
-            {"settings": {"workloads": [
-                {"name": "Llama", "queries": {"load": "up"}, "replica_capacity_rps": 1}
-            ]}},
+            {
+                "settings": {
+                    "workloads": [{"name": "Llama", "queries": {"load": "up"}, "replica_capacity_rps": 1}]
+                }
+            },
             "settings.workloads.0.name",
             id="workload name not a DNS label",
         ),

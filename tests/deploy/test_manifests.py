@@ -38,7 +38,11 @@ def test_every_custom_object_validates_against_its_published_crd(
     custom = [o for o in rendered + examples if is_custom(o)]
     assert "predictive-autoscaler-mtls" in {o["metadata"]["name"] for o in custom}
     assert {o["kind"] for o in custom} == {
-        "ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject", "TriggerAuthentication"
+        "ServiceMonitor",
+        "PodMonitor",
+        "PrometheusRule",
+        "ScaledObject",
+        "TriggerAuthentication",
     }
     assert crd_validator(custom) == {}
 
@@ -47,18 +51,25 @@ def test_every_custom_object_validates_against_its_published_crd(
     ("kind", "name", "break_it", "named"),
     [
         pytest.param(
-            "ScaledObject", "llama", lambda o: o["spec"].pop("scaleTargetRef"),
-            "/spec must have required property scaleTargetRef", id="ScaledObject without its target",
+            "ScaledObject",
+            "llama",
+            lambda o: o["spec"].pop("scaleTargetRef"),
+            "/spec must have required property scaleTargetRef",
+            id="ScaledObject without its target",
         ),
         pytest.param(
-            "ServiceMonitor", "predictive-autoscaler",
+            "ServiceMonitor",
+            "predictive-autoscaler",
             lambda o: o["spec"]["endpoints"][0].update(interval="15 seconds"),
-            "/spec/endpoints/0/interval must match pattern", id="ServiceMonitor interval not a duration",
+            "/spec/endpoints/0/interval must match pattern",
+            id="ServiceMonitor interval not a duration",
         ),
         pytest.param(
-            "TriggerAuthentication", "predictive-autoscaler-ca",
+            "TriggerAuthentication",
+            "predictive-autoscaler-ca",
             lambda o: o["spec"]["secretTargetRef"][0].pop("key"),
-            "/spec/secretTargetRef/0 must have required property key", id="secret reference without its key",
+            "/spec/secretTargetRef/0 must have required property key",
+            id="secret reference without its key",
         ),
     ],
 )

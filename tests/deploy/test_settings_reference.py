@@ -62,8 +62,11 @@ def test_example_settings_load_and_show_every_field():
 
 def _nested_fields(path: str) -> set[str]:
     schema = settings_reference.settings_schema()["$defs"]
-    name = {"behavior.scale_up": "RulesSettings", "behavior.scale_down": "RulesSettings",
-            "prewarm": "PrewarmSettings"}[path]
+    name = {
+        "behavior.scale_up": "RulesSettings",
+        "behavior.scale_down": "RulesSettings",
+        "prewarm": "PrewarmSettings",
+    }[path]
     return set(schema[name]["properties"])
 
 

@@ -75,10 +75,11 @@ def test_under_two_days_it_is_recent_quantiles() -> None:
 def test_days_without_data_before_the_clock_time_are_skipped() -> None:
     values = _days_with_burst(days=4, burst_days=3)
     values[DAY - 60 : DAY] = np.nan  # three days back: the hour before is unknown
-    ratios = clock_ratios(values, 60.0, HORIZON)
-    assert ratios is not None and ratios.shape == (2 * 3, HORIZON)
+    now = np.array([len(values)])
+    ratios, days = clock_ratios(values, 60.0, now, HORIZON)
+    assert days.tolist() == [2] and np.isfinite(ratios[0]).any(axis=1).sum() == 2 * 3
     values[2 * DAY - 60 : 2 * DAY] = 0.0  # two days back: an idle hour gives no ratio either
-    assert clock_ratios(values, 60.0, HORIZON) is None
+    assert clock_ratios(values, 60.0, now, HORIZON)[1].tolist() == [1]
 
 
 def test_nothing_known_is_missing_not_zero() -> None:

@@ -48,17 +48,17 @@ def _day_with(before: float, after: float, today: float) -> np.ndarray:
 )
 def test_daily_shift(before: float, after: float, shift: float) -> None:
     values = _day_with(before, after, today=10.0)
-    assert daily_shift(values, 60.0) == pytest.approx(shift)
+    assert daily_shift(values, 60.0, np.array([len(values)]))[0] == pytest.approx(shift)
     np.testing.assert_allclose(_predict(values).quantiles[0.5], np.full(5, 10.0 * shift))
 
 
 def test_daily_shift_sums_over_the_days_that_have_data() -> None:
     two_days = np.concatenate((_day_with(50.0, 60.0, 0.0)[:DAY], _day_with(100.0, 100.0, 10.0)))
     # Day two back: 50 -> 60; one back: 100 -> 100; (60 + 100) / (50 + 100).
-    assert daily_shift(two_days, 60.0) == pytest.approx(160.0 / 150.0)
+    assert daily_shift(two_days, 60.0, np.array([len(two_days)]))[0] == pytest.approx(160.0 / 150.0)
     gappy = two_days.copy()
     gappy[DAY + 60 : DAY + 70] = np.nan  # yesterday's 10 minutes unknown: only day two counts
-    assert daily_shift(gappy, 60.0) == pytest.approx(1.2)
+    assert daily_shift(gappy, 60.0, np.array([len(gappy)]))[0] == pytest.approx(1.2)
 
 
 def test_an_hour_with_no_known_value_falls_back_to_the_last_known_one() -> None:

@@ -47,6 +47,7 @@ def _with_forecast_and_signals() -> PublishedDecision:
         start=base.decision.at,
         step_seconds=30.0,
         quantiles={0.5: np.array([100.0, 120.0, 500.0]), 0.9: np.array([110.0, 140.0, 900.0])},
+        model="objective_choice:clock_quantiles",
     )
     observations = Observations(
         at=base.decision.at,
@@ -118,6 +119,8 @@ async def test_metrics_endpoint_reports_decisions_forecasts_ages_and_latency(
         samples[("autoscaler_forecast_requests_per_second", frozenset({*workload, ("quantile", "0.9")}))]
         == 140
     )
+    chosen = ("model", "objective_choice:clock_quantiles")
+    assert samples[("autoscaler_forecast_model", frozenset({*workload, chosen}))] == 1
     assert samples[("autoscaler_decisions_total", frozenset({*workload, ("reason", "forecast")}))] == 2
     latency = {
         labels: value
@@ -192,6 +195,7 @@ def _bare(
                 "autoscaler_forecast_trust",
                 "autoscaler_forecast_lead_seconds",
                 "autoscaler_forecast_floor_replicas",
+                "autoscaler_forecast_model",
                 "autoscaler_objective_unserved_share",
                 "autoscaler_objective_trailing_unserved_share",
                 "autoscaler_objective_quantile",

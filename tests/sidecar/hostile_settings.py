@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def alias_bomb(levels: int = 9, width: int = 9) -> str:
-    """"Billion laughs": `levels` anchors, each a list of `width` aliases of the one before, so a
+    """ "Billion laughs": `levels` anchors, each a list of `width` aliases of the one before, so a
     few hundred bytes expand to width**levels strings. The last level sits under `workloads`,
     where validation would walk (and quote) all of it."""
     lines = [f"a0: &a0 [{', '.join(['lol'] * width)}]"]

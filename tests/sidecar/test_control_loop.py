@@ -13,6 +13,8 @@ import pytest
 
 from autoscaler.decision import Reason
 from autoscaler.observations import Histogram, Reading
+from autoscaler.policy import OBJECTIVE_QUANTILES
+from forecasting.model import ScalingGoal
 from forecasting.series import LoadSeries
 from sidecar.control_loop import ControlLoop, LoopPorts, ReplicaCount, append_reading, build_runtime
 from sidecar.core import load_core
@@ -222,6 +224,18 @@ async def test_refit_runs_in_the_executor_and_is_used_on_a_later_tick(harness):
     assert harness.signals.history_calls.count(query("llama")) == 2, "history is re-read before each refit"
     # mistral has no history at all: retried every 4 ticks (60 s), not every tick.
     assert harness.signals.history_calls.count(query("mistral")) == 4
+
+
+async def test_a_refit_is_told_the_workloads_objective_headroom_and_lead(harness):
+    harness.signals.history_values = {query("llama"): lambda t: 80.0}
+    harness.signals.values = {query("llama"): lambda t: 10.0}
+    await harness.loop.tick()
+    await harness.loop.settle()
+    # The workload's defaults: objective 0.001, target utilization 1.0, no learned cold start
+    # (120 s default) plus the 30 s decision delay.
+    assert harness.forecaster.goals == [
+        ScalingGoal(unserved_share=0.001, headroom=1.0, lead_seconds=150.0, quantiles=OBJECTIVE_QUANTILES)
+    ]
 
 
 async def test_refit_failure_keeps_the_previous_model(harness):

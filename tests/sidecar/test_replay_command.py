@@ -163,6 +163,18 @@ def test_a_tighter_objective_costs_more_replica_hours_and_the_json_names_it(tmp_
     assert hours["0.000001"] > hours["0.3"]
 
 
+def test_the_json_counts_the_decisions_of_each_forecast_models_choice(tmp_path):
+    # Six hours: too little for clock_quantiles' days, so it forecasts as recent_quantiles, a
+    # tie the default model wins; every decision with a forecast is counted under the choice.
+    trace = _noisy_trace(tmp_path)
+    out = tmp_path / "choice.json"
+    args = ["replay", "--trace", str(trace), "--policies", "predictive", "--quiet", "--json", str(out)]
+    assert main([*args, "--forecast-model", "objective_choice"]) == 0
+    models = json.loads(out.read_text())["policies"]["predictive"]["forecast_models"]
+    assert list(models) == ["objective_choice:recent_quantiles"]
+    assert 0 < models["objective_choice:recent_quantiles"] <= 6 * 3600 / 15
+
+
 def test_unknown_forecast_model_is_a_usage_error(trace, capsys):
     with pytest.raises(SystemExit) as stopped:
         main(["replay", "--trace", str(trace), "--forecast-model", "prophet"])

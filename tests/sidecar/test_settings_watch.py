@@ -95,9 +95,10 @@ async def test_good_files_apply_and_a_bad_one_keeps_the_old(tmp_path: Path, capl
 
     # A section bound at start (the Prometheus client) is not silently ignored: it is named.
     with caplog.at_level(logging.WARNING):
-        replace(watched.path,
+        replace(
+            watched.path,
             SETTINGS.replace("max_replicas: 20", "max_replicas: 9")
-            + "prometheus: {url: 'http://elsewhere:9090'}\n"
+            + "prometheus: {url: 'http://elsewhere:9090'}\n",
         )
         await until(lambda: watched.max_replicas() == 9)
     restart = [r for r in caplog.records if "only after a restart" in r.getMessage()]
