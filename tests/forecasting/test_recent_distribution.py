@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from forecasting import MODELS, LoadSeries
-from forecasting.recent_distribution import daily_shift
+from forecasting.recent_distribution import complete_quantiles, daily_shift
 
 DAY = 1440
 
@@ -73,3 +73,22 @@ def test_ten_minute_steps_read_six_steps_as_the_hour() -> None:
 
 def test_nothing_known_is_missing_not_zero() -> None:
     assert np.isnan(_predict(np.full(5, np.nan)).quantiles[0.9]).all()
+
+
+@pytest.mark.parametrize(
+    ("rows", "quantiles"),
+    [
+        pytest.param([[5.0]], (0.0, 0.5, 1.0), id="one value"),
+        pytest.param([[1.0, 2.0]], (0.5,), id="halfway between two"),
+        pytest.param([[3.0, 1.0, 2.0, 2.0, 9.0]], (0.1, 0.84, 0.99), id="unsorted, with a tie"),
+        pytest.param([[0.1, 0.2, 0.3] * 20, [7.0] * 60], (0.3, 0.5, 0.7, 0.9), id="two rows, one constant"),
+        pytest.param(
+            np.random.default_rng(3).gamma(2.0, 50.0, (4, 60)),
+            (0.1, 0.2, 0.5, 0.84, 0.95, 0.98),
+            id="random hour",
+        ),
+    ],
+)
+def test_complete_quantiles_are_numpys_linear_quantiles_to_the_last_bit(rows, quantiles):
+    rows = np.asarray(rows, dtype=float)
+    assert np.array_equal(complete_quantiles(rows, quantiles), np.quantile(rows, quantiles, axis=1))
