@@ -32,6 +32,7 @@ from forecasting.recent_distribution import (
     RECENT_SECONDS,
     SEASONAL_DAYS,
     RecentQuantiles,
+    forecast_from_paths,
     nan_medians,
     nan_quantiles,
     windows_before,
@@ -55,18 +56,7 @@ class ClockQuantiles:
         return self
 
     def predict(self, history: LoadSeries, horizon_steps: int, quantiles: Sequence[float]) -> Forecast:
-        visible = history.visible()
-        ordered = sorted(quantiles)
-        now = np.array([len(visible.values)])
-        paths = self.paths_at(visible.values, visible.step_seconds, now, horizon_steps, ordered)[0]
-        return Forecast(
-            start=visible.end,
-            step_seconds=visible.step_seconds,
-            quantiles={q: paths[i] for i, q in enumerate(ordered)},
-            model=self.name,
-            # Unscored, as recent_quantiles: the paths' spread is the uncertainty already.
-            trailing_error=None,
-        )
+        return forecast_from_paths(self, history, horizon_steps, quantiles)
 
     def paths_at(
         self,

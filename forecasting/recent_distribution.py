@@ -25,6 +25,7 @@ import numpy as np
 from forecasting.forecast import Forecast
 from forecasting.model import ScalingGoal
 from forecasting.point_paths import forward_fill
+from forecasting.selection import SamplePathModel
 from forecasting.series import LoadSeries
 
 NAME = "recent_quantiles"
@@ -48,19 +49,7 @@ class RecentQuantiles:
         """Flat paths at the quantiles of the last hour's known steps times the daily shift.
         Falls back to the last known value when the last hour has none, and to NaN paths
         (missing, not zero load) when nothing is known at all."""
-        visible = history.visible()
-        ordered = sorted(quantiles)
-        now = np.array([len(visible.values)])
-        paths = self.paths_at(visible.values, visible.step_seconds, now, horizon_steps, ordered)[0]
-        return Forecast(
-            start=visible.end,
-            step_seconds=visible.step_seconds,
-            quantiles={q: paths[i] for i, q in enumerate(ordered)},
-            model=self.name,
-            # Unscored on purpose: the spread of the paths is this model's uncertainty already,
-            # and decide() shrinking it towards the live load would undo what it is for.
-            trailing_error=None,
-        )
+        return forecast_from_paths(self, history, horizon_steps, quantiles)
 
     def paths_at(
         self,
@@ -75,6 +64,25 @@ class RecentQuantiles:
         levels = recent_levels(values, step_seconds, origins, quantiles)
         return np.repeat(levels[:, :, None], horizon_steps, axis=2)
 
+
+
+def forecast_from_paths(
+    model: SamplePathModel, history: LoadSeries, horizon_steps: int, quantiles: Sequence[float]
+) -> Forecast:
+    """A sample-path model's predict: its paths at the one origin after the visible history."""
+    visible = history.visible()
+    ordered = sorted(quantiles)
+    now = np.array([len(visible.values)])
+    paths = model.paths_at(visible.values, visible.step_seconds, now, horizon_steps, ordered)[0]
+    return Forecast(
+        start=visible.end,
+        step_seconds=visible.step_seconds,
+        quantiles={q: paths[i] for i, q in enumerate(ordered)},
+        model=model.name,
+        # Unscored on purpose: the spread of the paths is this model's uncertainty already,
+        # and decide() shrinking it towards the live load would undo what it is for.
+        trailing_error=None,
+    )
 
 def recent_levels(
     values: np.ndarray, step_seconds: float, origins: np.ndarray, quantiles: Sequence[float]
