@@ -271,10 +271,7 @@ class HpaAutoscaler:
         metrics_delay_seconds: float = 15.0,
         metrics_window_seconds: float = 60.0,
     ) -> None:
-        if target_rps_per_replica <= 0:
-            raise ValueError(f"target_rps_per_replica={target_rps_per_replica!r}: allowed > 0")
-        if not 0 <= min_replicas <= max_replicas:
-            raise ValueError(f"min_replicas={min_replicas!r}, max_replicas={max_replicas!r}: 0 <= min <= max")
+        check_rate_baseline(target_rps_per_replica, min_replicas, max_replicas)
         self.name = "hpa-legacy" if legacy else "hpa"
         self.tick_seconds = tick_seconds
         self.metrics_delay_seconds = metrics_delay_seconds
@@ -295,3 +292,11 @@ class HpaAutoscaler:
         values = None if rate is None else (rate,)
         self.last_result, self.state = hpa_sync(view.now, self.spec, scale, (values,), self.state)
         return self.last_result.desired_replicas
+
+
+def check_rate_baseline(target_rps_per_replica: float, min_replicas: int, max_replicas: int) -> None:
+    """What every reactive baseline on the request rate (HPA, KEDA) needs of its settings."""
+    if target_rps_per_replica <= 0:
+        raise ValueError(f"target_rps_per_replica={target_rps_per_replica!r}: allowed > 0")
+    if not 0 <= min_replicas <= max_replicas:
+        raise ValueError(f"min_replicas={min_replicas!r}, max_replicas={max_replicas!r}: 0 <= min <= max")

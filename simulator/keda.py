@@ -17,7 +17,7 @@ from simulator.consumer import (
     ConsumerKeda,
     ScaledObjectSpec,
 )
-from simulator.hpa import ExternalTarget, HpaSpec, Scale, TargetType
+from simulator.hpa import ExternalTarget, HpaSpec, Scale, TargetType, check_rate_baseline
 from simulator.view import ClusterView
 
 
@@ -36,10 +36,7 @@ class KedaAutoscaler:
         metrics_delay_seconds: float = 15.0,
         metrics_window_seconds: float = 60.0,
     ) -> None:
-        if target_rps_per_replica <= 0:
-            raise ValueError(f"target_rps_per_replica={target_rps_per_replica!r}: allowed > 0")
-        if not 0 <= min_replicas <= max_replicas:
-            raise ValueError(f"min_replicas={min_replicas!r}, max_replicas={max_replicas!r}: 0 <= min <= max")
+        check_rate_baseline(target_rps_per_replica, min_replicas, max_replicas)
         self.name = "keda"
         self.tick_seconds = tick_seconds
         self.activation_rps = activation_rps
