@@ -86,13 +86,17 @@ class ObjectiveState:
 
     `level` is the logit of the floor quantile (None before the first tick: the default floor);
     `demand` and `unserved` are request totals and `seconds` the time they span, each decayed
-    with a `TRAILING_SECONDS` time constant; `ready` the (time, ready replicas) of the last
-    `READY_MEMORY_SECONDS`; `loads` the (observed time, value) of the last reading."""
+    with a `TRAILING_SECONDS` time constant; `timed` and `late` the same for the ticks with a
+    usable TTFT reading (requests, and those over the TTFT target), with a latency objective
+    only; `ready` the (time, ready replicas) of the last `READY_MEMORY_SECONDS`; `loads` the
+    (observed time, value) of the last reading."""
 
     level: float | None = None
     demand: float = 0.0
     unserved: float = 0.0
     seconds: float = 0.0
+    timed: float = 0.0
+    late: float = 0.0
     last_at: float | None = None
     ready: tuple[tuple[float, int], ...] = ()
     loads: tuple[tuple[float, float], ...] = ()
@@ -102,13 +106,17 @@ class ObjectiveState:
 class ObjectiveStatus:
     """What a decision reports of its objective: the declared share, the trailing share the loop
     measured (None before any demand), the quantiles it used, and `unreachable`, a one-line why
-    when the replicas are at max_replicas and the trailing share is above the objective."""
+    when the replicas are at max_replicas and a trailing share is worse than declared. With a
+    latency objective also the declared TTFT attainment and the trailing one the loop read from
+    the TTFT histogram (None before any timed request)."""
 
     unserved_share: float
     trailing_unserved_share: float | None
     forecast_quantile: float
     floor_quantile: float
     unreachable: str | None = None
+    ttft_attainment: float | None = None
+    trailing_ttft_attainment: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,11 +168,14 @@ def observe(
     # Decayed the same way, so that demand / seconds is the trailing mean load.
     seconds = state.seconds * decay + dt
     mean_load = demand / seconds
+    allowed = _allowed_ttft_misses(policy)
+    over = None if allowed is None else _ttft_share_over(now, observations, policy)
+    timed, late = state.timed * decay, state.late * decay
+    if over is not None:
+        timed, late = timed + load * dt, late + over * load * dt
     if mean_load > 0:
         excess = (shortfall - objective * load) / (objective * mean_load)
-        allowed = _allowed_ttft_misses(policy)
         if allowed is not None:
-            over = _ttft_share_over(now, observations, policy)
             # Without a usable TTFT reading the latency may be missing its target unseen.
             latency = 0.0 if over is None else (over - allowed) / allowed * load / mean_load
             excess = max(excess, latency)
@@ -176,6 +187,8 @@ def observe(
         demand=demand,
         unserved=unserved,
         seconds=seconds,
+        timed=timed,
+        late=late,
         loads=loads,
     )
 
@@ -266,26 +279,52 @@ def status(
     if objective is None:
         return None
     trailing = state.unserved / state.demand if state.demand > 0 else None
-    unreachable = None
-    if trailing is not None and trailing > objective and replicas >= policy.max_replicas:
-        unreachable = (
-            f"trailing unserved share {trailing:.3g} is above the objective {objective:g} at "
-            f"max_replicas={policy.max_replicas}: raise max_replicas or the objective"
+    attainment = policy.objective_ttft_attainment if _allowed_ttft_misses(policy) is not None else None
+    trailing_attainment = _trailing_attainment(state) if attainment is not None else None
+    missed = []
+    if trailing is not None and trailing > objective:
+        missed.append(f"trailing unserved share {trailing:.3g} is above the objective {objective:g}")
+    if attainment is not None and trailing_attainment is not None and trailing_attainment < attainment:
+        missed.append(
+            f"trailing TTFT attainment {trailing_attainment:.4g} is below the objective {attainment:g}"
         )
-    return ObjectiveStatus(objective, trailing, chosen.forecast, chosen.floor, unreachable)
+    unreachable = None
+    if missed and replicas >= policy.max_replicas:
+        unreachable = (
+            f"{' and '.join(missed)} at max_replicas={policy.max_replicas}: raise max_replicas or"
+            " the objective"
+        )
+    return ObjectiveStatus(
+        objective,
+        trailing,
+        chosen.forecast,
+        chosen.floor,
+        unreachable,
+        attainment,
+        trailing_attainment,
+    )
+
+
+def _trailing_attainment(state: ObjectiveState) -> float | None:
+    return 1 - state.late / state.timed if state.timed > 0 else None
 
 
 def within_objective(policy: ScalingPolicy, state: ObjectiveState) -> bool:
-    """Whether the trailing unserved share is at or below the objective (true without an
-    objective, and before any demand: nothing has been missed yet).
+    """Whether the trailing unserved share is at or below the objective and, with a latency
+    objective, the trailing TTFT attainment at or above its own (true without an objective, and
+    before any demand or timed request: nothing has been missed yet).
 
     Example: objective 0.001, a trailing day of 265 requests with one unserved -> 0.0038: false
     until the miss has decayed below a quarter of its weight, about a day and a third later.
     """
     objective = policy.objective_unserved_share
-    if objective is None or state.demand <= 0:
+    if objective is None:
         return True
-    return state.unserved / state.demand <= objective
+    if state.demand > 0 and state.unserved / state.demand > objective:
+        return False
+    required = policy.objective_ttft_attainment if _allowed_ttft_misses(policy) is not None else None
+    attainment = _trailing_attainment(state)
+    return required is None or attainment is None or attainment >= required
 
 
 def _snap(quantile: float) -> float:

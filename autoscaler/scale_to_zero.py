@@ -74,8 +74,9 @@ def scale_to_zero(
     within_objective: bool = True,
 ) -> Zero | None:
     """The rule's verdict for a workload at `current` replicas, reading the forecast at
-    `quantile`, `within_objective` whether the trailing unserved share is at or below the
-    objective; None when `min_replicas` is above zero (the rule is off)."""
+    `quantile`, `within_objective` whether the trailing unserved share (and TTFT attainment,
+    with a latency objective) meets the objective; None when `min_replicas` is above zero (the
+    rule is off)."""
     if policy.min_replicas > 0:
         return None
     threshold = activation_rps(policy)

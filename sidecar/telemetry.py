@@ -123,10 +123,22 @@ class DecisionCollector(Collector):
             " or floor (scale-down guard).",
             labels=[*labels, "use"],
         )
+        ttft_objective = GaugeMetricFamily(
+            "autoscaler_objective_ttft_attainment",
+            "Share of requests that must get their first token within ttft_target_seconds, as"
+            " declared (absent without a latency objective).",
+            labels=labels,
+        )
+        ttft_attained = GaugeMetricFamily(
+            "autoscaler_objective_trailing_ttft_attainment",
+            "Share of requests that got their first token within ttft_target_seconds over the"
+            " trailing day, as the loop reads it from the TTFT histogram (absent before any).",
+            labels=labels,
+        )
         unreachable = GaugeMetricFamily(
             "autoscaler_objective_unreachable",
-            "1 while the replicas are at max_replicas and the trailing unserved share is above the"
-            " objective (the log says why), else 0.",
+            "1 while the replicas are at max_replicas and the trailing unserved share or TTFT"
+            " attainment is worse than the objective (the log says why), else 0.",
             labels=labels,
         )
         # Cost (autoscaler.cost): GPUs provisioned, idle capacity share, price per 1,000 requests.
@@ -218,6 +230,8 @@ class DecisionCollector(Collector):
                 chosen.add_metric([*workload, "forecast"], status.forecast_quantile)
                 chosen.add_metric([*workload, "floor"], status.floor_quantile)
                 unreachable.add_metric(workload, 1.0 if status.unreachable else 0.0)
+                _add_if_finite(ttft_objective, workload, status.ttft_attainment)
+                _add_if_finite(ttft_attained, workload, status.trailing_ttft_attainment)
         yield from (
             desired,
             reason,
@@ -234,6 +248,8 @@ class DecisionCollector(Collector):
             objective,
             attained,
             chosen,
+            ttft_objective,
+            ttft_attained,
             unreachable,
             gpus,
             idle,

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from autoscaler.latency_misses import share_over
-from autoscaler.objective import ObjectiveState, observe
+from autoscaler.objective import ObjectiveState, Quantiles, observe, status, within_objective
 from autoscaler.observations import Histogram, Observations, Reading
 from autoscaler.policy import PolicyError, ScalingPolicy
 
@@ -83,6 +83,17 @@ def _run(
 ) -> float:
     """The level after `ticks` ticks of 50 rps on 10 ready replicas, each with the histogram
     `counts` read `histogram_age` seconds old (None: no histogram)."""
+    level = _observed(counts, policy, ticks, histogram_age).level
+    assert level is not None
+    return level
+
+
+def _observed(
+    counts: tuple[float, ...] | None,
+    policy: ScalingPolicy = POLICY,
+    ticks: int = 240,
+    histogram_age: float = 15.0,
+) -> ObjectiveState:
     state = ObjectiveState()
     for i in range(ticks + 1):
         now = i * TICK
@@ -95,8 +106,7 @@ def _run(
             ttft_histogram=histogram,
         )
         state = observe(now, observations, policy, state)
-    assert state.level is not None
-    return state.level
+    return state
 
 
 START = math.log(0.84 / 0.16)
@@ -150,3 +160,80 @@ def test_load_misses_still_raise_the_level_while_the_ttft_is_missing() -> None:
 def test_a_ttft_attainment_outside_0_1_is_a_policy_error(attainment: float) -> None:
     with pytest.raises(PolicyError, match="objective_ttft_attainment"):
         ScalingPolicy(10.0, objective_ttft_attainment=attainment).validate()
+
+
+CHOSEN = Quantiles(forecast=0.5, floor=0.84)
+
+
+@pytest.mark.parametrize(
+    ("case", "counts", "policy", "age", "attainment"),
+    [
+        # 50 at 1 s and 90 at 2.5 s: 76.67 of 100 by 2 s, on every tick alike.
+        ("slow", SLOW, POLICY, 15.0, (50 + 40 * (1.0 / 1.5)) / 100),
+        ("fast", FAST, POLICY, 15.0, (99.8 + 0.2 * (1.0 / 1.5)) / 100),
+        ("no histogram: none read", None, POLICY, 15.0, None),
+        ("stale histogram: none read", SLOW, POLICY, 600.0, None),
+        ("empty windows: none read", (0.0, 0.0, 0.0, 0.0), POLICY, 15.0, None),
+    ],
+)
+def test_the_trailing_ttft_attainment_is_what_the_histograms_said(
+    case: str, counts: tuple[float, ...] | None, policy: ScalingPolicy, age: float, attainment: float | None
+) -> None:
+    report = status(policy, _observed(counts, policy, histogram_age=age), CHOSEN, 10)
+    assert report is not None
+    assert report.ttft_attainment == 0.99, case
+    if attainment is None:
+        assert report.trailing_ttft_attainment is None, case
+    else:
+        assert report.trailing_ttft_attainment == pytest.approx(attainment), case
+
+
+def test_without_a_latency_objective_no_attainment_is_reported() -> None:
+    report = status(NO_TARGET, _observed(SLOW, NO_TARGET), CHOSEN, 10)
+    assert report is not None
+    assert (report.ttft_attainment, report.trailing_ttft_attainment) == (None, None)
+    assert within_objective(NO_TARGET, _observed(SLOW, NO_TARGET))
+
+
+@pytest.mark.parametrize(
+    ("case", "counts", "max_replicas", "unreachable"),
+    [
+        ("slow TTFT at max_replicas", SLOW, 10, True),
+        ("slow TTFT with room to scale", SLOW, 50, False),
+        ("fast TTFT at max_replicas", FAST, 10, False),
+        ("no TTFT reading at max_replicas", None, 10, False),
+    ],
+)
+def test_a_latency_objective_unreachable_at_max_replicas_says_why(
+    case: str, counts: tuple[float, ...] | None, max_replicas: int, unreachable: bool
+) -> None:
+    policy = ScalingPolicy(
+        replica_capacity_rps=10.0,
+        objective_unserved_share=0.001,
+        ttft_target_seconds=2.0,
+        objective_ttft_attainment=0.99,
+        max_replicas=max_replicas,
+    ).validate()
+    report = status(policy, _observed(counts, policy), CHOSEN, 10)
+    assert report is not None
+    if unreachable:
+        assert report.unreachable is not None, case
+        assert "TTFT attainment 0.7667 is below the objective 0.99" in report.unreachable, case
+        assert "max_replicas=10" in report.unreachable, case
+        assert "unserved" not in report.unreachable, case  # the load missed nothing
+    else:
+        assert report.unreachable is None, case
+
+
+@pytest.mark.parametrize(
+    ("case", "counts", "met"),
+    [
+        ("slow TTFT is outside the objective", SLOW, False),
+        ("fast TTFT is within it", FAST, True),
+        ("no TTFT reading: nothing missed yet", None, True),
+    ],
+)
+def test_within_objective_counts_the_latency_objective(
+    case: str, counts: tuple[float, ...] | None, met: bool
+) -> None:
+    assert within_objective(POLICY, _observed(counts)) is met, case

@@ -123,6 +123,8 @@ def test_dashboard_has_the_required_panels():
         "cost",
         "idle",
         "1,000 requests",
+        "ttft attainment",
+        "forecast model",
     )
     for needle in needles:
         assert needle in titles, needle

@@ -65,7 +65,14 @@ def _with_forecast_and_signals() -> PublishedDecision:
         lead_seconds=45.0,
         forecast_trust=0.75,
         forecast_floor_replicas=6,
-        objective=ObjectiveStatus(0.001, 0.0004, forecast_quantile=0.3, floor_quantile=0.6),
+        objective=ObjectiveStatus(
+            0.001,
+            0.0004,
+            forecast_quantile=0.3,
+            floor_quantile=0.6,
+            ttft_attainment=0.99,
+            trailing_ttft_attainment=0.985,
+        ),
     )
     return PublishedDecision(
         namespace=base.namespace,
@@ -152,6 +159,8 @@ def test_decision_inputs_are_exported_per_workload_and_per_signal() -> None:
     assert samples[("autoscaler_objective_unserved_share", workload)] == 0.001
     assert samples[("autoscaler_objective_trailing_unserved_share", workload)] == 0.0004
     assert samples[("autoscaler_objective_unreachable", workload)] == 0.0
+    assert samples[("autoscaler_objective_ttft_attainment", workload)] == 0.99
+    assert samples[("autoscaler_objective_trailing_ttft_attainment", workload)] == 0.985
     chosen = {
         dict(labels)["use"]: value
         for (name, labels), value in samples.items()
@@ -200,6 +209,8 @@ def _bare(
                 "autoscaler_objective_trailing_unserved_share",
                 "autoscaler_objective_quantile",
                 "autoscaler_objective_unreachable",
+                "autoscaler_objective_ttft_attainment",
+                "autoscaler_objective_trailing_ttft_attainment",
             },
             {"autoscaler_desired_replicas"},
             id="nothing known is exported as absent, never as 0",
