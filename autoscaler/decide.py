@@ -2,9 +2,10 @@
 
 Order of operations (DESIGN.md, "The decision"):
 0. with an objective, the tick's measured shortfall moves the quantiles the forecast is read at
-   (autoscaler.objective);
+   and, once the lowest quantile still misses less than declared, the utilization the load and
+   forecast asks are sized at (autoscaler.objective: the declared target, up to 0.9 for 0.7);
 1. every live reactive signal and the forecast's pre-warm ask for a count; the largest wins,
-   so the result is never below what a reactive scaler would ask for;
+   so the result is never below what a reactive scaler at that utilization would ask for;
 2. without a live load signal nothing may scale down: the count is held (HELD_STALE); with no
    capacity known yet (none set, none learned) a live load lets the reactive signals scale down;
    with `min_replicas` 0 the forecast decides the boundary between zero and one replica
@@ -27,7 +28,14 @@ import math
 from dataclasses import dataclass, replace
 
 from autoscaler.decision import Decision, DecisionState, Reason, Recommendation
-from autoscaler.objective import ObjectiveStatus, Quantiles, observe, quantiles, status, within_objective
+from autoscaler.objective import (
+    ObjectiveStatus,
+    OperatingPoint,
+    observe,
+    operating_point,
+    status,
+    within_objective,
+)
 from autoscaler.observations import Observations, Signal
 from autoscaler.policy import ScalingPolicy
 from autoscaler.prewarm import Prewarm, prewarm
@@ -81,9 +89,15 @@ def decide(
     _check(now, observations)
     state = _rewind(now, state)
     state = replace(state, objective=observe(now, observations, policy, state.objective))
-    chosen = quantiles(policy, state.objective)
-    asked = reactive_recommendations(now, observations, policy)
-    ahead = prewarm(now, observations, forecast, policy, chosen)
+    chosen = operating_point(policy, state.objective)
+    # The load and forecast asks at the chosen utilization; every other rule at the declared one.
+    sized = (
+        policy
+        if chosen.utilization == policy.target_utilization
+        else replace(policy, target_utilization=chosen.utilization)
+    )
+    asked = reactive_recommendations(now, observations, sized)
+    ahead = prewarm(now, observations, forecast, sized, chosen)
     if ahead is not None:
         asked["forecast"] = ahead.replicas
     current = observations.current_replicas
@@ -265,7 +279,7 @@ def _hold_unknown_scale(
     ahead: Prewarm | None,
     policy: ScalingPolicy,
     state: DecisionState,
-    chosen: Quantiles,
+    chosen: OperatingPoint,
 ) -> tuple[Decision, DecisionState]:
     """The scale target's count is unknown (API error, not created yet): publish the last count,
     raised to any signal asking for more; on the very first tick, what the signals ask within

@@ -30,6 +30,17 @@ units of the unserved share; the level moves by the larger of the two:
 so a quiet tick still lowers it by `rate` per hour, a miss of either kind raises it, and where it
 settles each of the two long-run shares is at most what was declared.
 
+Below the lowest floor quantile the level goes on spending headroom: where even the 0.1
+quantile leaves fewer misses than declared, what holds the replicas is the reactive ask, load
+over `target_utilization` of each replica's capacity (on the ServeGen series it bound three ticks
+in four at the lowest floor, and the policy paid more than HPA at the same target for fewer
+misses than the objective allowed). So the level runs on down, `HEADROOM_LEVELS` logit units
+below the lowest floor, and over that stretch the utilization the load and forecast asks are
+sized at rises linearly from the workload's `target_utilization` to `1 - (1 - target) *
+KEPT_HEADROOM` (0.7 -> 0.9): the headroom shrinks only while the measured misses stay within the
+objective, and the first misses above it take it back before any quantile moves. An expert's
+fixed floor quantile leaves the utilization as set.
+
 A missing or stale load reading moves nothing: without evidence the level must not fall, since
 a lower level releases replicas. Likewise, with a latency objective, a missing or stale TTFT
 histogram (or one holding no requests) lets only the load's misses raise the level, never lower it.
@@ -78,13 +89,21 @@ READY_MEMORY_SECONDS = 300.0
 SPREAD_SCALE = 0.25
 # A tick after a long gap (a restart, a stalled loop) counts as at most this long.
 MAX_TICK_SECONDS = 300.0
+# Logit units below the lowest floor over which the headroom above the load shrinks: four quiet
+# hours at the usual load, like the run from 0.84 down to 0.5.
+HEADROOM_LEVELS = 2.0
+# The share of the workload's headroom (1 - target_utilization) that stays at the lowest level:
+# some always, since the load reading is a minute's mean a scrape late.
+KEPT_HEADROOM = 1 / 3
+LOWEST_LEVEL = _logit(LOWEST_FLOOR) - HEADROOM_LEVELS
 
 
 @dataclass(frozen=True, slots=True)
 class ObjectiveState:
     """What the controller carries between ticks (inside DecisionState, saved with it).
 
-    `level` is the logit of the floor quantile (None before the first tick: the default floor);
+    `level` is the logit of the floor quantile, below the lowest one how much headroom is spent
+    (None before the first tick: the default floor);
     `demand` and `unserved` are request totals and `seconds` the time they span, each decayed
     with a `TRAILING_SECONDS` time constant; `timed` and `late` the same for the ticks with a
     usable TTFT reading (requests, and those over the TTFT target), with a latency objective
@@ -108,7 +127,8 @@ class ObjectiveStatus:
     measured (None before any demand), the quantiles it used, and `unreachable`, a one-line why
     when the replicas are at max_replicas and a trailing share is worse than declared. With a
     latency objective also the declared TTFT attainment and the trailing one the loop read from
-    the TTFT histogram (None before any timed request)."""
+    the TTFT histogram (None before any timed request). `utilization` is what the load and
+    forecast asks were sized at (the policy's target, or above it, see `operating_point`)."""
 
     unserved_share: float
     trailing_unserved_share: float | None
@@ -117,14 +137,17 @@ class ObjectiveStatus:
     unreachable: str | None = None
     ttft_attainment: float | None = None
     trailing_ttft_attainment: float | None = None
+    utilization: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class Quantiles:
-    """The forecast quantiles one decision reads: pre-warm and floor."""
+class OperatingPoint:
+    """What one decision reads to meet the objective: the forecast quantiles (pre-warm and floor)
+    and the utilization of each replica's capacity the load and forecast asks are sized at."""
 
     forecast: float
     floor: float
+    utilization: float
 
 
 def observe(
@@ -180,7 +203,7 @@ def observe(
             latency = 0.0 if over is None else (over - allowed) / allowed * load / mean_load
             excess = max(excess, latency)
         step = RATE_PER_HOUR * dt / 3600 * excess
-        level = min(_logit(HIGHEST_FLOOR), max(_logit(LOWEST_FLOOR), level + step))
+        level = min(_logit(HIGHEST_FLOOR), max(LOWEST_LEVEL, level + step))
     return replace(
         state,
         level=level,
@@ -258,22 +281,33 @@ def _ready_during(memory: tuple[tuple[float, int], ...], end: float) -> float:
     return before[-1] if before else memory[-1][1]
 
 
-def quantiles(policy: ScalingPolicy, state: ObjectiveState) -> Quantiles:
+def operating_point(policy: ScalingPolicy, state: ObjectiveState) -> OperatingPoint:
     """The quantiles to read: each set one of the policy's wins (an expert's override); else the
-    objective's level; else the defaults (median pre-warm, 0.84 floor)."""
+    objective's level; else the defaults (median pre-warm, 0.84 floor). The utilization is the
+    policy's, raised while the level is below the lowest floor quantile (and the floor is
+    chosen, not fixed).
+
+    Example: target 0.7, level one logit unit below logit(0.1): half of HEADROOM_LEVELS, so
+    0.7 + (0.9 - 0.7) / 2 = 0.8."""
+    utilization = policy.target_utilization
     if policy.objective_unserved_share is None or state.level is None:
         chosen_floor, chosen_forecast = DEFAULT_FLOOR_QUANTILE, DEFAULT_FORECAST_QUANTILE
     else:
         chosen_floor = _snap(_sigmoid(state.level))
         chosen_forecast = _snap(_sigmoid(state.level - PREWARM_OFFSET))
-    return Quantiles(
+        depth = min(HEADROOM_LEVELS, _logit(LOWEST_FLOOR) - state.level)
+        if depth > 0 and policy.forecast_floor_quantile is None:
+            hottest = 1 - (1 - utilization) * KEPT_HEADROOM
+            utilization += (hottest - utilization) * depth / HEADROOM_LEVELS
+    return OperatingPoint(
         forecast=policy.forecast_quantile if policy.forecast_quantile is not None else chosen_forecast,
         floor=policy.forecast_floor_quantile if policy.forecast_floor_quantile is not None else chosen_floor,
+        utilization=utilization,
     )
 
 
 def status(
-    policy: ScalingPolicy, state: ObjectiveState, chosen: Quantiles, replicas: int
+    policy: ScalingPolicy, state: ObjectiveState, chosen: OperatingPoint, replicas: int
 ) -> ObjectiveStatus | None:
     objective = policy.objective_unserved_share
     if objective is None:
@@ -302,6 +336,7 @@ def status(
         unreachable,
         attainment,
         trailing_attainment,
+        chosen.utilization,
     )
 
 

@@ -90,7 +90,9 @@ class ScalingPolicy:
     [now, now + cold start + `decision_delay_seconds`] and inflated by `forecast_headroom`.
 
     `objective_unserved_share` is the share of demand the workload may leave unserved; with it,
-    the forecast and floor quantiles are chosen online to meet it (autoscaler.objective), and
+    the forecast and floor quantiles are chosen online to meet it (autoscaler.objective), below
+    the lowest quantile also a utilization above `target_utilization` (up to a third of its
+    headroom kept) for the load and forecast asks, and
     `forecast_quantile` / `forecast_floor_quantile`, when set, override the choice (None: chosen,
     or without an objective the defaults 0.5 and 0.84). `objective_ttft_attainment`, with
     `ttft_target_seconds` and a TTFT histogram to read, is the share of requests whose first token

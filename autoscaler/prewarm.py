@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from autoscaler.decision import Decision, Reason
-from autoscaler.objective import Quantiles
+from autoscaler.objective import OperatingPoint
 from autoscaler.observations import Observations
 from autoscaler.policy import OBJECTIVE_QUANTILES, ScalingPolicy
 from autoscaler.reactive import replicas_for_total, usable_value
@@ -83,22 +83,22 @@ def prewarm(
     observations: Observations,
     forecast: Forecast | None,
     policy: ScalingPolicy,
-    quantiles: Quantiles,
+    point: OperatingPoint,
 ) -> Prewarm | None:
-    """Replicas for the forecast peak over the lead window at `quantiles.forecast`, and the floor
-    at `quantiles.floor`; None when there is no usable forecast (absent, not covering the window,
+    """Replicas for the forecast peak over the lead window at `point.forecast`, and the floor
+    at `point.floor`; None when there is no usable forecast (absent, not covering the window,
     all NaN, or negative) or no capacity to convert a rate into replicas."""
     per_replica = policy.target_rps_per_replica
     if forecast is None or per_replica is None:
         return None
     lead = lead_seconds(observations, policy)
-    peak = _usable_peak(forecast, now, lead, quantiles.forecast)
+    peak = _usable_peak(forecast, now, lead, point.forecast)
     if peak is None:
         return None
     trust = forecast_trust(forecast.trailing_error, policy.max_forecast_error)
     load = usable_value(observations.load, now, policy.stale_after_seconds)
     rps = _provisioned_rps(peak, trust, load, policy)
-    floor_peak = _usable_peak(forecast, now, lead, quantiles.floor)
+    floor_peak = _usable_peak(forecast, now, lead, point.floor)
     floor_replicas = None
     if floor_peak is not None:
         floor_rps = _provisioned_rps(floor_peak, trust, load, policy)

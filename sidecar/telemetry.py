@@ -123,6 +123,13 @@ class DecisionCollector(Collector):
             " or floor (scale-down guard).",
             labels=[*labels, "use"],
         )
+        utilization = GaugeMetricFamily(
+            "autoscaler_objective_utilization",
+            "Utilization of each replica's capacity the newest decision sized the load and forecast"
+            " asks at: target_utilization, raised while even the lowest forecast quantile misses"
+            " less than the objective.",
+            labels=labels,
+        )
         ttft_objective = GaugeMetricFamily(
             "autoscaler_objective_ttft_attainment",
             "Share of requests that must get their first token within ttft_target_seconds, as"
@@ -229,6 +236,7 @@ class DecisionCollector(Collector):
                 _add_if_finite(attained, workload, status.trailing_unserved_share)
                 chosen.add_metric([*workload, "forecast"], status.forecast_quantile)
                 chosen.add_metric([*workload, "floor"], status.floor_quantile)
+                _add_if_finite(utilization, workload, status.utilization)
                 unreachable.add_metric(workload, 1.0 if status.unreachable else 0.0)
                 _add_if_finite(ttft_objective, workload, status.ttft_attainment)
                 _add_if_finite(ttft_attained, workload, status.trailing_ttft_attainment)
@@ -248,6 +256,7 @@ class DecisionCollector(Collector):
             objective,
             attained,
             chosen,
+            utilization,
             ttft_objective,
             ttft_attained,
             unreachable,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from autoscaler.decision import Decision, DecisionState, Reason
-from autoscaler.objective import quantiles
+from autoscaler.objective import operating_point
 from autoscaler.observations import Histogram, Observations, Reading
 from autoscaler.policy import ScalingPolicy
 from forecasting.forecast import Forecast
@@ -117,7 +117,7 @@ def proportional_decide(
     replicas, reason = math.ceil(load.value / policy.target_rps_per_replica), Reason.LOAD
     if forecast is not None:
         lead = observations.cold_start_seconds or policy.default_cold_start_seconds
-        peak = forecast.peak(now, now + lead, quantiles(policy, state.objective).forecast)
+        peak = forecast.peak(now, now + lead, operating_point(policy, state.objective).forecast)
         if peak is not None and math.ceil(peak / policy.target_rps_per_replica) > replicas:
             replicas, reason = math.ceil(peak / policy.target_rps_per_replica), Reason.FORECAST
     replicas = min(max(replicas, policy.min_replicas), policy.max_replicas)

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from autoscaler.latency_misses import share_over
-from autoscaler.objective import ObjectiveState, Quantiles, observe, status, within_objective
+from autoscaler.objective import ObjectiveState, OperatingPoint, observe, status, within_objective
 from autoscaler.observations import Histogram, Observations, Reading
 from autoscaler.policy import PolicyError, ScalingPolicy
 
@@ -162,7 +162,7 @@ def test_a_ttft_attainment_outside_0_1_is_a_policy_error(attainment: float) -> N
         ScalingPolicy(10.0, objective_ttft_attainment=attainment).validate()
 
 
-CHOSEN = Quantiles(forecast=0.5, floor=0.84)
+CHOSEN = OperatingPoint(forecast=0.5, floor=0.84, utilization=0.7)
 
 
 @pytest.mark.parametrize(

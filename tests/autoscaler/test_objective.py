@@ -13,10 +13,11 @@ from autoscaler.decision import DecisionState
 from autoscaler.objective import (
     HIGHEST_FLOOR,
     LOWEST_FLOOR,
+    LOWEST_LEVEL,
     ObjectiveState,
     expected_shortfall,
     observe,
-    quantiles,
+    operating_point,
     status,
 )
 from autoscaler.observations import Observations, Reading
@@ -47,14 +48,14 @@ def _run(
 
 
 def _floor(state: ObjectiveState) -> float:
-    return quantiles(POLICY, state).floor
+    return operating_point(POLICY, state).floor
 
 
 def test_without_an_objective_nothing_is_learned_and_the_defaults_are_read() -> None:
     policy = ScalingPolicy(replica_capacity_rps=10.0).validate()
     state = observe(0.0, _tick(0.0, 500.0, 1), policy, ObjectiveState())
     assert state == ObjectiveState()
-    chosen = quantiles(policy, state)
+    chosen = operating_point(policy, state)
     assert (chosen.forecast, chosen.floor) == (DEFAULT_FORECAST_QUANTILE, DEFAULT_FLOOR_QUANTILE)
     assert status(policy, state, chosen, 1) is None
     assert policy.forecast_quantiles == (0.5, 0.84, 0.9)
@@ -63,7 +64,7 @@ def test_without_an_objective_nothing_is_learned_and_the_defaults_are_read() -> 
 def test_the_first_tick_starts_at_the_default_floor() -> None:
     state = observe(0.0, _tick(0.0, 50.0, 10), POLICY, ObjectiveState())
     assert _floor(state) == DEFAULT_FLOOR_QUANTILE
-    assert quantiles(POLICY, state).forecast == DEFAULT_FORECAST_QUANTILE
+    assert operating_point(POLICY, state).forecast == DEFAULT_FORECAST_QUANTILE
 
 
 def test_quiet_hours_lower_the_quantiles_step_by_step_down_to_the_lowest() -> None:
@@ -77,13 +78,74 @@ def test_quiet_hours_lower_the_quantiles_step_by_step_down_to_the_lowest() -> No
     assert floors[5] < DEFAULT_FLOOR_QUANTILE
     assert floors[-1] == LOWEST_FLOOR
     assert state.unserved == 0.0
+    # Past the lowest quantile the quiet hours spend headroom, down to the lowest level.
+    assert state.level == pytest.approx(LOWEST_LEVEL)
+    assert operating_point(POLICY, state).utilization == pytest.approx(0.9)
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+HALF_TARGET = replace(POLICY, target_utilization=0.5)
+FIXED_FLOOR = replace(POLICY, forecast_floor_quantile=0.84)
+
+
+@pytest.mark.parametrize(
+    ("case", "policy", "level", "utilization"),
+    [
+        ("before the first tick: the declared target", POLICY, None, 0.7),
+        ("at the default floor", POLICY, _logit(0.84), 0.7),
+        ("at the lowest floor quantile", POLICY, _logit(LOWEST_FLOOR), 0.7),
+        ("one logit unit below it: half way to 0.9", POLICY, _logit(LOWEST_FLOOR) - 1.0, 0.8),
+        ("at the lowest level: a third of the headroom kept", POLICY, LOWEST_LEVEL, 0.9),
+        (
+            "a target of 0.5 keeps a third of its 0.5",
+            replace(POLICY, target_utilization=0.5),
+            LOWEST_LEVEL,
+            1 - 0.5 / 3,
+        ),
+        (
+            "an expert's fixed floor leaves the target",
+            replace(POLICY, forecast_floor_quantile=0.84),
+            LOWEST_LEVEL,
+            0.7,
+        ),
+        ("no objective: the target", replace(POLICY, objective_unserved_share=None), LOWEST_LEVEL, 0.7),
+    ],
+)
+def test_the_utilization_rises_only_below_the_lowest_quantile(
+    case: str, policy: ScalingPolicy, level: float | None, utilization: float
+) -> None:
+    chosen = operating_point(policy, ObjectiveState(level=level))
+    assert chosen.utilization == pytest.approx(utilization), case
+
+
+def test_the_load_ask_is_sized_at_the_chosen_utilization() -> None:
+    # 80 rps of 10 rps replicas: 12 at 0.7 (80 / 7 = 11.4), 9 at 0.9 (80 / 9 = 8.9).
+    hot = DecisionState(objective=ObjectiveState(level=LOWEST_LEVEL))
+    for state, load_replicas, utilization in ((DecisionState(), 12, 0.7), (hot, 9, 0.9)):
+        decision, _ = decide(0.0, _tick(0.0, 80.0, 10), None, POLICY, state)
+        assert decision.recommendations["load"] == load_replicas
+        assert decision.objective is not None
+        assert decision.objective.utilization == pytest.approx(utilization)
+
+
+def test_misses_take_the_headroom_back_before_any_quantile_moves() -> None:
+    # At the lowest level, 10 % of 110 rps unserved for 40 minutes, the objective 1 %: each tick
+    # raises the level by 0.5 * 15 / 3600 * (10 - 1.1) / 1.1 = 0.017, 2.7 logit units in all.
+    hot = ObjectiveState(level=LOWEST_LEVEL, last_at=-TICK, ready=((-TICK, 10),))
+    assert operating_point(POLICY, hot).utilization == pytest.approx(0.9)
+    state = _run(hot, 160, 110.0, 10)
+    assert operating_point(POLICY, state).utilization == pytest.approx(0.7)
+    assert _floor(state) > LOWEST_FLOOR
 
 
 def test_misses_raise_the_quantiles_up_to_the_highest() -> None:
     # 150 rps against 10 replicas of 10 rps: a third unserved, far above 1 %.
     state = _run(ObjectiveState(), 300, 150.0, 10)
     assert _floor(state) == HIGHEST_FLOOR
-    chosen = quantiles(POLICY, state)
+    chosen = operating_point(POLICY, state)
     assert chosen.forecast > DEFAULT_FORECAST_QUANTILE
     report = status(POLICY, state, chosen, 10)
     assert report is not None
@@ -143,7 +205,7 @@ def test_the_long_run_unserved_share_settles_at_the_objective() -> None:
     levels = rng.lognormal(np.log(100.0), 0.2, 30 * 1440 + 1)
     for i in range(4, 30 * 5760):  # 30 days of 15 s ticks
         now = i * TICK
-        ready = int(capacity[quantiles(policy, state).floor])
+        ready = int(capacity[operating_point(policy, state).floor])
         window = levels[np.arange(i - 3, i + 1) // 4]  # the last four 15 s stretches
         if i >= 5 * 5760:  # after five days of settling
             demand += window[-1]
@@ -169,14 +231,14 @@ def test_the_expected_shortfall_of_a_window() -> None:
 def test_set_quantiles_are_expert_overrides() -> None:
     policy = replace(POLICY, forecast_quantile=0.7, forecast_floor_quantile=0.95)
     state = _run(ObjectiveState(), 300, 150.0, 10)
-    chosen = quantiles(policy, state)
+    chosen = operating_point(policy, state)
     assert (chosen.forecast, chosen.floor) == (0.7, 0.95)
     assert policy.forecast_quantiles == (0.5, 0.7, 0.9, 0.95)
 
 
 def test_an_objective_unreachable_at_max_replicas_says_why() -> None:
     state = _run(ObjectiveState(), 40, 1000.0, 50)
-    report = status(POLICY, state, quantiles(POLICY, state), 50)
+    report = status(POLICY, state, operating_point(POLICY, state), 50)
     assert report is not None
     assert report.unreachable is not None
     assert "max_replicas=50" in report.unreachable

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from autoscaler.objective import ObjectiveState, quantiles
+from autoscaler.objective import ObjectiveState, operating_point
 from autoscaler.observations import Observations, Reading
 from autoscaler.policy import OBJECTIVE_QUANTILES, ScalingPolicy
 from autoscaler.prewarm import forecast_trust, lead_seconds, prewarm, scaling_goal
@@ -351,7 +351,7 @@ def test_prewarm(
     forecast: Forecast | None, policy: ScalingPolicy, load: float | None, expected: tuple[int, float] | None
 ) -> None:
     observations = Observations(at=NOW, current_replicas=2, load=None if load is None else Reading(load, NOW))
-    ahead = prewarm(NOW, observations, forecast, policy, quantiles(policy, ObjectiveState()))
+    ahead = prewarm(NOW, observations, forecast, policy, operating_point(policy, ObjectiveState()))
     if expected is None:
         assert ahead is None
     else:

@@ -72,6 +72,7 @@ def _with_forecast_and_signals() -> PublishedDecision:
             floor_quantile=0.6,
             ttft_attainment=0.99,
             trailing_ttft_attainment=0.985,
+            utilization=0.8,
         ),
     )
     return PublishedDecision(
@@ -160,6 +161,7 @@ def test_decision_inputs_are_exported_per_workload_and_per_signal() -> None:
     assert samples[("autoscaler_objective_trailing_unserved_share", workload)] == 0.0004
     assert samples[("autoscaler_objective_unreachable", workload)] == 0.0
     assert samples[("autoscaler_objective_ttft_attainment", workload)] == 0.99
+    assert samples[("autoscaler_objective_utilization", workload)] == 0.8
     assert samples[("autoscaler_objective_trailing_ttft_attainment", workload)] == 0.985
     chosen = {
         dict(labels)["use"]: value
@@ -211,6 +213,7 @@ def _bare(
                 "autoscaler_objective_unreachable",
                 "autoscaler_objective_ttft_attainment",
                 "autoscaler_objective_trailing_ttft_attainment",
+                "autoscaler_objective_utilization",
             },
             {"autoscaler_desired_replicas"},
             id="nothing known is exported as absent, never as 0",
