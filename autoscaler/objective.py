@@ -114,11 +114,13 @@ class ObjectiveState:
     demand: float = 0.0
     unserved: float = 0.0
     seconds: float = 0.0
-    timed: float = 0.0
-    late: float = 0.0
     last_at: float | None = None
     ready: tuple[tuple[float, int], ...] = ()
     loads: tuple[tuple[float, float], ...] = ()
+    # Appended, never inserted: a slotted dataclass unpickles its fields by position, so a state
+    # saved before them restores with these unset (sidecar.state_store completes it).
+    timed: float = 0.0
+    late: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,11 +218,16 @@ def observe(
     )
 
 
-def _allowed_ttft_misses(policy: ScalingPolicy) -> float | None:
-    attainment = policy.objective_ttft_attainment
-    if attainment is None or policy.ttft_target_seconds is None:
+def _ttft_objective(policy: ScalingPolicy) -> float | None:
+    """The declared TTFT attainment, where a TTFT target makes it one (else None)."""
+    if policy.ttft_target_seconds is None:
         return None
-    return 1 - attainment
+    return policy.objective_ttft_attainment
+
+
+def _allowed_ttft_misses(policy: ScalingPolicy) -> float | None:
+    attainment = _ttft_objective(policy)
+    return None if attainment is None else 1 - attainment
 
 
 def _ttft_share_over(now: float, observations: Observations, policy: ScalingPolicy) -> float | None:
@@ -313,7 +320,7 @@ def status(
     if objective is None:
         return None
     trailing = state.unserved / state.demand if state.demand > 0 else None
-    attainment = policy.objective_ttft_attainment if _allowed_ttft_misses(policy) is not None else None
+    attainment = _ttft_objective(policy)
     trailing_attainment = _trailing_attainment(state) if attainment is not None else None
     missed = []
     if trailing is not None and trailing > objective:
@@ -357,7 +364,7 @@ def within_objective(policy: ScalingPolicy, state: ObjectiveState) -> bool:
         return True
     if state.demand > 0 and state.unserved / state.demand > objective:
         return False
-    required = policy.objective_ttft_attainment if _allowed_ttft_misses(policy) is not None else None
+    required = _ttft_objective(policy)
     attainment = _trailing_attainment(state)
     return required is None or attainment is None or attainment >= required
 

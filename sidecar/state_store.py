@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from autoscaler.decision import DecisionState
+from autoscaler.objective import ObjectiveState
 from sidecar.clock import Clock, sleep_unless_stopped
 from sidecar.control_loop import ColdStartSource, ControlLoop
 
@@ -170,10 +171,17 @@ def restore(loop: ControlLoop, state: PersistedState) -> list[tuple[str, str]]:
 
 
 def _complete(state: DecisionState) -> DecisionState:
-    """A decision state an older version saved lacks the fields added since (the objective's):
-    they take their defaults and the rest is kept, where a missing one would fail every tick."""
-    kept = {f.name: getattr(state, f.name) for f in fields(DecisionState) if hasattr(state, f.name)}
+    """A decision state an older version saved lacks the fields added since (the objective, and
+    the objective's own later fields): they take their defaults and the rest is kept, where a
+    missing one would fail every tick."""
+    kept = _present(state, DecisionState)
+    if "objective" in kept:
+        kept["objective"] = ObjectiveState(**_present(kept["objective"], ObjectiveState))
     return DecisionState(**kept)
+
+
+def _present(saved: Any, kind: type) -> dict[str, Any]:
+    return {f.name: getattr(saved, f.name) for f in fields(kind) if hasattr(saved, f.name)}
 
 
 # --- What the service does with the store ---------------------------------------------------

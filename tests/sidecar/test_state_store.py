@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.decision import DecisionState, Recommendation, ScaleEvent
+from autoscaler.objective import ObjectiveState
 from sidecar.state_store import MAGIC, PersistedState, PersistedWorkload, StateStore, restore, snapshot
 from tests.fakes import FlatFit
 from tests.sidecar.test_control_loop import Harness, query
@@ -120,3 +121,24 @@ def test_a_decision_state_saved_before_the_objective_resumes_with_its_windows() 
     resumed = harness.loop.statuses()[KEY].decision_state
     assert resumed == DecisionState(recommendations=(Recommendation(990.0, 4),), last_replicas=4)
     harness.executor.shutdown()
+
+
+def test_an_objective_state_saved_before_its_ttft_totals_resumes_with_its_level() -> None:
+    # Unpickling sets a slotted dataclass's fields by position: an objective state saved before
+    # the TTFT totals were appended comes back with those two slots unset.
+    saved_objective = ObjectiveState(level=-1.5, demand=900.0, unserved=0.3, seconds=60.0, last_at=990.0)
+    fields_then = [getattr(saved_objective, name) for name in OBJECTIVE_FIELDS_BEFORE_TTFT]
+    old_objective = object.__new__(ObjectiveState)
+    old_objective.__setstate__(fields_then)
+    assert not hasattr(old_objective, "timed")
+    old = DecisionState(last_replicas=4, objective=old_objective)
+    harness = Harness(names=("llama",))
+    assert restore(
+        harness.loop, PersistedState(1000.0, {KEY: PersistedWorkload("flat", None, None, old)})
+    ) == [KEY]
+    resumed = harness.loop.statuses()[KEY].decision_state
+    assert resumed == DecisionState(last_replicas=4, objective=saved_objective)
+    harness.executor.shutdown()
+
+
+OBJECTIVE_FIELDS_BEFORE_TTFT = ("level", "demand", "unserved", "seconds", "last_at", "ready", "loads")
