@@ -78,6 +78,41 @@ def test_cheapest(curves: list[np.ndarray], objective: float, expected: int) -> 
     assert cheapest(curves, objective) == expected
 
 
+@pytest.mark.parametrize(
+    ("curves", "margin", "expected"),
+    [
+        pytest.param(
+            [_curve((100, 0.02), (120, 0.008)), _curve((100, 0.03), (110, 0.009))],
+            0.1,
+            0,
+            id="110 is 8 % under 120: the default keeps its place",
+        ),
+        pytest.param(
+            [_curve((100, 0.02), (120, 0.008)), _curve((100, 0.009), (110, 0.005))],
+            0.1,
+            1,
+            id="100 is 17 % under 120: the other displaces it",
+        ),
+        pytest.param(
+            [_curve((100, 0.02), (120, 0.008)), _curve((108, 0.009))],
+            0.1,
+            1,
+            id="exactly 10 % under: displaces it",
+        ),
+        pytest.param(
+            [_curve((100, 0.02), (120, 0.008)), _curve((100, 0.03), (110, 0.009))],
+            0.0,
+            1,
+            id="no margin: the cheaper, however slightly",
+        ),
+    ],
+)
+def test_another_model_must_be_clearly_cheaper_to_displace_the_default(
+    curves: list[np.ndarray], margin: float, expected: int
+) -> None:
+    assert cheapest(curves, 0.01, margin) == expected
+
+
 def test_bursts_at_a_clock_time_choose_clock_quantiles() -> None:
     assert _choose(_hourly_bursts(days=4)) == "objective_choice:clock_quantiles"
 
