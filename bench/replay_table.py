@@ -31,8 +31,7 @@ from sidecar.replay_command import build_policy
 from sidecar.replay_simulation import LoopOptions
 from sidecar.settings import ForecastSettings, ObjectiveSettings
 from simulator.frontier import SWEEP_TARGETS, FrontierPoint, compare
-from simulator.metrics_pipeline import TraceMetrics
-from simulator.replay import ReplaySettings, default_capacity_rps, replay
+from simulator.replay import ReplaySettings, default_capacity_rps, replay_trace
 from simulator.report import scores
 from simulator.trace import read_trace
 
@@ -76,16 +75,8 @@ def run_point(job: Job) -> Result:
     trace = read_trace(DATA / relative)
     settings = ReplaySettings(replica_capacity_rps=default_capacity_rps(trace), cold_start_seconds=cold_start)
     built = build_policy(policy, settings, options(mode, model), None, target)
-    demand = trace.demand_per_second()
     began = time.perf_counter()
-    run = replay(
-        trace.source,
-        demand,
-        trace.start_seconds,
-        TraceMetrics(demand, trace.start_seconds),
-        settings,
-        [built],
-    )
+    run = replay_trace(trace, settings, [built])
     figure = scores(run)[0]
     return (
         relative,

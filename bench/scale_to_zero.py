@@ -47,8 +47,7 @@ from forecasting import DEFAULT_MODEL, MODELS
 from sidecar.replay_command import build_policy
 from sidecar.replay_simulation import LoopOptions
 from sidecar.settings import ForecastSettings, ObjectiveSettings
-from simulator.metrics_pipeline import TraceMetrics
-from simulator.replay import ReplaySettings, replay
+from simulator.replay import ReplaySettings, replay_trace
 from simulator.report import scores
 from simulator.trace import Trace, read_trace
 
@@ -118,18 +117,10 @@ def run_row(job: tuple[Row, Source, float, int]) -> Figures:
         objective=ObjectiveSettings(unserved_share=objective or DEFAULT_OBJECTIVE),
         consumer=consumer,
     )
-    demand = trace.demand_per_second()
     began = time.perf_counter()
-    run = replay(
-        trace.source,
-        demand,
-        trace.start_seconds,
-        TraceMetrics(demand, trace.start_seconds),
-        settings,
-        [build_policy(policy, settings, options)],
-    )
+    run = replay_trace(trace, settings, [build_policy(policy, settings, options)])
     figure = scores(run)[0]
-    known = np.nan_to_num(demand, nan=0.0)
+    known = run.demand_rps
     ready = run.occupancies[0].ready
     cold_requests = float(np.sum(known[ready == 0]))
     zero_seconds = int(np.count_nonzero(ready == 0))

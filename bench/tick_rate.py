@@ -27,8 +27,7 @@ from sidecar.core import load_core
 from sidecar.replay_command import build_policy
 from sidecar.replay_simulation import ControlLoopPolicy, LoopOptions
 from sidecar.settings import LoopSettings
-from simulator.metrics_pipeline import TraceMetrics
-from simulator.replay import ReplaySettings, default_capacity_rps, replay
+from simulator.replay import ReplaySettings, default_capacity_rps, replay_trace
 from simulator.report import scores
 from simulator.trace import Trace, read_trace
 
@@ -49,7 +48,6 @@ def first_days(trace: Trace, days: float) -> Trace:
 def run_job(job: Job) -> Figures:
     relative, days, delay, tick, cold_start = job
     trace = first_days(read_trace(DATA / relative), days)
-    demand = trace.demand_per_second()
     settings = ReplaySettings(
         replica_capacity_rps=default_capacity_rps(trace),
         cold_start_seconds=cold_start,
@@ -61,14 +59,7 @@ def run_job(job: Job) -> Figures:
         else ControlLoopPolicy(load_core(), LoopOptions(), loop=LoopSettings(tick_seconds=tick))
     )
     began = time.perf_counter()
-    run = replay(
-        trace.source,
-        demand,
-        trace.start_seconds,
-        TraceMetrics(demand, trace.start_seconds),
-        settings,
-        [policy],
-    )
+    run = replay_trace(trace, settings, [policy])
     figure = scores(run)[0]
     return figure.violation_ratio, figure.replica_hours, time.perf_counter() - began
 

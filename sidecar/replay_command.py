@@ -37,9 +37,14 @@ from simulator.frontier import SWEEP_TARGETS, sweep_name
 from simulator.hpa import HpaAutoscaler
 from simulator.keda import KedaAutoscaler
 from simulator.knative import KnativeAutoscaler
-from simulator.metrics_pipeline import TraceMetrics
 from simulator.policies import Oracle, StaticPeak
-from simulator.replay import ClosedLoopPolicy, PlannedPolicy, ReplaySettings, default_capacity_rps, replay
+from simulator.replay import (
+    ClosedLoopPolicy,
+    PlannedPolicy,
+    ReplaySettings,
+    default_capacity_rps,
+    replay_trace,
+)
 from simulator.report import (
     comparison_table,
     sweep_table,
@@ -192,13 +197,9 @@ def _replay(args: argparse.Namespace) -> int:
         policies = sweep_policies(names, settings, options, core)
     else:
         policies = [build_policy(name, settings, options, core) for name in names]
-    demand = trace.demand_per_second()
     show_progress = not args.quiet and sys.stderr.isatty()
-    result = replay(
-        trace.source,
-        demand,
-        trace.start_seconds,
-        TraceMetrics(demand, trace.start_seconds),
+    result = replay_trace(
+        trace,
         settings,
         policies,
         _progress_bar if show_progress else None,
@@ -221,7 +222,7 @@ def _replay(args: argparse.Namespace) -> int:
             raise ReplayError(f"{path}: cannot write: {error.strerror or error}") from error
     if not args.quiet:
         print(
-            f"{trace.source}: {len(demand)} s at {trace.step_seconds} s steps, "
+            f"{trace.source}: {len(result.demand_rps)} s at {trace.step_seconds} s steps, "
             f"capacity {settings.replica_capacity_rps:.3g} rps/replica, "
             f"cold start {settings.cold_start_seconds} s median (spread {settings.cold_start_spread:g})"
         )

@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from autoscaler.cost import DEFAULT_GPUS_PER_REPLICA
+from simulator.metrics_pipeline import TraceMetrics
 from simulator.pods import ColdStartDistribution, SimulatedDeployment
 from simulator.trace import Trace
 from simulator.view import ClusterView, MetricsPipeline, SimulatedAutoscaler
@@ -193,3 +194,18 @@ def replay(
             advance = progress(policy.name, ticks) if progress is not None else None
             occupancies.append(simulate(policy, demand_per_second, start_seconds, metrics, settings, advance))
     return ReplayRun(source, start_seconds, demand, settings, tuple(occupancies), dict(parameters or {}))
+
+
+def replay_trace(
+    trace: Trace,
+    settings: ReplaySettings,
+    policies: Sequence[SimulatedAutoscaler | PlannedPolicy | ClosedLoopPolicy],
+    progress: Callable[[str, int], Callable[[int], None] | None] | None = None,
+    parameters: Mapping[str, object] | None = None,
+) -> ReplayRun:
+    """`replay` of a request-rate trace: its per-second demand, read through the metrics
+    pipeline Prometheus would give (TraceMetrics)."""
+    demand = trace.demand_per_second()
+    metrics = TraceMetrics(demand, trace.start_seconds)
+    start = trace.start_seconds
+    return replay(trace.source, demand, start, metrics, settings, policies, progress, parameters)
