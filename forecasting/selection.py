@@ -139,12 +139,12 @@ CHOICE_SCORED_SECONDS = 2 * 86400.0
 # Fewer known steps than this in the span (a new workload): the first candidate, as without a goal.
 MIN_CHOICE_STEPS = 100
 # Another candidate displaces the first (the default model) only when it needs at least this much
-# less capacity at the goal. Two days of backtest are noisy: on ServeGen m-mid the two models came
-# within 5 % of each other at most refits and the choice flipped between them (167 refits against
-# 131), paying 11.6 % over HPA@0.7 where recent_quantiles alone paid 4.8 %. Scanned hourly with
-# `choice_costs` (each trace's rate as a 60 s history, a week deep; lead 150 s, objective 0.001),
-# clock_quantiles was never 10 % cheaper on NASA July or ServeGen m-large, m-mid and m-small, and
-# 38-48 % cheaper at 99 % of Twitter's refits, where the hourly bursts recur at the same minutes.
+# less capacity at the goal. Two days of backtest are noisy: on ServeGen m-mid the choice flipped
+# between the two (167 refits against 131) and paid 11.6 % over HPA@0.7 where recent_quantiles
+# alone paid 4.8 %. Scanned hourly with `choice_costs` (each trace's rate as a 60 s history, a
+# week deep; lead 150 s, objective 0.001), clock_quantiles came out cheaper at 28-60 % of the
+# ServeGen refits but never by 10 %, nor on NASA July, and 38-48 % cheaper at 99 % of Twitter's,
+# whose hourly bursts recur at the same minutes.
 SWITCH_MARGIN = 0.10
 
 
