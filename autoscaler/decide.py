@@ -90,7 +90,8 @@ def decide(
     state = _rewind(now, state)
     state = replace(state, objective=observe(now, observations, policy, state.objective))
     chosen = operating_point(policy, state.objective)
-    # The load and forecast asks at the chosen utilization; every other rule at the declared one.
+    # The load and forecast asks (and the panic, which reads the load's) at the chosen utilization;
+    # scale to zero's activation threshold stays at the declared one.
     sized = (
         policy
         if chosen.utilization == policy.target_utilization
