@@ -3,6 +3,9 @@
 Run: .venv/bin/python bench/forecast_fit.py [--series 1000] [--workers 2] [--repeats 3] [--models auto]
 Series are 7-day windows of the NASA July and August traces at staggered offsets, each scaled
 and perturbed so that no two are equal (a synthetic daily cycle when ../shared/data is absent).
+Each fit is given the goal the control loop gives at a refit with the default settings (the
+default objective, target and cold start; autoscaler.prewarm.scaling_goal), which is what
+`objective_choice` scores its candidates against; the other models ignore it.
 Prints seconds per run (median of the repeats), the last-value fit as a baseline measured in the
 same run, and the peak resident memory of the process tree. Target: under 60 s and 1.5 GB.
 """
@@ -19,7 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from autoscaler.prewarm import scaling_goal
 from forecasting import MODELS, LoadSeries
+from forecasting.model import ScalingGoal
+from sidecar.settings import QuerySettings, WorkloadSettings
 from simulator.trace import read_trace
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nasa-http-1995"
@@ -46,11 +52,18 @@ def build_series(count: int, seed: int = 7) -> list[np.ndarray]:
     return series
 
 
+def default_goal() -> ScalingGoal | None:
+    """The goal a refit gets with the default settings, before any cold start is learned."""
+    queries = QuerySettings(load="load_rps")
+    workload = WorkloadSettings(name="bench", queries=queries, replica_capacity_rps=1.0)
+    return scaling_goal(workload.to_policy(), None)
+
+
 def refit(chunk: list[np.ndarray], model: str) -> int:
-    forecaster = MODELS[model]()
+    forecaster, goal = MODELS[model](), default_goal()
     for values in chunk:
         history = LoadSeries(0.0, 60.0, values)
-        forecaster.fit(history).predict(history, HORIZON_STEPS, (0.5, 0.9, 0.99))
+        forecaster.fit(history, goal).predict(history, HORIZON_STEPS, (0.5, 0.9, 0.99))
     return len(chunk)
 
 

@@ -138,4 +138,7 @@ MODELS: dict[str, Callable[[], Forecaster]] = {
 # best pinball loss per step (bench/backtest_table.py), but replica counts need the spread of the
 # load over the next minutes, and on the replay traces recent_quantiles sized them for fewer
 # misses and fewer replica-hours than HPA where auto's paths did not (README, "Replay").
-DEFAULT_MODEL = "recent_quantiles"
+# objective_choice keeps recent_quantiles unless clock_quantiles needs clearly less capacity at
+# the workload's objective (on the replay traces: Twitter's hourly bursts only); its fit costs
+# about 35 ms on a week of 60 s history (bench/forecast_fit.py).
+DEFAULT_MODEL = "objective_choice"

@@ -3,6 +3,8 @@ capacity on that workload's own recent history."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -156,11 +158,23 @@ def test_paths_at_many_origins_are_what_predict_gives_at_each(
             np.testing.assert_array_equal(paths[row, column], forecast.quantiles[q])
 
 
-def test_nan_quantiles_are_numpys_numbers() -> None:
-    samples = np.random.default_rng(3).normal(size=(6, 4, 9))
-    samples[0, 1, 3] = np.nan
-    samples[2, 2] = np.nan  # a row with nothing known
-    with pytest.warns(RuntimeWarning):
+@pytest.mark.parametrize(
+    "gaps",
+    [
+        pytest.param(lambda s: s.__setitem__((0, 1, 3), np.nan), id="one gap"),
+        pytest.param(lambda s: s.__setitem__((2, 2), np.nan), id="a row with nothing known"),
+        pytest.param(lambda s: s.__setitem__((1, 0, slice(1, None)), np.nan), id="one value known"),
+        pytest.param(
+            lambda s: s.__setitem__(np.random.default_rng(5).random(s.shape) < 0.4, np.nan),
+            id="gaps everywhere, every count",
+        ),
+    ],
+)
+def test_nan_quantiles_are_numpys_numbers_to_the_last_bit(gaps) -> None:
+    samples = np.random.default_rng(3).gamma(2.0, 50.0, size=(6, 4, 9))
+    gaps(samples)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row
         expected = np.nanquantile(samples, GRID, axis=-1)
     np.testing.assert_array_equal(nan_quantiles(samples, GRID), expected)
 
