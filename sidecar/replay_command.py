@@ -9,8 +9,10 @@ reaching the pods through the HPA that deploy/examples/hpa configures, or with `
 through the ScaledObject of deploy/examples/keda, which takes it to zero and back when
 `--min-replicas 0` (sidecar/replay_simulation). The `keda` policy is KEDA as users configure it
 reactively: a Prometheus trigger on the request rate, no forecast (simulator/keda.py).
-`--sweep` runs HPA, Knative and the predictive policy over target utilization at the same replica
-capacity and compares them at equal violation and equal replica-hours (simulator/frontier.py).
+`--sweep` runs each policy over its own knob at the same replica capacity, HPA and Knative over
+target utilization and the predictive policy over its objective (the unserved share it is given;
+its target utilization moves replica-hours, not misses, once the objective chooses the
+quantiles), and compares them at equal violation and equal replica-hours (simulator/frontier.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -62,6 +65,9 @@ POLICIES = ("hpa", "knative", "predictive", "static-peak", "oracle")
 KNOWN_POLICIES = (*POLICIES, "hpa-legacy", "keda")
 CONSUMERS = ("hpa", "keda")
 SWEPT_POLICIES = ("hpa", "knative", "predictive")
+# The predictive policy's knob in a sweep: the objective, around the default 0.001, spanning
+# the unserved shares HPA reaches at target utilization 0.5-0.75 on the replay traces.
+OBJECTIVE_SWEEP = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03)
 PROGRESS_MIN_TICKS = 20_000
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 # The settings' own default, what `serve` runs.
@@ -140,8 +146,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sweep",
         action="store_true",
-        help=f"run hpa, knative and predictive at target utilization {', '.join(map(str, SWEEP_TARGETS))} "
-        "and compare at equal violation and equal replica-hours",
+        help=f"run hpa and knative at target utilization {', '.join(map(str, SWEEP_TARGETS))} and "
+        f"predictive at objective {', '.join(map(str, OBJECTIVE_SWEEP))}; compare at equal violation "
+        "and equal replica-hours",
     )
     parser.add_argument("--json", type=Path, help="write per-policy figures and parameters here")
     parser.add_argument("--timeline", type=Path, help="write the run-length timeline CSV here")
@@ -208,6 +215,7 @@ def _replay(args: argparse.Namespace) -> int:
             "predictive_objective_unserved_share": options.objective.unserved_share,
             "predictive_quantiles": describe_quantiles(options.forecast),
             "cold_start_distribution": settings.cold_starts.describe(),
+            **({"sweep_defaults": sweep_defaults(settings, options)} if args.sweep else {}),
         },
     )
     plot = write_frontier_plot if args.sweep else write_plot
@@ -325,13 +333,35 @@ def build_policy(
 def sweep_policies(
     names: list[str], settings: ReplaySettings, options: LoopOptions, core: Core | None
 ) -> list[AnyPolicy]:
+    """Each swept policy over its own knob (named hpa@0.55, predictive@0.001), the rest once."""
     policies: list[AnyPolicy] = []
     for name in names:
-        if name in SWEPT_POLICIES:
+        if name == "predictive":
+            policies += [
+                ControlLoopPolicy(
+                    core or load_core(),
+                    replace(options, objective=_with_share(options.objective, share)),
+                    name=sweep_name(name, share),
+                )
+                for share in OBJECTIVE_SWEEP
+            ]
+        elif name in SWEPT_POLICIES:
             policies += [build_policy(name, settings, options, core, target) for target in SWEEP_TARGETS]
         else:
             policies.append(build_policy(name, settings, options, core))
     return policies
+
+
+def _with_share(objective: ObjectiveSettings, share: float) -> ObjectiveSettings:
+    return ObjectiveSettings(**(objective.model_dump() | {"unserved_share": share}))
+
+
+def sweep_defaults(settings: ReplaySettings, options: LoopOptions) -> dict[str, float]:
+    """Each swept policy's knob at the run's own settings: the point the comparison takes."""
+    return {
+        name: options.objective.unserved_share if name == "predictive" else settings.target_utilization
+        for name in SWEPT_POLICIES
+    }
 
 
 def _progress_bar(name: str, ticks: int) -> Callable[[int], None] | None:

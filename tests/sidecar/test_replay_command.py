@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.cli import BUNDLED_TRACE, main
+from sidecar.replay_command import OBJECTIVE_SWEEP
 from simulator.frontier import SWEEP_TARGETS
 
 FAST = "static-peak,oracle"
@@ -255,12 +256,15 @@ def test_sweep_reports_the_frontier_and_the_cost_matched_comparison(tmp_path, ca
     args = ["replay", "--trace", str(trace), "--policies", "hpa,predictive,oracle", "--sweep"]
     assert main([*args, "--json", str(out), "--plot", str(plot)]) == 0
     figures = json.loads(out.read_text())
-    assert [p["target_utilization"] for p in figures["frontier"]["hpa"]] == list(SWEEP_TARGETS)
+    assert [p["knob"] for p in figures["frontier"]["hpa"]] == list(SWEEP_TARGETS)
     hours = [p["replica_hours"] for p in figures["frontier"]["hpa"]]
     assert hours == sorted(hours, reverse=True), "a higher target costs fewer replica-hours"
+    # The predictive policy's own knob is its objective; its default point is the settings' one.
+    assert [p["knob"] for p in figures["frontier"]["predictive"]] == list(OBJECTIVE_SWEEP)
+    assert figures["parameters"]["sweep_defaults"] == {"hpa": 0.7, "knative": 0.7, "predictive": 0.001}
     (comparison,) = figures["comparison"]
     assert (comparison["policy"], comparison["baseline"]) == ("predictive", "hpa")
-    predictive = figures["policies"]["predictive@0.7"]
+    predictive = figures["policies"]["predictive@0.001"]
     assert comparison["replica_hours"] == predictive["replica_hours"]
     if comparison["violation_inside"]:
         extra = comparison["baseline_hours_at_same_violation"] / comparison["replica_hours"] - 1
