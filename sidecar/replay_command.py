@@ -343,7 +343,8 @@ def sweep_policies(
                     replace(options, objective=_with_share(options.objective, share)),
                     name=sweep_name(name, share),
                 )
-                for share in OBJECTIVE_SWEEP
+                # The run's own objective is its default point, swept or not.
+                for share in sorted({*OBJECTIVE_SWEEP, options.objective.unserved_share})
             ]
         elif name in SWEPT_POLICIES:
             policies += [build_policy(name, settings, options, core, target) for target in SWEEP_TARGETS]

@@ -272,3 +272,9 @@ def test_sweep_reports_the_frontier_and_the_cost_matched_comparison(tmp_path, ca
     assert plot.read_bytes()[:4] == b"\x89PNG"
     printed = capsys.readouterr().out
     assert "| hpa | 0.55 |" in printed and "hpa hours at same violation" in printed
+    # An objective outside the sweep's is swept too, and is the point compared.
+    assert main([*args, "--objective-unserved", "0.002", "--json", str(out), "--quiet"]) == 0
+    figures = json.loads(out.read_text())
+    assert [p["knob"] for p in figures["frontier"]["predictive"]] == sorted((*OBJECTIVE_SWEEP, 0.002))
+    (comparison,) = figures["comparison"]
+    assert comparison["replica_hours"] == figures["policies"]["predictive@0.002"]["replica_hours"]
