@@ -68,8 +68,7 @@ Figures = tuple[str, float, float, float, float, int, float]
 
 def thinned(trace: Trace, thin: float, days: float | None) -> Trace:
     """Each request kept with probability 1/thin (seed 0); the first `days` only."""
-    steps = len(trace.requests) if days is None else int(days * 86400 // trace.step_seconds)
-    counts = trace.requests[:steps]
+    counts = (trace if days is None else trace.first_days(days)).requests
     rng = np.random.default_rng(0)
     known = ~np.isnan(counts)
     kept = np.full(counts.shape, np.nan)

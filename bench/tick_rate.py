@@ -29,7 +29,7 @@ from sidecar.replay_simulation import ControlLoopPolicy, LoopOptions
 from sidecar.settings import LoopSettings
 from simulator.replay import ReplaySettings, default_capacity_rps, replay_trace
 from simulator.report import scores
-from simulator.trace import Trace, read_trace
+from simulator.trace import read_trace
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DEFAULT_TRACES = "nasa-http-1995/series_jul.csv,twitter-stream-2021-08/series.csv"
@@ -40,14 +40,9 @@ Job = tuple[str, float, float, float | None, int]
 Figures = tuple[float, float, float]
 
 
-def first_days(trace: Trace, days: float) -> Trace:
-    steps = int(days * 86400 // trace.step_seconds)
-    return Trace(trace.source, trace.start_seconds, trace.step_seconds, trace.requests[:steps])
-
-
 def run_job(job: Job) -> Figures:
     relative, days, delay, tick, cold_start = job
-    trace = first_days(read_trace(DATA / relative), days)
+    trace = read_trace(DATA / relative).first_days(days)
     settings = ReplaySettings(
         replica_capacity_rps=default_capacity_rps(trace),
         cold_start_seconds=cold_start,

@@ -337,9 +337,10 @@ def sweep_policies(
     policies: list[AnyPolicy] = []
     for name in names:
         if name == "predictive":
+            core = core or load_core()  # once: every swept point runs the same core
             policies += [
                 ControlLoopPolicy(
-                    core or load_core(),
+                    core,
                     replace(options, objective=_with_share(options.objective, share)),
                     name=sweep_name(name, share),
                 )

@@ -54,6 +54,11 @@ class Trace:
         """Demand on a one-second grid, piecewise constant within each step, NaN in gaps."""
         return np.repeat(self.rate_rps(), self.step_seconds)
 
+    def first_days(self, days: float) -> Trace:
+        """The steps that start within the first `days` days (a bench's shorter replay)."""
+        steps = int(days * 86400 // self.step_seconds)
+        return Trace(self.source, self.start_seconds, self.step_seconds, self.requests[:steps])
+
 
 def parse_trace(lines: Iterable[str], source: str) -> Trace:
     """Parse the text of a trace file; raise TraceError naming the first bad line."""

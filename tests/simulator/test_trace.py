@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulator.trace import TraceError, parse_trace, read_trace
+from simulator.trace import Trace, TraceError, parse_trace, read_trace
 
 
 def test_parses_rows_gaps_and_step():
@@ -92,3 +92,18 @@ def test_missing_rows_outnumbering_present_ones_keep_the_true_step(timestamps: l
     trace = parse_trace(text.splitlines(keepends=True), "gappy.csv")
     assert trace.step_seconds == 60
     assert np.flatnonzero(~np.isnan(trace.requests)).tolist() == known
+
+
+@pytest.mark.parametrize(
+    ("days", "steps"),
+    [
+        pytest.param(1.0, 1440, id="one day of minutes"),
+        pytest.param(0.5 / 1440, 0, id="less than a step: none"),
+        pytest.param(10.0, 2880, id="longer than the trace: all of it"),
+    ],
+)
+def test_first_days_keeps_the_steps_that_start_within_them(days: float, steps: int) -> None:
+    trace = Trace("t.csv", 600, 60, np.arange(2880, dtype=float))
+    first = trace.first_days(days)
+    assert (first.source, first.start_seconds, first.step_seconds) == ("t.csv", 600, 60)
+    np.testing.assert_array_equal(first.requests, trace.requests[:steps])
