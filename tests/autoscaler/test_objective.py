@@ -12,8 +12,11 @@ from autoscaler.decide import decide
 from autoscaler.decision import DecisionState
 from autoscaler.objective import (
     HIGHEST_FLOOR,
+    HIGHEST_LEVEL,
     LOWEST_FLOOR,
     LOWEST_LEVEL,
+    RATE_PER_HOUR,
+    TOP_LEVEL,
     ObjectiveState,
     expected_shortfall,
     observe,
@@ -151,6 +154,52 @@ def test_misses_raise_the_quantiles_up_to_the_highest() -> None:
     assert report is not None
     assert report.trailing_unserved_share == pytest.approx(50 / 150, rel=1e-6)
     assert report.unreachable is None  # 10 replicas, max is 50: more can still be asked for
+
+
+def _hours_to_leave_the_highest_floor(state: ObjectiveState, start: float) -> int:
+    """Quiet hours at the usual load (150 rps against 20 replicas of 10 rps) until the floor
+    drops below 0.99: each lowers the level by `RATE_PER_HOUR`."""
+    for hour in range(48):
+        if _floor(state) < HIGHEST_FLOOR:
+            return hour
+        state = _run(state, 240, 150.0, 20, start=start + hour * 3600)
+    raise AssertionError("the floor stayed at the highest quantile for two quiet days")
+
+
+@pytest.mark.parametrize(
+    ("case", "miss_ticks", "owed"),
+    [
+        # Each tick of a third unserved against the 1 % objective raises the level by
+        # 0.5 * 15 / 3600 * (50 - 1.5) / 1.5 = 0.067 at a trailing mean of 150 rps.
+        ("none", 0, 0.0),
+        ("fifteen ticks: one logit unit, two quiet hours", 15, 15 * 0.5 * 15 / 3600 * 48.5 / 1.5),
+        ("far more: counted up to the bound, eight quiet hours", 1000, HIGHEST_LEVEL - TOP_LEVEL),
+    ],
+)
+def test_misses_above_the_highest_floor_are_paid_back_before_it_drops(
+    case: str, miss_ticks: int, owed: float
+) -> None:
+    at_top = _run(ObjectiveState(level=TOP_LEVEL), 1, 150.0, 10)
+    state = _run(at_top, miss_ticks, 150.0, 10, start=TICK)
+    assert state.level is not None
+    assert max(0.0, state.level - TOP_LEVEL) == pytest.approx(owed, abs=0.01), case
+    # Read at the top all the same: the floor and the pre-warm quantile of a level at 0.99.
+    assert operating_point(POLICY, state) == operating_point(POLICY, ObjectiveState(level=TOP_LEVEL))
+    extra = _hours_to_leave_the_highest_floor(state, (miss_ticks + 1) * TICK) - (
+        _hours_to_leave_the_highest_floor(at_top, TICK)
+    )
+    assert abs(extra - owed / RATE_PER_HOUR) <= 1, case
+
+
+def test_at_max_replicas_misses_are_not_counted_above_the_top() -> None:
+    # 1000 rps against the 50 replicas max_replicas allows: a higher quantile asks for nothing more.
+    state = _run(ObjectiveState(level=TOP_LEVEL), 400, 1000.0, 50)
+    assert state.level == pytest.approx(TOP_LEVEL)
+    # What was counted below max_replicas is kept, not dropped, when the replicas reach it.
+    owed = _run(ObjectiveState(level=TOP_LEVEL), 100, 150.0, 10)
+    assert owed.level is not None and owed.level > TOP_LEVEL + 1
+    after = _run(owed, 100, 1000.0, 50, start=100 * TICK)
+    assert after.level == pytest.approx(owed.level)
 
 
 def test_a_reading_is_judged_against_the_replicas_ready_in_the_minute_it_describes() -> None:
