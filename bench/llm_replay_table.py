@@ -7,11 +7,14 @@ defaults (the issue's target: under 2 minutes on 2 cores).
 
     .venv/bin/python bench/llm_replay_table.py DATA_DIR [--cold-start-seconds 120 300] \\
         [--synthesis-scale 0.002] [--synthesis-days 14] [--max-replicas 64] [--skip-synthesis] \\
-        [--skip-real] [--skip-wall] [--loads tokens requests] [--knobs predictive=0.2,0.3 ...]
+        [--skip-real] [--skip-wall] [--loads tokens requests] [--knobs predictive=0.2,0.3 ...] \\
+        [--oracle-foresight-seconds 600]
 
 DATA_DIR is the folder holding azure-llm-inference-2023/, mooncake-kimi-conversation/ and
 alibaba-servegen-llm/. The synthesis draws its token pairs from the Mooncake trace. The predictive
 policy is the shipped control loop through the example HPA (sidecar/replay_simulation).
+`--oracle-foresight-seconds S` gives the oracle only each S-second window's mean work
+(simulator/llm_policies.OracleSchedule): the most a perfect forecast at that step could save.
 """
 
 import argparse
@@ -56,7 +59,14 @@ def main() -> None:
     parser.add_argument(
         "--json", type=Path, help="write every trace's summary (frontier, equal attainment) here"
     )
+    parser.add_argument(
+        "--oracle-foresight-seconds",
+        type=int,
+        help="the oracle knows only each window's mean work (default: every second's)",
+    )
     args = parser.parse_args()
+    if args.oracle_foresight_seconds is not None and args.oracle_foresight_seconds < 1:
+        parser.error(f"--oracle-foresight-seconds={args.oracle_foresight_seconds}: must be 1 or more")
     profile = load_profile()
     slo = Slo()
     sweep = default_sweep()
@@ -81,7 +91,11 @@ def main() -> None:
     core = load_core()
     saved: list[dict] = []
     for cold_start in args.cold_start_seconds:
-        settings = LlmReplaySettings(cold_start_seconds=cold_start, max_replicas=args.max_replicas)
+        settings = LlmReplaySettings(
+            cold_start_seconds=cold_start,
+            max_replicas=args.max_replicas,
+            oracle_foresight_seconds=args.oracle_foresight_seconds,
+        )
         for trace in traces:
             began = time.perf_counter()
             title = f"{Path(trace.source).name}: {len(trace)} requests, cold start {cold_start:g} s"

@@ -138,6 +138,17 @@ def initial_replicas(
     return min(max(need, bounds[0]), bounds[1])
 
 
+def window_means(work: np.ndarray, window_seconds: int) -> np.ndarray:
+    """Each second's value replaced by the mean of its aligned `window_seconds` block (the last
+    block may be shorter): what a perfect forecast of the mean load at that step knows.
+
+    Example: [1, 3, 5, 7, 9] in blocks of 2 -> [2, 2, 6, 6, 9]."""
+    blocks = np.arange(len(work)) // max(1, window_seconds)
+    sums = np.bincount(blocks, weights=work)
+    counts = np.bincount(blocks)
+    return (sums / counts)[blocks]
+
+
 class OracleSchedule:
     """Knows every future arrival. need(t) = ceil(work(t) / u): the replicas that serve the work
     arriving around t at utilization u of their full-batch capacity; spec at a tick = the most
@@ -145,7 +156,13 @@ class OracleSchedule:
     early) before the work comes, and scale down as soon as it is gone. `u` is chosen by the
     caller (bisection over whole serving runs) as the largest that meets the SLO: the cheapest
     fleet of this perfect-foresight family. It is a bound on what a policy that sizes by work
-    can reach, not on every schedule (a cleverer one could ride queues through short bursts)."""
+    can reach, not on every schedule (a cleverer one could ride queues through short bursts).
+
+    `foresight_seconds` S blinds it to what a forecast cannot know: it sees only each aligned
+    S-second window's mean work (a perfect forecast of the mean load at that step), not where
+    the bursts fall inside it, and buys its attainment with headroom as any policy must. The
+    gap between the two oracles is what knowing the bursts is worth; the gap between this one
+    and a reactive baseline the most a forecast at that step could save."""
 
     tick_seconds = HPA_SYNC_SECONDS
 
@@ -156,10 +173,14 @@ class OracleSchedule:
         utilization: float,
         lead_seconds: float,
         bounds: tuple[int, int],
+        foresight_seconds: int | None = None,
     ) -> None:
         self.name = "oracle"
         self.utilization = utilization
-        need = np.ceil(work_per_second(trace, profile) / utilization - 1e-9)
+        work = work_per_second(trace, profile)
+        if foresight_seconds is not None:
+            work = window_means(work, foresight_seconds)
+        need = np.ceil(work / utilization - 1e-9)
         span = int(lead_seconds + self.tick_seconds) + 1
         ahead = maximum_filter1d(need[::-1], size=span, origin=(span - 1) - span // 2, mode="nearest")[::-1]
         self.plan = np.clip(ahead, *bounds).astype(np.int64)

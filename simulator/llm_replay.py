@@ -88,6 +88,9 @@ class LlmReplaySettings:
     target_rps_per_replica: float | None = None
     # Bisection steps of the oracle's search (each a whole serving run).
     oracle_iterations: int = 6
+    # None: the oracle knows every second's work; S: only each S-second window's mean
+    # (OracleSchedule: what a perfect forecast at that step knows).
+    oracle_foresight_seconds: int | None = None
 
     @property
     def cold_starts(self) -> ColdStartDistribution:
@@ -258,7 +261,7 @@ def _oracle(
         else settings.cold_start_seconds
     )
     schedule, _ = best_oracle(
-        lambda u: OracleSchedule(trace, profile, u, lead, settings.bounds),
+        lambda u: OracleSchedule(trace, profile, u, lead, settings.bounds, settings.oracle_foresight_seconds),
         attainment,
         target_attainment(trace, profile, slo),
         settings.oracle_iterations,

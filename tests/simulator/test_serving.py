@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from autoscaler.latency_misses import share_over
-from simulator.llm_policies import KedaQueueAutoscaler
+from simulator.llm_policies import KedaQueueAutoscaler, OracleSchedule, window_means
 from simulator.llm_signals import LlmSignals
 from simulator.metrics_pipeline import TraceMetrics
 from simulator.request_trace import RequestTrace
@@ -165,3 +165,36 @@ def profile_text(profile):
         f"{key}: {value!r}\n" if key != "name" else f"name: {value}\n"
         for key, value in asdict(profile).items()
     )
+
+
+@pytest.mark.parametrize(
+    ("work", "window", "means"),
+    [
+        ([1, 3, 5, 7, 9], 2, [2, 2, 6, 6, 9]),
+        ([1, 3, 5, 7, 9], 1, [1, 3, 5, 7, 9]),
+        ([4, 0, 0, 0], 10, [1, 1, 1, 1]),
+    ],
+)
+def test_window_means_replace_each_second_by_its_blocks_mean(work, window, means):
+    assert window_means(np.asarray(work, float), window).tolist() == means
+
+
+def test_an_oracle_blind_to_bursts_plans_for_each_windows_mean():
+    # Quiet (one request every 10 s) for 1200 s, with a 20 s burst of 2000 requests at 300 s.
+    quiet = np.arange(0.0, 1200.0, 10.0)
+    burst = np.linspace(300.0, 320.0, 2000)
+    arrivals = np.sort(np.concatenate([quiet, burst]))
+    trace = trace_of(arrivals, np.full(len(arrivals), 200), np.full(len(arrivals), 50))
+
+    def plan(foresight):
+        return OracleSchedule(trace, PROFILE, 1.0, 30.0, (1, 1000), foresight).plan
+
+    seeing, blind = plan(None), plan(600)
+    # Knowing where the burst falls, it plans a spike for it and little elsewhere ...
+    assert seeing.max() > seeing[700:1100].max()
+    # ... blind to it, it spreads the burst's work over its window: flat inside each window
+    # (away from the next window's lead) and below the spike.
+    assert len(set(blind[:550].tolist())) == 1
+    assert len(set(blind[600:1150].tolist())) == 1
+    assert blind[:550][0] < seeing.max()
+    assert blind[:550][0] > blind[600:1150][0]
