@@ -195,7 +195,7 @@ def best_oracle(
     make: Callable[[float], OracleSchedule],
     attainment_of: Callable[[OracleSchedule], float],
     target: float,
-    iterations: int = 6,
+    iterations: int,
 ) -> tuple[OracleSchedule, float]:
     """Bisection on u in [0.1, 1]: the largest u whose run meets `target` attainment (or u = 0.1,
     the most generous, when none does). Returns the schedule and its attainment."""
