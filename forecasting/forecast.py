@@ -16,6 +16,9 @@ class Forecast:
 
     `trailing_error` is the forecast's recent relative error (mean absolute error over recent
     steps divided by mean actual), attached by whoever scored past forecasts; None when unscored.
+    `maturity` is the share of the history its model reads that the forecast had behind it: a
+    model that reads the last hour, asked 20 minutes after the first known value, reports 1/3;
+    1.0 for a model that reads no fixed span.
     """
 
     start: float
@@ -23,6 +26,7 @@ class Forecast:
     quantiles: Mapping[float, np.ndarray]
     model: str = ""
     trailing_error: float | None = None
+    maturity: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.quantiles:
@@ -32,6 +36,8 @@ class Forecast:
             raise ValueError(f"quantile paths differ in length: {sorted(lengths)}")
         if self.step_seconds <= 0:
             raise ValueError(f"step_seconds={self.step_seconds!r} must be > 0")
+        if not 0.0 <= self.maturity <= 1.0:
+            raise ValueError(f"maturity={self.maturity!r} must be within [0, 1]")
 
     @property
     def horizon_steps(self) -> int:

@@ -65,7 +65,6 @@ class RecentQuantiles:
         return np.repeat(levels[:, :, None], horizon_steps, axis=2)
 
 
-
 def forecast_from_paths(
     model: SamplePathModel, history: LoadSeries, horizon_steps: int, quantiles: Sequence[float]
 ) -> Forecast:
@@ -82,7 +81,21 @@ def forecast_from_paths(
         # Unscored on purpose: the spread of the paths is this model's uncertainty already,
         # and decide() shrinking it towards the live load would undo what it is for.
         trailing_error=None,
+        maturity=maturity(visible.values, visible.step_seconds),
     )
+
+
+def maturity(values: np.ndarray, step_seconds: float) -> float:
+    """The span since the first known value over RECENT_SECONDS, at most 1: how much of the hour
+    the paths are read from a new workload has seen. Gaps after the first value do not count
+    against it (the quantiles read what is known; a stale reading is the decision's to judge).
+
+    Example: 60 s steps, first known value 20 steps before the end -> 1/3."""
+    known = np.flatnonzero(~np.isnan(values))
+    if not len(known):
+        return 0.0
+    return min(1.0, (len(values) - known[0]) * step_seconds / RECENT_SECONDS)
+
 
 def recent_levels(
     values: np.ndarray, step_seconds: float, origins: np.ndarray, quantiles: Sequence[float]

@@ -527,11 +527,11 @@ def test_decide_is_deterministic(
     assert first == second
 
 
-def _banded(median: float, upper: float, error: float | None = None) -> Forecast:
+def _banded(median: float, upper: float, error: float | None = None, maturity: float = 1.0) -> Forecast:
     """Median and p90 paths; the default policy pre-warms on the median and holds on the p90
     (its floor quantile 0.84 reads the nearest higher path)."""
     paths = {0.5: np.full(20, median), 0.9: np.full(20, upper)}
-    return Forecast(start=NOW, step_seconds=15.0, quantiles=paths, trailing_error=error)
+    return Forecast(start=NOW, step_seconds=15.0, quantiles=paths, trailing_error=error, maturity=maturity)
 
 
 @pytest.mark.parametrize(
@@ -570,19 +570,24 @@ def test_decision_reports_the_forecast_floor(forecast: Forecast | None, floor: i
 
 
 @pytest.mark.parametrize(
-    ("error", "asked_ago", "expected"),
+    ("error", "asked_ago", "expected", "maturity"),
     [
-        pytest.param(None, 100.0, (3, Reason.LOAD), id="full trust: no window, the floor decides"),
-        pytest.param(0.375, 100.0, (10, Reason.STABILIZED), id="half trust: a 150 s window holds"),
-        pytest.param(0.375, 200.0, (3, Reason.LOAD), id="half trust: released after 150 s"),
-        pytest.param(0.6, 200.0, (10, Reason.STABILIZED), id="no trust: HPA's 300 s window"),
+        pytest.param(None, 100.0, (3, Reason.LOAD), 1.0, id="full trust: no window, the floor decides"),
+        pytest.param(0.375, 100.0, (10, Reason.STABILIZED), 1.0, id="half trust: a 150 s window holds"),
+        pytest.param(0.375, 200.0, (3, Reason.LOAD), 1.0, id="half trust: released after 150 s"),
+        pytest.param(0.6, 200.0, (10, Reason.STABILIZED), 1.0, id="no trust: HPA's 300 s window"),
+        pytest.param(
+            None, 200.0, (10, Reason.STABILIZED), 0.2, id="a fifth of its hour seen: a 240 s window holds"
+        ),
+        pytest.param(None, 250.0, (3, Reason.LOAD), 0.2, id="a fifth of its hour seen: released after 240 s"),
     ],
 )
 def test_a_trusted_forecast_replaces_the_scale_down_window(
-    error: float | None, asked_ago: float, expected: tuple[int, Reason]
+    error: float | None, asked_ago: float, expected: tuple[int, Reason], maturity: float
 ) -> None:
     state = DecisionState(recommendations=(Recommendation(NOW - asked_ago, 10),))
-    decision, _ = decide(NOW, _obs(30.0, current=10), _banded(20.0, 20.0, error), CALM, state)
+    forecast = _banded(20.0, 20.0, error, maturity)
+    decision, _ = decide(NOW, _obs(30.0, current=10), forecast, CALM, state)
     assert (decision.replicas, decision.reason) == expected
 
 

@@ -241,11 +241,17 @@ def test_forecast_trust(trailing_error: float | None, expected: float) -> None:
 
 
 def _forecast(
-    values: list[float], start: float = NOW, error: float | None = None, high: float | None = None
+    values: list[float],
+    start: float = NOW,
+    error: float | None = None,
+    high: float | None = None,
+    maturity: float = 1.0,
 ) -> Forecast:
     path = np.array(values, dtype=float)
     quantiles = {0.5: path, 0.9: path * (high if high is not None else 1.0)}
-    return Forecast(start=start, step_seconds=15.0, quantiles=quantiles, trailing_error=error)
+    return Forecast(
+        start=start, step_seconds=15.0, quantiles=quantiles, trailing_error=error, maturity=maturity
+    )
 
 
 # 11 steps of 15 s cover [NOW, NOW + 165 s): the 150 s lead window fits.
@@ -310,6 +316,27 @@ FLAT_40 = [40.0] * 11
         ),
         pytest.param(
             _forecast(FLAT_40, error=0.6), POLICY, 20.0, (2, 20.0), id="no trust provisions the load"
+        ),
+        pytest.param(
+            _forecast(FLAT_40, maturity=0.5),
+            POLICY,
+            20.0,
+            (3, 30.0),
+            id="a forecast that has seen half its hour moves half way from the load",
+        ),
+        pytest.param(
+            _forecast(FLAT_40, error=0.375, maturity=0.5),
+            POLICY,
+            20.0,
+            (3, 25.0),
+            id="half the hour seen and half trusted for its error: a quarter of the way",
+        ),
+        pytest.param(
+            _forecast(FLAT_40, maturity=0.0),
+            POLICY,
+            20.0,
+            (2, 20.0),
+            id="a forecast of no history provisions the load",
         ),
         pytest.param(
             _forecast(FLAT_40),

@@ -27,6 +27,12 @@ def test_peak(path: list[float], since: float, until: float, expected: float | N
     assert forecast.peak(since, until, 0.5) == expected
 
 
+@pytest.mark.parametrize("maturity", [-0.1, 1.5, NAN])
+def test_a_maturity_outside_zero_to_one_is_refused(maturity: float) -> None:
+    with pytest.raises(ValueError, match="maturity"):
+        Forecast(start=0.0, step_seconds=60.0, quantiles={0.5: np.ones(3)}, maturity=maturity)
+
+
 @pytest.mark.parametrize(
     ("cutoff", "expected"),
     [

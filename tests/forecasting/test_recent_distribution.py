@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from forecasting import MODELS, LoadSeries
-from forecasting.recent_distribution import complete_quantiles, daily_shift
+from forecasting.recent_distribution import complete_quantiles, daily_shift, maturity
 
 DAY = 1440
 
@@ -69,6 +69,36 @@ def test_an_hour_with_no_known_value_falls_back_to_the_last_known_one() -> None:
 def test_ten_minute_steps_read_six_steps_as_the_hour() -> None:
     values = np.array([900.0, 900.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
     np.testing.assert_allclose(_predict(values, 600.0).quantiles[0.5], np.full(5, 35.0))
+
+
+@pytest.mark.parametrize(
+    ("values", "step_seconds", "expected"),
+    [
+        pytest.param(np.full(20, 5.0), 60.0, 1 / 3, id="20 minutes of an hour"),
+        pytest.param(np.full(60, 5.0), 60.0, 1.0, id="a whole hour"),
+        pytest.param(np.full(500, 5.0), 60.0, 1.0, id="more than an hour counts as one"),
+        pytest.param(
+            np.concatenate((np.full(40, np.nan), np.full(20, 5.0))),
+            60.0,
+            1 / 3,
+            id="unknown steps before the first value do not count",
+        ),
+        pytest.param(np.array([5.0] + [np.nan] * 29), 60.0, 0.5, id="gaps after the first value count"),
+        pytest.param(np.full(120, 5.0), 15.0, 0.5, id="15 s steps: 30 minutes"),
+        pytest.param(np.full(5, np.nan), 60.0, 0.0, id="nothing known"),
+        pytest.param(np.array([]), 60.0, 0.0, id="no history"),
+    ],
+)
+def test_maturity(values: np.ndarray, step_seconds: float, expected: float) -> None:
+    assert maturity(values, step_seconds) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("name", ["recent_quantiles", "clock_quantiles", "objective_choice"])
+def test_a_sample_path_forecast_reports_how_much_of_its_hour_it_has_seen(name: str) -> None:
+    young, grown = LoadSeries(0.0, 60.0, np.full(15, 8.0)), LoadSeries(0.0, 60.0, np.full(90, 8.0))
+    model = MODELS[name]()
+    assert model.fit(young).predict(young, 5, (0.5,)).maturity == pytest.approx(0.25)
+    assert model.fit(grown).predict(grown, 5, (0.5,)).maturity == 1.0
 
 
 def test_nothing_known_is_missing_not_zero() -> None:
