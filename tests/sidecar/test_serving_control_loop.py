@@ -81,8 +81,10 @@ def test_the_workloads_ttft_slo_moves_its_objective_through_the_ttft_histogram()
     # The burst's queues put first tokens past 2 s but never past 600 s: the same trace and
     # capacity, the TTFT histogram the only difference the loop can see between the two runs.
     # Half the demand may go unserved, so that the burst's load above capacity alone (which
-    # takes the level to the top at the default 0.001) leaves the level to the TTFT.
-    trace = burst_trace(minutes=30)
+    # takes the level to the top at the default 0.001) leaves the level to the TTFT. An hour, so
+    # that the forecast has seen most of its hour when the level moves its quantiles after the
+    # burst (over 30 minutes its trust stays under a half, and with it the quantiles' weight).
+    trace = burst_trace(minutes=60)
     capacity = load_capacity(trace, PROFILE, "tokens")
     options = LoopOptions(objective=ObjectiveSettings(unserved_share=0.5))
     _, tight = drive(trace, capacity=capacity, slo=Slo(2.0), options=options)
@@ -117,7 +119,9 @@ def test_the_loop_does_not_look_ahead():
 
 
 def test_run_policies_runs_the_predictive_policy_at_each_knob():
-    trace = burst_trace(minutes=20)
+    # 40 minutes: on 20, every knob met the burst at max_replicas, and what each spent was decided
+    # by when its replicas came back inside HPA's scale-down window after it, not by the knob.
+    trace = burst_trace(minutes=40)
 
     def factory(knob, name):
         return ServingControlLoopPolicy(CORE, knob, name=name)
